@@ -1,0 +1,120 @@
+"""Decay: the learning rate shrinks as target training goes on."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrtransfer._src import validation
+from lrtransfer._src.scaling import scale_updates
+
+
+class ScheduleScaleState(NamedTuple):
+  """State of :func:`schedule_scale`."""
+  count: jax.Array  # int32 scalar, updates done so far (saturating)
+  scale: jax.Array  # float32 scalar, the scale applied by the last update
+
+
+def schedule_scale(schedule: optax.Schedule
+                   ) -> optax.GradientTransformationExtraArgs:
+  """Adapter: any Optax schedule as a chained, inspectable scale.
+
+  ``updates_t = schedule(t) * updates_t`` with ``t`` the number of updates
+  done before this one. Unlike ``optax.scale_by_schedule`` the applied scale is
+  kept in the state, so :func:`lrtransfer.current_scale` can read it for logs.
+
+  Args:
+    schedule: a function of the step count, e.g.
+      ``optax.cosine_decay_schedule(1.0, decay_steps=1000)``. Use schedules
+      that start at 1.0 so the chained SGD's learning rate is the base rate.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example::
+
+    tx = optax.chain(
+        optax.sgd(0.05, momentum=0.9),
+        lrtransfer.schedule_scale(optax.cosine_decay_schedule(1.0, 2000)))
+  """
+  if not callable(schedule):
+    raise ValueError(f"schedule must be callable, got schedule={schedule!r}")
+
+  def init_fn(params):
+    del params
+    count = jnp.zeros([], jnp.int32)
+    return ScheduleScaleState(count, jnp.asarray(schedule(count), jnp.float32))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    scale = jnp.asarray(schedule(state.count), jnp.float32)
+    new_state = ScheduleScaleState(optax.safe_increment(state.count), scale)
+    return scale_updates(updates, scale), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
+                   warmup_steps: int = 0, warmup_init: float = 0.0,
+                   min_scale: float = 0.0) -> optax.Schedule:
+  """The schedule behind :func:`decay`, built from Optax's own schedules."""
+  validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
+  validation.check_int("every_steps", every_steps, 1)
+  validation.check_int("warmup_steps", warmup_steps, 0)
+  validation.check_in_interval("warmup_init", warmup_init, 0.0, 1.0)
+  validation.check_in_interval("min_scale", min_scale, 0.0, 1.0,
+                               high_open=True)
+  decayed = optax.exponential_decay(
+      init_value=1.0, transition_steps=every_steps, decay_rate=rate,
+      staircase=staircase, end_value=min_scale if min_scale > 0 else None)
+  if warmup_steps == 0:
+    return decayed
+  warmup = optax.linear_schedule(warmup_init, 1.0, warmup_steps)
+  return optax.join_schedules([warmup, decayed], [warmup_steps])
+
+
+def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
+          warmup_steps: int = 0, warmup_init: float = 0.0,
+          min_scale: float = 0.0) -> optax.GradientTransformationExtraArgs:
+  """Exponential decay of the learning rate, with optional warmup and floor.
+
+  With ``t`` the number of updates done and ``w`` the warmup length::
+
+    scale(t) = warmup_init + (1 - warmup_init) * t / w          for t < w
+    scale(t) = max(min_scale, rate ** (k / every_steps))        for t >= w
+    k = t - w          (smooth)   or   floor((t - w) / every_steps) * every_steps
+                                       (staircase)
+
+  "Multiply by 0.99 every epoch" is ``decay(0.99, every_steps=steps_per_epoch,
+  staircase=True)``. Built from ``optax.exponential_decay``,
+  ``optax.linear_schedule`` and ``optax.join_schedules``; for other shapes
+  (cosine, piecewise, ...) pass any Optax schedule to :func:`schedule_scale`.
+
+  Args:
+    rate: factor per ``every_steps`` updates, in (0, 1].
+    every_steps: updates per decay period (e.g. the steps of one epoch).
+    staircase: decay in whole periods rather than smoothly.
+    warmup_steps: length of a linear warmup from ``warmup_init`` to 1.
+    warmup_init: scale at step 0 when warming up, in [0, 1].
+    min_scale: floor of the scale, in [0, 1).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` chained after the optimizer.
+
+  Example::
+
+    tx = optax.chain(optax.sgd(0.05, momentum=0.9),
+                     lrtransfer.decay(0.99, every_steps=steps_per_epoch))
+
+  References:
+    Bengio, "Practical recommendations for gradient-based training of deep
+    architectures", 2012, https://arxiv.org/abs/1206.5533
+    Goyal et al., "Accurate, Large Minibatch SGD" (warmup), 2017,
+    https://arxiv.org/abs/1706.02677
+  """
+  return schedule_scale(decay_schedule(
+      rate, every_steps, staircase=staircase, warmup_steps=warmup_steps,
+      warmup_init=warmup_init, min_scale=min_scale))

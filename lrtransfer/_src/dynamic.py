@@ -1,0 +1,124 @@
+"""Dynamic adjustment: the metric moves the rate, progress moves its decay."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrtransfer._src import plateau as plateau_lib
+from lrtransfer._src import validation
+from lrtransfer._src.measurement import read_measurement
+from lrtransfer._src.scaling import clip_scale, scale_updates
+
+
+class DynamicState(NamedTuple):
+  """State of :func:`dynamic`."""
+  scale: jax.Array  # float32 scalar in [min_scale, max_scale]
+  count: jax.Array  # int32 scalar, updates done so far (saturating)
+  decay_rate: jax.Array  # float32 scalar, log-decay per step last applied
+  plateau: plateau_lib.PlateauState  # evaluation bookkeeping
+
+
+def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
+            progress_gain: float = 1.0, stall_gain: float = 2.0,
+            mode: str = "min", patience: int = 3, cooldown: int = 1,
+            threshold: float = 1e-4, threshold_mode: str = "rel",
+            plateau_factor: float = 1.5, improve_factor: float = 1.0,
+            target: Optional[float] = None, min_scale: float = 0.01,
+            max_scale: float = 2.0) -> optax.GradientTransformationExtraArgs:
+  """Combines performance and progress: a decay whose rate itself adapts.
+
+  At update ``t`` (``t`` updates done before it), with the evaluation rules
+  of :func:`adjust` (threshold, patience, cooldown, target, NaN policy)::
+
+    p_t      = min(t / total_steps, 1)                  progress of the budget
+    lambda_0 = -ln(rate) / every_steps                  base log-decay per step
+    lambda_t = lambda_0 * (1 + progress_gain * p_t)     progress speeds decay
+                        * (stall_gain if num_bad_t > 0 else 1)
+                                                        so does a stalling metric
+    f_t      = improve_factor  if a new evaluation is good
+               plateau_factor  if it completes a plateau
+               1               otherwise (and between evaluations)
+    scale_t  = clip(scale_{t-1} * f_t * exp(-lambda_t), min_scale, max_scale)
+
+  with ``scale_{-1} = 1`` and ``num_bad_t`` the count of consecutive bad
+  evaluations after the measurement seen at ``t``. The metric moves the
+  learning rate (``f_t``: by default a plateau early in training raises it to
+  move away from the source solution), while progress and the metric's trend
+  move the decay rate ``lambda_t`` (late in the budget, or while the metric
+  stalls, the rate falls faster, keeping what the source and the target have
+  taught).
+
+  Args:
+    total_steps: the training budget in updates (for the progress ``p_t``).
+    every_steps: updates per decay period (e.g. per epoch).
+    rate: decay per period at the start, in (0, 1].
+    progress_gain: how much the decay speeds up by the end of the budget
+      (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
+    stall_gain: decay multiplier while the metric is not improving (>= 1
+      speeds it up, 1 disables it).
+    mode, patience, cooldown, threshold, threshold_mode, target: as in
+      :func:`adjust`.
+    plateau_factor: multiplier on a plateau (>1 raises).
+    improve_factor: multiplier on each good evaluation.
+    min_scale, max_scale: bounds of the scale.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` reading ``metric``.
+
+  Example::
+
+    steps = epochs * steps_per_epoch
+    tx = optax.chain(optax.sgd(0.05, momentum=0.9),
+                     lrtransfer.dynamic(steps, every_steps=steps_per_epoch))
+
+  References:
+    Smith, "Cyclical Learning Rates for Training Neural Networks" (budget-
+    aware schedules), 2017, https://arxiv.org/abs/1506.01186
+    Li, Yumer, Ramanan, "Budgeted Training: Rethinking Deep Neural Network
+    Training Under Resource Constraints", ICLR 2020,
+    https://arxiv.org/abs/1905.04753
+  """
+  rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
+                                    cooldown, target)
+  validation.check_int("total_steps", total_steps, 1)
+  validation.check_int("every_steps", every_steps, 1)
+  validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
+  validation.check_non_negative("progress_gain", progress_gain)
+  validation.check_positive("stall_gain", stall_gain)
+  validation.check_positive("plateau_factor", plateau_factor)
+  validation.check_positive("improve_factor", improve_factor)
+  validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
+  if not min_scale <= 1.0 <= max_scale:
+    raise ValueError(
+        "dynamic starts at scale 1, so min_scale <= 1 <= max_scale is needed,"
+        f" got min_scale={min_scale!r}, max_scale={max_scale!r}")
+  base_log_decay = -math.log(rate) / every_steps
+
+  def init_fn(params):
+    del params
+    return DynamicState(jnp.ones([], jnp.float32), jnp.zeros([], jnp.int32),
+                        jnp.asarray(base_log_decay, jnp.float32),
+                        plateau_lib.init_plateau(rule))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params
+    metric = read_measurement(extra_args, "lrtransfer.dynamic")
+    judged, verdict = plateau_lib.observe(rule, state.plateau, metric)
+    progress = jnp.minimum(state.count.astype(jnp.float32) / total_steps, 1.0)
+    stalling = judged.num_bad > 0
+    log_decay = (base_log_decay * (1.0 + progress_gain * progress)
+                 * jnp.where(stalling, stall_gain, 1.0)).astype(jnp.float32)
+    factor = (jnp.where(verdict.good, improve_factor, 1.0)
+              * jnp.where(verdict.plateau, plateau_factor, 1.0))
+    scale = clip_scale(state.scale * factor * jnp.exp(-log_decay), min_scale,
+                       max_scale)
+    new_state = DynamicState(scale, optax.safe_increment(state.count),
+                             log_decay, judged)
+    return scale_updates(updates, scale), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

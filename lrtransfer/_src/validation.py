@@ -1,0 +1,81 @@
+"""Eager validation of Python-number hyperparameters.
+
+Optax factories check their hyperparameters when the transformation is built,
+so a bad value fails at construction with a message naming it, not as a silent
+wrong learning rate after compilation. Values that are not concrete Python
+numbers (for example arrays injected by ``optax.inject_hyperparams``, which
+calls the factory with traced values) are skipped: a Python ``if`` on a tracer
+would fail, and those values are the user's responsibility at run time.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def is_concrete_number(value: Any) -> bool:
+  """True for Python (or NumPy scalar) numbers, False for arrays and tracers."""
+  return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def _fail(name: str, value: Any, requirement: str):
+  raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
+
+
+def check_finite(name: str, value: Any) -> None:
+  if is_concrete_number(value) and not math.isfinite(value):
+    _fail(name, value, "a finite number")
+
+
+def check_positive(name: str, value: Any) -> None:
+  check_finite(name, value)
+  if is_concrete_number(value) and not value > 0:
+    _fail(name, value, "> 0")
+
+
+def check_non_negative(name: str, value: Any) -> None:
+  check_finite(name, value)
+  if is_concrete_number(value) and not value >= 0:
+    _fail(name, value, ">= 0")
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+  """Integer (not bool, not float) and at least ``minimum``."""
+  if isinstance(value, bool) or (
+      is_concrete_number(value) and not float(value).is_integer()):
+    _fail(name, value, f"an integer >= {minimum}")
+  if is_concrete_number(value) and value < minimum:
+    _fail(name, value, f"an integer >= {minimum}")
+
+
+def check_in_interval(name: str, value: Any, low: float, high: float,
+                      *, low_open: bool = False, high_open: bool = False
+                      ) -> None:
+  check_finite(name, value)
+  if not is_concrete_number(value):
+    return
+  too_low = value <= low if low_open else value < low
+  too_high = value >= high if high_open else value > high
+  if too_low or too_high:
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    _fail(name, value, f"in {left}{low}, {high}{right}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    _fail(name, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def check_bounds(min_name: str, min_value: Any, max_name: str,
+                 max_value: Any) -> None:
+  """``0 <= min <= max``, max finite and positive."""
+  check_non_negative(min_name, min_value)
+  check_positive(max_name, max_value)
+  if (is_concrete_number(min_value) and is_concrete_number(max_value)
+      and min_value > max_value):
+    raise ValueError(
+        f"{min_name} must be <= {max_name}, got {min_name}={min_value!r} > "
+        f"{max_name}={max_value!r}")

@@ -1,0 +1,153 @@
+"""Shared helpers for the strategy tests: drivers and NumPy references.
+
+The references are written independently of the library, in float32 NumPy
+arithmetic (the library keeps metric bookkeeping in float32), one evaluation
+or one step at a time, straight from the formulas in the docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import lrtransfer
+
+f32 = np.float32
+
+
+def per_step_measurements(values, steps_per_eval):
+  """Feeds evaluation k (1-based) on every step of its interval.
+
+  Returns (values, counts) per step: steps 0..steps_per_eval-1 see the
+  first evaluation, and so on, as in a loop that evaluates, then trains an
+  epoch passing that evaluation's measurement on each step.
+  """
+  step_values = np.repeat(np.asarray(values, np.float32), steps_per_eval)
+  step_counts = np.repeat(np.arange(1, len(values) + 1, dtype=np.int32),
+                          steps_per_eval)
+  return step_values, step_counts
+
+
+def scales_over_steps(tx, step_values, step_counts, params=None):
+  """Runs ``tx`` inside one ``lax.scan``; returns the scale after each step."""
+  params = {"w": jnp.ones((3,), jnp.float32)} if params is None else params
+
+  def body(state, inputs):
+    value, count = inputs
+    grads = jax.tree.map(jnp.ones_like, params)
+    _, state = tx.update(grads, state, params,
+                         metric=lrtransfer.measurement(value, count))
+    return state, lrtransfer.current_scale(state)
+
+  _, scales = jax.jit(lambda s: jax.lax.scan(
+      body, s, (jnp.asarray(step_values), jnp.asarray(step_counts))))(
+          tx.init(params))
+  return np.asarray(scales)
+
+
+def adjust_reference(values, *, mode="min", patience=3, cooldown=1,
+                     threshold=1e-4, threshold_mode="rel", plateau_factor=1.5,
+                     improve_factor=0.9, target=None, init_scale=1.0,
+                     min_scale=0.05, max_scale=2.0):
+  """Scale after each evaluation, per the docstring of ``adjust``."""
+  sign = f32(1.0 if mode == "min" else -1.0)
+  best, num_bad, cooldown_left = f32(np.inf), 0, 0
+  scale = f32(init_scale)
+  out = []
+  for value in values:
+    v = sign * f32(value)
+    margin = (f32(threshold) * abs(best) if threshold_mode == "rel"
+              else f32(threshold))
+    improved = bool(np.isfinite(v)) and (best == np.inf or v < best - margin)
+    good = improved and (target is None or v <= sign * f32(target))
+    if improved:
+      best = v
+    num_bad = 0 if good else num_bad + 1
+    if cooldown_left > 0:
+      cooldown_left -= 1
+      num_bad = 0
+    factor = f32(1.0)
+    if good:
+      factor *= f32(improve_factor)
+    if num_bad > patience:
+      factor *= f32(plateau_factor)
+      cooldown_left = cooldown
+      num_bad = 0
+    scale = f32(min(max(scale * factor, f32(min_scale)), f32(max_scale)))
+    out.append(scale)
+  return np.asarray(out, np.float32)
+
+
+def dynamic_reference(step_values, step_counts, *, total_steps,
+                      every_steps=1, rate=0.99, progress_gain=1.0,
+                      stall_gain=2.0, mode="min", patience=3, cooldown=1,
+                      threshold=1e-4, threshold_mode="rel",
+                      plateau_factor=1.5, improve_factor=1.0, target=None,
+                      min_scale=0.01, max_scale=2.0):
+  """Scale after each step, per the docstring formula of ``dynamic``."""
+  sign = 1.0 if mode == "min" else -1.0
+  best, num_bad, cooldown_left, last_count = math.inf, 0, 0, 0
+  scale = 1.0
+  lambda0 = -math.log(rate) / every_steps
+  out = []
+  for t, (value, count) in enumerate(zip(step_values, step_counts)):
+    factor = 1.0
+    if count > last_count:
+      last_count = count
+      v = sign * float(value)
+      margin = threshold * abs(best) if threshold_mode == "rel" else threshold
+      improved = math.isfinite(v) and (best == math.inf or v < best - margin)
+      good = improved and (target is None or v <= sign * target)
+      if improved:
+        best = v
+      num_bad = 0 if good else num_bad + 1
+      if cooldown_left > 0:
+        cooldown_left -= 1
+        num_bad = 0
+      if good:
+        factor *= improve_factor
+      if num_bad > patience:
+        factor *= plateau_factor
+        cooldown_left = cooldown
+        num_bad = 0
+    progress = min(t / total_steps, 1.0)
+    log_decay = (lambda0 * (1 + progress_gain * progress)
+                 * (stall_gain if num_bad > 0 else 1.0))
+    scale = min(max(scale * factor * math.exp(-log_decay), min_scale),
+                max_scale)
+    out.append(scale)
+  return np.asarray(out)
+
+
+def decay_reference(num_steps, *, rate, every_steps, staircase=False,
+                    warmup_steps=0, warmup_init=0.0, min_scale=0.0):
+  """Scale applied at each step, per the docstring of ``decay``."""
+  out = []
+  for t in range(num_steps):
+    if t < warmup_steps:
+      out.append(warmup_init + (1 - warmup_init) * t / warmup_steps)
+      continue
+    k = t - warmup_steps
+    if staircase:
+      k = (k // every_steps) * every_steps
+    out.append(max(min_scale, rate ** (k / every_steps)))
+  return np.asarray(out)
+
+
+def strategy_factories():
+  """Every public strategy in a small configuration, by name."""
+  return {
+      "decay": lambda: lrtransfer.decay(0.8, every_steps=2, warmup_steps=2),
+      "schedule_scale": lambda: lrtransfer.schedule_scale(
+          optax.cosine_decay_schedule(1.0, 30)),
+      "adjust": lambda: lrtransfer.adjust(patience=1, cooldown=0),
+      "reduce_on_plateau": lambda: lrtransfer.reduce_on_plateau(
+          factor=0.5, patience=1),
+      "bold_driver": lambda: lrtransfer.bold_driver(),
+      "dynamic": lambda: lrtransfer.dynamic(40, every_steps=3, rate=0.9,
+                                            patience=1),
+  }

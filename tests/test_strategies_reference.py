@@ -1,0 +1,141 @@
+"""Each strategy against a NumPy reference over long metric sequences."""
+
+import numpy as np
+import optax
+import pytest
+
+import lrtransfer
+from _harness import (adjust_reference, decay_reference, dynamic_reference,
+                      per_step_measurements, scales_over_steps)
+
+
+def _metric_sequence(seed, n=200, negative=False, with_nan=False):
+  """A noisy, mostly improving loss with plateaus, rounded to avoid ties."""
+  rng = np.random.default_rng(seed)
+  trend = 2.0 * np.exp(-np.arange(n) / 40.0)
+  plateaus = np.repeat(rng.uniform(0, 0.3, n // 10), 10)[:n]
+  values = np.round(trend + plateaus + rng.normal(0, 0.05, n), 3)
+  if negative:
+    values = values - 3.0  # e.g. a negative log-likelihood offset
+  if with_nan:
+    idx = rng.choice(n, size=n // 15, replace=False)
+    values[idx[: len(idx) // 2]] = np.nan
+    values[idx[len(idx) // 2:]] = np.inf
+  return values.astype(np.float32)
+
+
+ADJUST_CASES = {
+    "defaults": {},
+    "reduce_rel": dict(plateau_factor=0.5, improve_factor=1.0, patience=2,
+                       cooldown=0, min_scale=0.01, max_scale=1.0),
+    "reduce_abs_cooldown": dict(plateau_factor=0.3, improve_factor=1.0,
+                                patience=1, cooldown=3, threshold=0.02,
+                                threshold_mode="abs", min_scale=0.001,
+                                max_scale=1.0),
+    "bold_driver_like": dict(plateau_factor=0.5, improve_factor=1.05,
+                             patience=0, cooldown=0, min_scale=0.01,
+                             max_scale=3.0),
+    "target": dict(target=0.8, plateau_factor=1.3, improve_factor=0.95,
+                   patience=2, cooldown=1, min_scale=0.1, max_scale=2.0),
+    "tight_bounds": dict(plateau_factor=3.0, improve_factor=0.1, patience=0,
+                         min_scale=0.5, max_scale=1.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADJUST_CASES))
+@pytest.mark.parametrize("variant", ["positive", "negative", "max", "nan"])
+def test_adjust_matches_reference(case, variant):
+  kwargs = dict(ADJUST_CASES[case])
+  values = _metric_sequence(seed=len(case), negative=variant == "negative",
+                            with_nan=variant == "nan")
+  if variant == "max":  # an accuracy-like metric, to be maximised
+    values = (1.0 - values / 4.0).astype(np.float32)
+    kwargs["mode"] = "max"
+    if "target" in kwargs:
+      kwargs["target"] = 0.8
+  if variant == "negative" and "target" in kwargs:
+    kwargs["target"] = -2.2
+  expected = adjust_reference(values, **kwargs)
+  steps_per_eval = 3
+  got = scales_over_steps(lrtransfer.adjust(**kwargs),
+                          *per_step_measurements(values, steps_per_eval))
+  np.testing.assert_allclose(got[steps_per_eval - 1::steps_per_eval],
+                             expected, rtol=1e-5)
+  assert np.all(np.isfinite(got))
+  assert np.all((got >= kwargs.get("min_scale", 0.05) * (1 - 1e-6))
+                & (got <= kwargs.get("max_scale", 2.0) * (1 + 1e-6)))
+
+
+def test_negative_metric_worsening_is_not_improvement():
+  # best = -10; -9.5 is worse. Optax/PyTorch's `v < best * (1 - rtol)` with
+  # rtol=0.1 says -9.5 < -9 is an improvement; ours must count it as bad.
+  tx = lrtransfer.reduce_on_plateau(factor=0.5, patience=0, threshold=0.1)
+  got = scales_over_steps(tx, *per_step_measurements([-10.0, -9.5], 1))
+  np.testing.assert_allclose(got, [1.0, 0.5])
+
+
+def test_nan_first_value_never_becomes_best():
+  tx = lrtransfer.reduce_on_plateau(factor=0.5, patience=5)
+  state = tx.init({"w": np.zeros(2, np.float32)})
+  grads = {"w": np.ones(2, np.float32)}
+  for count, value in enumerate([np.nan, 3.0, np.nan, 2.0], start=1):
+    _, state = tx.update(grads, state, metric=lrtransfer.measurement(
+        value, count))
+  assert float(state.plateau.best) == 2.0
+  assert int(state.plateau.num_bad) == 0
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(rate=0.9, every_steps=1),
+    dict(rate=0.99, every_steps=7, staircase=True),
+    dict(rate=0.5, every_steps=3, warmup_steps=5, warmup_init=0.1),
+    dict(rate=0.7, every_steps=2, min_scale=0.05, staircase=True),
+    dict(rate=1.0, every_steps=4, warmup_steps=3),
+])
+def test_decay_matches_reference(kwargs):
+  n = 60
+  got = scales_over_steps(lrtransfer.decay(**kwargs),
+                          np.zeros(n, np.float32), np.zeros(n, np.int32))
+  np.testing.assert_allclose(got, decay_reference(n, **kwargs), rtol=2e-5,
+                             atol=1e-7)
+
+
+def test_schedule_scale_applies_any_optax_schedule():
+  schedule = optax.warmup_cosine_decay_schedule(0.0, 1.0, 5, 50, 0.01)
+  n = 60
+  got = scales_over_steps(lrtransfer.schedule_scale(schedule),
+                          np.zeros(n, np.float32), np.zeros(n, np.int32))
+  np.testing.assert_allclose(got, [schedule(t) for t in range(n)], rtol=1e-5,
+                             atol=1e-6)
+
+
+DYNAMIC_CASES = {
+    "defaults": {},
+    "no_gains": dict(progress_gain=0.0, stall_gain=1.0),
+    "reduce": dict(plateau_factor=0.5, improve_factor=1.0, patience=1,
+                   cooldown=0, rate=0.95),
+    "max_target": dict(mode="max", target=-0.5, improve_factor=0.97,
+                       patience=2, threshold=0.01, threshold_mode="abs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DYNAMIC_CASES))
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_dynamic_matches_reference(case, with_nan):
+  kwargs = dict(DYNAMIC_CASES[case])
+  values = _metric_sequence(seed=7, n=80, with_nan=with_nan)
+  if kwargs.get("mode") == "max":
+    values = -values
+  # Irregular evaluation intervals: 1 to 6 steps between evaluations.
+  rng = np.random.default_rng(3)
+  repeats = rng.integers(1, 7, size=len(values))
+  step_values = np.repeat(values, repeats)
+  step_counts = np.repeat(np.arange(1, len(values) + 1), repeats)
+  total = len(step_values)
+  expected = dynamic_reference(step_values, step_counts,
+                               total_steps=total // 2, every_steps=4, **kwargs)
+  got = scales_over_steps(
+      lrtransfer.dynamic(total // 2, every_steps=4, **kwargs), step_values,
+      step_counts.astype(np.int32))
+  np.testing.assert_allclose(got, expected, rtol=2e-4)
+  assert np.all(np.isfinite(got))
