@@ -138,16 +138,18 @@ def decay_reference(num_steps, *, rate, every_steps, staircase=False,
   return np.asarray(out)
 
 
-def strategy_factories():
-  """Every public strategy in a small configuration, by name."""
+def strategy_factories(total_steps=40):
+  """Every public strategy, configured to move within ``total_steps``."""
+  period = max(1, total_steps // 20)
   return {
-      "decay": lambda: lrtransfer.decay(0.8, every_steps=2, warmup_steps=2),
+      "decay": lambda: lrtransfer.decay(0.8, every_steps=period,
+                                        warmup_steps=2),
       "schedule_scale": lambda: lrtransfer.schedule_scale(
-          optax.cosine_decay_schedule(1.0, 30)),
+          optax.cosine_decay_schedule(1.0, total_steps)),
       "adjust": lambda: lrtransfer.adjust(patience=1, cooldown=0),
       "reduce_on_plateau": lambda: lrtransfer.reduce_on_plateau(
           factor=0.5, patience=1),
       "bold_driver": lambda: lrtransfer.bold_driver(),
-      "dynamic": lambda: lrtransfer.dynamic(40, every_steps=3, rate=0.9,
-                                            patience=1),
+      "dynamic": lambda: lrtransfer.dynamic(total_steps, every_steps=period,
+                                            rate=0.9, patience=1),
   }

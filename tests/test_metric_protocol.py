@@ -1,0 +1,136 @@
+"""The metric protocol: one reaction per new evaluation, whatever the steps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lrtransfer
+from _harness import adjust_reference, per_step_measurements, scales_over_steps
+
+VALUES = np.asarray([1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.85, 0.85, 0.85, 0.7,
+                     0.7, 0.7, 0.7, 0.7], np.float32)
+KWARGS = dict(patience=1, cooldown=1, plateau_factor=0.5, improve_factor=0.9,
+              min_scale=0.01, max_scale=1.0)
+
+
+@pytest.mark.parametrize("steps_per_eval", [1, 4, 13])
+def test_reacts_once_per_evaluation_whatever_the_steps(steps_per_eval):
+  got = scales_over_steps(lrtransfer.adjust(**KWARGS),
+                          *per_step_measurements(VALUES, steps_per_eval))
+  np.testing.assert_allclose(got[steps_per_eval - 1::steps_per_eval],
+                             adjust_reference(VALUES, **KWARGS), rtol=1e-6)
+  # Between evaluations the scale does not move.
+  per_eval = got.reshape(len(VALUES), steps_per_eval)
+  assert np.all(per_eval == per_eval[:, :1])
+
+
+def test_irregular_evaluation_intervals():
+  repeats = np.asarray([1, 7, 2, 2, 11, 1, 1, 3, 5, 1, 9, 2, 1, 4])
+  step_values = np.repeat(VALUES, repeats)
+  step_counts = np.repeat(np.arange(1, len(VALUES) + 1), repeats)
+  got = scales_over_steps(lrtransfer.adjust(**KWARGS), step_values,
+                          step_counts.astype(np.int32))
+  last_step_of_eval = np.cumsum(repeats) - 1
+  np.testing.assert_allclose(got[last_step_of_eval],
+                             adjust_reference(VALUES, **KWARGS), rtol=1e-6)
+
+
+def test_no_measurement_and_stale_counts_do_not_react():
+  tx = lrtransfer.adjust(**KWARGS)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for _ in range(5):  # before the first evaluation
+    _, state = update(params, state, params,
+                      metric=lrtransfer.no_measurement())
+  assert int(state.plateau.last_count) == 0
+  assert float(state.plateau.best) == np.inf
+  _, state = update(params, state, params,
+                    metric=lrtransfer.measurement(1.0, 3))
+  judged = state
+  # Count 3 again, or an older count, changes nothing, even with new values.
+  for value, count in [(0.1, 3), (0.1, 2), (5.0, 1)]:
+    _, state = update(params, state, params,
+                      metric=lrtransfer.measurement(value, count))
+  jax.tree.map(np.testing.assert_array_equal, state, judged)
+
+
+def test_optax_reduce_on_plateau_trap_is_absent():
+  # Optax's reduce_on_plateau counts the value of every update: fed the same
+  # epoch loss on each of 10 steps it reduces within the first epoch.
+  steps_per_epoch, values = 10, [1.0, 1.0]
+  optax_tx = optax.contrib.reduce_on_plateau(factor=0.5, patience=2)
+  state = optax_tx.init({"w": jnp.ones(2)})
+  for value in np.repeat(values, steps_per_epoch):
+    _, state = optax_tx.update({"w": jnp.ones(2)}, state,
+                               value=jnp.float32(value))
+  assert float(state.scale) < 1.0
+  # Ours reacts to evaluations: two evaluations with patience 2 is no plateau.
+  ours = scales_over_steps(lrtransfer.reduce_on_plateau(factor=0.5,
+                                                        patience=2),
+                           *per_step_measurements(values, steps_per_epoch))
+  assert np.all(ours == 1.0)
+
+
+@pytest.mark.parametrize("factory", [lrtransfer.adjust,
+                                     lambda: lrtransfer.dynamic(100)])
+def test_missing_metric_is_a_trace_time_error(factory):
+  tx = factory()
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="metric=lrtransfer.measurement"):
+    jax.jit(tx.update)(params, tx.init(params), params)
+
+
+def test_bare_value_is_rejected_with_the_reason():
+  tx = lrtransfer.adjust()
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(TypeError, match="count"):
+    tx.update(params, tx.init(params), params, metric=jnp.float32(0.5))
+
+
+def test_non_scalar_metric_is_rejected():
+  tx = lrtransfer.adjust()
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match=r"scalar, got shape \(3,\)"):
+    jax.jit(tx.update)(params, tx.init(params), params,
+                       metric=lrtransfer.Measurement(jnp.ones(3),
+                                                     jnp.int32(1)))
+
+
+def test_float_count_is_rejected():
+  tx = lrtransfer.adjust()
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(TypeError, match="integer"):
+    tx.update(params, tx.init(params), params,
+              metric=lrtransfer.Measurement(jnp.float32(1.0),
+                                            jnp.float32(1.0)))
+
+
+def test_decay_needs_no_metric():
+  tx = lrtransfer.decay(0.5, every_steps=1)
+  params = {"w": jnp.ones(2)}
+  updates, state = jax.jit(tx.update)(params, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], [1.0, 1.0])
+  updates, state = jax.jit(tx.update)(params, state, params)
+  np.testing.assert_allclose(updates["w"], [0.5, 0.5])
+
+
+def test_current_scale_without_strategy_is_an_error():
+  with pytest.raises(ValueError, match="no lrtransfer strategy"):
+    lrtransfer.current_scale(optax.sgd(0.1).init({"w": jnp.ones(2)}))
+
+
+def test_current_scale_multiplies_chained_strategies_under_jit():
+  tx = optax.chain(optax.sgd(0.1), lrtransfer.decay(0.5, every_steps=1),
+                   lrtransfer.adjust(init_scale=0.5, min_scale=0.1))
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  _, state = tx.update(params, state, params,
+                       metric=lrtransfer.no_measurement())
+  _, state = tx.update(params, state, params,
+                       metric=lrtransfer.no_measurement())
+  assert float(jax.jit(lrtransfer.current_scale)(state)) == 0.25
+  assert float(lrtransfer.effective_learning_rate(state, 0.1)) == pytest.approx(
+      0.025)
