@@ -220,3 +220,14 @@ def test_gradual_unfreeze_bad_args(kwargs, name):
 def test_head_first_bad_args(probe_steps):
   with pytest.raises(ValueError, match="probe_steps="):
     head_first(probe_steps)
+
+
+def test_multisteps_counts_effective_steps():
+  params = dict_params()
+  tx = optax.MultiSteps(gradual_unfreeze(every_steps=1), every_k_schedule=2)
+  state = tx.init(params)
+  levels = []
+  for _ in range(6):
+    _, state = jax.jit(tx.update)(params, state, params)
+    levels.append(int(unfrozen_levels(state)))
+  assert levels == [1, 2, 2, 3, 3, 4]

@@ -1,0 +1,175 @@
+"""Recipes: a named fine-tuning optimizer, built the same way every time.
+
+A recipe says which learning-rate strategy and which transfer tools to use on
+top of SGD-momentum; :func:`build_optimizer` turns it into one Optax chain in
+the order the tools need::
+
+    [l2sp] -> [gradual_unfreeze | head_first] -> sgd(lr, momentum)
+           -> [layerwise_scale] -> [strategy]
+
+L2-SP adds its pull to the raw gradient; the unfreezing mask then zeroes the
+frozen layers *before* momentum, so they accumulate none; layer-wise factors
+and the strategy scale the final step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import lrtransfer._src.adjust as adjust_lib
+import lrtransfer._src.decay as decay_lib
+import lrtransfer._src.dynamic as dynamic_lib
+from lrtransfer._src import inspect
+from lrtransfer._src import validation
+from lrtransfer._src.transfer import depths as depths_lib
+from lrtransfer._src.transfer.l2sp import l2sp
+from lrtransfer._src.transfer import unfreeze as unfreeze_lib
+from lrtransfer._src.transfer.layerwise import layerwise_scale
+
+# strategy_factory(steps_per_epoch, total_steps) -> GradientTransformation
+StrategyFactory = Callable[[int, int], optax.GradientTransformation]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """How to fine-tune: base rate, strategy and transfer tools.
+
+  Attributes:
+    name: label in tables, plots and JSON.
+    learning_rate: base learning rate of SGD-momentum.
+    momentum: SGD momentum.
+    strategy: ``f(steps_per_epoch, total_steps) -> transformation`` (an
+      lrtransfer strategy), or None for a constant rate.
+    from_source: start from the source model's layers (False: from scratch).
+    layerwise_factor: discriminative rates, ``factor ** (top - depth)``.
+    unfreeze_every_epochs: gradual unfreezing, one more level per period.
+    head_first_epochs: linear probe for this many epochs, then everything.
+    l2sp_alpha: L2-SP pull toward the source weights (0/None: off).
+    l2sp_beta: plain weight decay on the new head when L2-SP is on.
+  """
+  name: str
+  learning_rate: float = 0.05
+  momentum: float = 0.9
+  strategy: Optional[StrategyFactory] = None
+  from_source: bool = True
+  layerwise_factor: Optional[float] = None
+  unfreeze_every_epochs: Optional[int] = None
+  head_first_epochs: Optional[int] = None
+  l2sp_alpha: Optional[float] = None
+  l2sp_beta: float = 1e-4
+
+  def __post_init__(self):
+    validation.check_positive("learning_rate", self.learning_rate)
+    validation.check_in_interval("momentum", self.momentum, 0.0, 1.0,
+                                 high_open=True)
+    if self.layerwise_factor is not None:
+      validation.check_positive("layerwise_factor", self.layerwise_factor)
+    if self.unfreeze_every_epochs is not None:
+      validation.check_int("unfreeze_every_epochs",
+                           self.unfreeze_every_epochs, 1)
+    if self.head_first_epochs is not None:
+      validation.check_int("head_first_epochs", self.head_first_epochs, 1)
+    if (self.unfreeze_every_epochs is not None
+        and self.head_first_epochs is not None):
+      raise ValueError("unfreeze_every_epochs and head_first_epochs are two "
+                       "ways to open layers; choose one")
+    if self.l2sp_alpha is not None:
+      validation.check_non_negative("l2sp_alpha", self.l2sp_alpha)
+      if not self.from_source:
+        raise ValueError("l2sp_alpha needs from_source=True: L2-SP pulls "
+                         "toward source weights")
+    validation.check_non_negative("l2sp_beta", self.l2sp_beta)
+
+
+def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
+                    source_params: Any = None, learning_rate: Any = None
+                    ) -> optax.GradientTransformationExtraArgs:
+  """The recipe's Optax chain (see the module docstring for the order).
+
+  Args:
+    recipe: what to build.
+    steps_per_epoch: updates per epoch (for per-epoch periods).
+    total_steps: the training budget in updates.
+    source_params: source parameters, needed by L2-SP.
+    learning_rate: overrides ``recipe.learning_rate``; may be a traced array
+      (a sweep vmaps over it).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` reading ``metric``.
+  """
+  lr = recipe.learning_rate if learning_rate is None else learning_rate
+  parts = []
+  if recipe.l2sp_alpha:
+    if source_params is None:
+      raise ValueError(f"recipe {recipe.name!r} uses L2-SP: pass "
+                       "source_params")
+    parts.append(l2sp(source_params, alpha=recipe.l2sp_alpha,
+                      beta=recipe.l2sp_beta))
+  if recipe.unfreeze_every_epochs:
+    parts.append(unfreeze_lib.gradual_unfreeze(
+        recipe.unfreeze_every_epochs * steps_per_epoch))
+  if recipe.head_first_epochs:
+    parts.append(unfreeze_lib.head_first(
+        recipe.head_first_epochs * steps_per_epoch))
+  parts.append(optax.sgd(lr, momentum=recipe.momentum))
+  if recipe.layerwise_factor is not None:
+    parts.append(layerwise_scale(recipe.layerwise_factor))
+  if recipe.strategy is not None:
+    parts.append(recipe.strategy(steps_per_epoch, total_steps))
+  return optax.chain(*parts)
+
+
+def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
+                         learning_rate: Any = None) -> jax.Array:
+  """Effective learning rate of each depth level, input side first.
+
+  ``lr_d = lr * scale * layerwise_factor ** (top - d) * open_d`` where
+  ``scale`` is :func:`lrtransfer.current_scale` (1 without a strategy) and
+  ``open_d`` is 0 for levels still frozen by unfreezing or head-first.
+
+  Returns:
+    float32 array ``[num_levels]``.
+  """
+  lr = recipe.learning_rate if learning_rate is None else learning_rate
+  levels = sorted(set(depths_lib.leaf_depths(params)))
+  top = levels[-1]
+  scale = (inspect.current_scale(opt_state)
+           if inspect.strategy_states(opt_state) else jnp.float32(1.0))
+  depth = jnp.asarray(levels, jnp.float32)
+  factor = (jnp.float32(recipe.layerwise_factor) ** (top - depth)
+            if recipe.layerwise_factor is not None else jnp.ones_like(depth))
+  if recipe.unfreeze_every_epochs or recipe.head_first_epochs:
+    num_open = unfreeze_lib.unfrozen_levels(opt_state)
+    is_open = (top - depth) < num_open
+  else:
+    is_open = jnp.ones_like(depth, bool)
+  return (lr * scale * factor * is_open).astype(jnp.float32)
+
+
+def default_recipes(learning_rate: float = 0.05) -> dict[str, Recipe]:
+  """The baselines, strategies and transfer tools compared by ``lrtransfer run``.
+
+  Strategies run with their library defaults; periods are one epoch.
+  """
+  lr = learning_rate
+  return {r.name: r for r in [
+      Recipe("scratch", lr, from_source=False),
+      Recipe("constant", lr),
+      Recipe("decay", lr, strategy=lambda spe, total: decay_lib.decay(
+          0.97, every_steps=spe, staircase=True)),
+      Recipe("reduce_on_plateau", lr,
+             strategy=lambda spe, total: adjust_lib.reduce_on_plateau(
+                 factor=0.5, patience=3)),
+      Recipe("adjust", lr, strategy=lambda spe, total: adjust_lib.adjust()),
+      Recipe("dynamic", lr, strategy=lambda spe, total: dynamic_lib.dynamic(
+          total, every_steps=spe)),
+      Recipe("layerwise", lr, layerwise_factor=1 / 2.6),
+      Recipe("gradual_unfreeze", lr, unfreeze_every_epochs=2),
+      Recipe("head_first", lr, head_first_epochs=5),
+      Recipe("l2sp", lr, l2sp_alpha=1e-2),
+  ]}

@@ -1,0 +1,31 @@
+"""Transfer tools: layer-wise rates, unfreezing, L2-SP, the lr range test."""
+
+from lrtransfer._src.transfer.depths import layer_depths
+from lrtransfer._src.transfer.depths import normalize_path
+from lrtransfer._src.transfer.l2sp import L2SPState
+from lrtransfer._src.transfer.l2sp import l2sp
+from lrtransfer._src.transfer.layerwise import LayerwiseScaleState
+from lrtransfer._src.transfer.layerwise import layerwise_scale
+from lrtransfer._src.transfer.layerwise import layerwise_scales
+from lrtransfer._src.transfer.lr_finder import LRRangeTestResult
+from lrtransfer._src.transfer.lr_finder import lr_range_test
+from lrtransfer._src.transfer.unfreeze import UnfreezeState
+from lrtransfer._src.transfer.unfreeze import gradual_unfreeze
+from lrtransfer._src.transfer.unfreeze import head_first
+from lrtransfer._src.transfer.unfreeze import unfrozen_levels
+
+__all__ = [
+    "L2SPState",
+    "LRRangeTestResult",
+    "LayerwiseScaleState",
+    "UnfreezeState",
+    "gradual_unfreeze",
+    "head_first",
+    "l2sp",
+    "layer_depths",
+    "layerwise_scale",
+    "layerwise_scales",
+    "lr_range_test",
+    "normalize_path",
+    "unfrozen_levels",
+]

@@ -1,0 +1,199 @@
+"""L2-SP: weight decay toward the source (pre-trained) parameters."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Hashable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrtransfer._src.transfer.depths import is_head_path, normalize_path
+
+Path = tuple[Hashable, ...]
+
+# What the state holds for a leaf with no source (a new leaf, e.g. the head):
+# a zero-size array, so the state keeps the params' tree structure at no cost.
+_NO_SOURCE_SHAPE = (0,)
+
+
+class L2SPState(NamedTuple):
+  """State of :func:`l2sp`: a copy of the source parameters."""
+  # Params-shaped tree in the params' dtypes: the source value of each
+  # transferred leaf; a zero-size (0,) array for each new leaf.
+  source: Any
+
+
+def _check_nonneg(name: str, value: Any) -> None:
+  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
+  if isinstance(value, bool) or (
+      isinstance(value, numbers.Real) and not value >= 0.0):
+    raise ValueError(
+        f"{name} must be a non-negative number, got {name}={value!r}.")
+
+
+def _add_scaled(update: jax.Array, coefficient: Any,
+                term: jax.Array) -> jax.Array:
+  if isinstance(coefficient, numbers.Real) and coefficient == 0:
+    return update
+  return (update + coefficient * term).astype(update.dtype)
+
+
+def _leaves_by_path(tree: Any, what: str) -> dict[Path, Any]:
+  by_path: dict[Path, Any] = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    key = normalize_path(path)
+    if key in by_path:
+      raise ValueError(f"{what} has two leaves at path {key!r}.")
+    by_path[key] = leaf
+  return by_path
+
+
+def _transferred_mask(
+    params: Any, source: dict[Path, Any], transferred: Any,
+) -> list[bool]:
+  """Which params leaves are pulled to the source, checking the trees."""
+  param_paths = [
+      (normalize_path(path), leaf)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+  ]
+  param_keys = {path for path, _ in param_paths}
+  if transferred is None:
+    # Outside the head the two trees must have the same paths; a shape
+    # change makes a leaf new (e.g. a resized layer).
+    for path, _ in param_paths:
+      if not is_head_path(path) and path not in source:
+        raise ValueError(
+            "source_params does not match params: no source leaf at path "
+            f"{path!r}. Pass `transferred` to mark new leaves.")
+    for path in source:
+      if not is_head_path(path) and path not in param_keys:
+        raise ValueError(
+            "source_params does not match params: source leaf at path "
+            f"{path!r} has no counterpart in params.")
+    return [
+        not is_head_path(path) and path in source
+        and np.shape(source[path]) == np.shape(leaf)
+        for path, leaf in param_paths
+    ]
+  flags = _leaves_by_path(transferred, "transferred")
+  mask = []
+  for path, leaf in param_paths:
+    if path not in flags:
+      raise ValueError(
+          f"transferred does not match params: no flag at path {path!r}.")
+    flag = flags[path]
+    if not isinstance(flag, (bool, np.bool_)):
+      raise ValueError(
+          "transferred must hold Python bools, got "
+          f"{flag!r} at path {path!r}.")
+    if flag and path not in source:
+      raise ValueError(
+          f"source_params does not match params: path {path!r} is marked "
+          "transferred but has no source leaf.")
+    if flag and np.shape(source[path]) != np.shape(leaf):
+      raise ValueError(
+          f"source_params does not match params at path {path!r}: source "
+          f"shape {np.shape(source[path])} != params shape {np.shape(leaf)}.")
+    mask.append(bool(flag))
+  return mask
+
+
+def l2sp(
+    source_params: Any,
+    alpha: float = 1e-2,
+    beta: float = 1e-4,
+    transferred: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""L2-SP: pulls transferred weights toward their source values.
+
+  Adds the gradient of the L2-SP penalty
+  :math:`\tfrac{\alpha}{2}\lVert w_S - w_S^0\rVert^2 +
+  \tfrac{\beta}{2}\lVert w_{\bar S}\rVert^2`:
+
+  .. math::
+
+    g_\ell \leftarrow g_\ell + \begin{cases}
+      \alpha\,(w_\ell - w^0_\ell) & \ell \text{ transferred} \\
+      \beta\, w_\ell & \ell \text{ new (no source, e.g. the head)}
+    \end{cases}
+
+  Plain weight decay pulls toward zero and so away from the source solution;
+  L2-SP keeps the fine-tuned model near it.
+
+  The source parameters :math:`w^0` are copied into the optimizer *state* at
+  ``init``, cast to each parameter's dtype (not closed over: constants would
+  be baked into every compiled update). The update reads them once per step.
+
+  Place it *before* the optimizer, like ``optax.add_decayed_weights``:
+  ``optax.chain(l2sp(source), optax.sgd(lr, momentum=0.9), ...)``.
+
+  Args:
+    source_params: the source model's parameters (``nnx.State`` or nested
+      dict). Matched to ``params`` by path, ignoring ``nnx.Param`` wrappers.
+    alpha: strength of the pull toward the source, a number >= 0.
+    beta: plain weight decay on new leaves, a number >= 0.
+    transferred: optional pytree of Python bools with the paths of ``params``:
+      which leaves are pulled toward the source. Default: every leaf not under
+      ``'head'`` whose source leaf has the same shape; then, outside the head,
+      the two trees must have the same paths.
+
+  Returns:
+    A :class:`optax.GradientTransformationExtraArgs` whose ``update`` requires
+    ``params``.
+
+  Raises:
+    ValueError: a negative ``alpha``/``beta``; at ``init``, source and params
+      trees that do not match (the message names the first offending path and
+      shapes); at trace time of ``update``, ``params=None``.
+
+  Example::
+
+    tx = optax.chain(l2sp(source_params, alpha=1e-2, beta=1e-4),
+                     optax.sgd(1e-2, momentum=0.9))
+    opt_state = tx.init(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+
+  References:
+    Li, Grandvalet & Davoine, `Explicit Inductive Bias for Transfer Learning
+    with Convolutional Networks <https://arxiv.org/abs/1802.01483>`_, 2018.
+  """
+  _check_nonneg("alpha", alpha)
+  _check_nonneg("beta", beta)
+
+  def init_fn(params):
+    source = _leaves_by_path(source_params, "source_params")
+    mask = _transferred_mask(params, source, transferred)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    copies = [
+        # copy=True: the state must own its buffer even when the target was
+        # built from the very same arrays and a train step donates them.
+        jnp.array(source[normalize_path(path)], dtype=jnp.result_type(leaf),
+                  copy=True)
+        if is_transferred else
+        jnp.zeros(_NO_SOURCE_SHAPE, jnp.result_type(leaf))
+        for (path, leaf), is_transferred in zip(flat, mask)
+    ]
+    return L2SPState(source=jax.tree_util.tree_unflatten(treedef, copies))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    if params is None:
+      raise ValueError(
+          "l2sp needs the current parameters: call "
+          "update(updates, state, params) with params not None.")
+
+    def add_penalty(update, param, source):
+      # Shapes are static: a (0,) source marks a new leaf. (A (0,) param gets
+      # an empty update either way.)
+      if source.shape == param.shape:
+        return _add_scaled(update, alpha, param - source)
+      return _add_scaled(update, beta, param)
+
+    updates = jax.tree.map(add_penalty, updates, params, state.source)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
