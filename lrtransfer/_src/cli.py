@@ -98,8 +98,9 @@ def _select_methods(spec: str, available: Sequence[str]) -> list[str]:
   names = [n.strip() for n in spec.split(",") if n.strip()]
   unknown = [n for n in names if n not in available]
   if unknown or not names:
-    raise UsageError(f"unknown method(s) {', '.join(unknown) or spec!r}; "
-                     f"choose from {', '.join(available)}")
+    listed = ", ".join(unknown) if unknown else repr(spec)
+    raise UsageError(f"unknown method(s) {listed}; choose from "
+                     f"{', '.join(available)}")
   return names
 
 
@@ -120,14 +121,14 @@ def run_command(args) -> int:
     print("\n".join(available))
     return 0
   names = _select_methods(args.methods, list(available))
-  task = _load_task(args)
   out = args.out.absolute()
   if out.exists() and not out.is_dir():
     raise UsageError(f"--out {out} exists and is not a folder")
-  out.mkdir(parents=True, exist_ok=True)
   stale = out / "results.json"
   if stale.exists():
     stale.unlink()  # a run that fails below must not leave an old "done"
+  task = _load_task(args)
+  out.mkdir(parents=True, exist_ok=True)
 
   from tqdm import tqdm
   start = time.perf_counter()

@@ -10,7 +10,7 @@ Embedded tasks (see `TASKS`):
 * ``digits_label_split`` -- sklearn digits 0-4 as source, 5-9 as target (a new
   label space over the same input domain).
 * ``digits_domain_shift`` -- the same ten digit classes, but the target images
-  are shifted one pixel right and lose contrast (a new input domain).
+  are shifted one pixel right (a new input domain).
 * ``teacher_student_close`` / ``teacher_student_far`` -- synthetic tasks whose
   target labelling function is a random teacher network close to (similarity
   0.9) or far from (similarity 0.3) the source teacher.
@@ -19,7 +19,8 @@ Inputs of all splits are standardised with the *source training* statistics:
 the transferred layers were trained on inputs in that frame, so the target must
 go through the same transform to reach them in it (re-standardising on the
 target would silently undo part of a domain shift, and a few-shot target
-training set gives noisy statistics anyway).
+training set gives noisy statistics anyway). Tabular features are standardised
+one by one; pixels share one mean and scale (see `_standardized_task`).
 """
 
 from __future__ import annotations
@@ -268,34 +269,27 @@ def digits_label_split(shots_per_class: int = 10, seed: int = 0) -> TransferTask
   )
 
 
-def shift_and_fade(images: np.ndarray) -> np.ndarray:
-  """The domain shift of `digits_domain_shift`: one pixel right, less contrast.
-
-  ``out[r, c] = 0.5 * in[r, c - 1] + 4`` on the 0..16 intensity scale (column 0
-  becomes background 4). Chosen because a source model is poor on it without
-  fine-tuning (every pixel of the source frame moves) but its features remain
-  useful, unlike e.g. an intensity inversion, which makes them worse than
-  training from scratch.
-
-  Args:
-    images: flattened 8x8 digits, shape ``[n, 64]``, intensities 0..16.
-
-  Returns:
-    The shifted, faded images, shape ``[n, 64]``.
-  """
+def _shift_right(images: np.ndarray) -> np.ndarray:
+  """Moves flattened 8x8 images one pixel right; column 0 becomes background."""
   grid = images.reshape(-1, 8, 8)
   shifted = np.zeros_like(grid)
   shifted[:, :, 1:] = grid[:, :, :-1]
-  return (0.5 * shifted + 4.0).reshape(-1, 64)
+  return shifted.reshape(-1, 64)
 
 
 def digits_domain_shift(shots_per_class: int = 10, seed: int = 0) -> TransferTask:
-  """sklearn digits: the same 10 classes, target images shifted and faded.
+  """sklearn digits: the same 10 classes, target images shifted one pixel right.
 
   The images are split in half (per class); the source uses one half as is,
-  the target the other half through `shift_and_fade`, so no image appears in
+  the target the other half shifted one pixel right, so no image appears in
   both. The target training set has ``shots_per_class`` images per class; the
   remaining target images are split in half into validation and test.
+
+  Why this shift: it is not trivial -- a source model drops from about 98% to
+  about 47% accuracy on the shifted images -- but transfer still helps:
+  fine-tuning it (keeping its head) beats training from scratch by about two
+  points at 10 shots. Harsher shifts tried (one pixel right and down, inverted
+  intensities) left little or no gain over training from scratch.
 
   Args:
     shots_per_class: target training images per class.
@@ -309,7 +303,7 @@ def digits_domain_shift(shots_per_class: int = 10, seed: int = 0) -> TransferTas
   x, y = _digits()
   source_idx, target_idx = _split_per_class(y, [0.5], rng, what="digits")
   xs, ys = x[source_idx], y[source_idx]
-  xt, yt = shift_and_fade(x[target_idx]), y[target_idx]
+  xt, yt = _shift_right(x[target_idx]), y[target_idx]
   src_val, src_train = _split_per_class(
       ys, [_SOURCE_VAL_FRACTION], rng, what="digits source"
   )
@@ -318,8 +312,7 @@ def digits_domain_shift(shots_per_class: int = 10, seed: int = 0) -> TransferTas
   )
   return _standardized_task(
       "digits_domain_shift",
-      "sklearn digits: the same digits, target images shifted one pixel and"
-      " faded",
+      "sklearn digits: the same digits, target images shifted one pixel right",
       ((xs[src_train], ys[src_train]), (xs[src_val], ys[src_val])),
       tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
       num_source_classes=10,
@@ -328,8 +321,13 @@ def digits_domain_shift(shots_per_class: int = 10, seed: int = 0) -> TransferTas
   )
 
 
-_TEACHER_HIDDEN = 16
-_TEACHER_POOL = 20_000
+# A small teacher in its near-linear range: a student learns it well from the
+# source data (about 88% validation accuracy), so whether transfer helps depends
+# on the teachers' similarity, not on a poorly learnt source task. With 16 or 64
+# hidden units, or pre-activations of scale 1, the close task gained nothing
+# from transfer in our runs.
+_TEACHER_HIDDEN = 8
+_TEACHER_PREACTIVATION_SCALE = 0.5
 _SOURCE_TRAIN_SIZE = 4_000
 _SOURCE_VAL_SIZE = 1_000
 _TARGET_VAL_PER_CLASS = 50
@@ -355,16 +353,20 @@ def teacher_student(
   """Synthetic task: labels from random teacher networks of tunable similarity.
 
   Inputs are ``x ~ N(0, I)`` for both tasks. A teacher is a one-hidden-layer
-  tanh network, ``label = argmax(z(tanh(x W1) W2))`` with ``z`` a per-class
-  standardisation of the logits (keeps the classes balanced). The target
-  teacher mixes the source teacher with an independent one, weight matrix by
-  weight matrix::
+  tanh network with 8 hidden units, ``label = argmax(z(tanh(x W1) W2))``, with
+  ``W1 ~ N(0, 0.25 / in_features)`` (pre-activations of scale 0.5),
+  ``W2 ~ N(0, 1 / 8)`` and ``z`` a per-class standardisation of the logits over
+  the sample (keeps the classes balanced). The target teacher mixes the source
+  teacher with an independent one, weight matrix by weight matrix::
 
     W_target = similarity * W_source + sqrt(1 - similarity**2) * W_fresh
 
   With i.i.d. Gaussian entries this keeps the weights' variance, so only the
   *direction* of the labelling function moves: ``similarity=1`` is the source
-  task again, ``similarity=0`` an unrelated task.
+  task again, ``similarity=0`` an unrelated task. In our runs (MLP (256, 128),
+  SGD-momentum), fine-tuning a source model beat training from scratch by about
+  4 points of target accuracy at similarity 0.9, and lost by about 19 points
+  at 0.3 (negative transfer).
 
   Args:
     similarity: in ``[0, 1]``, how close the target teacher is to the source.
@@ -394,7 +396,8 @@ def teacher_student(
 
   def random_teacher():
     return (
-        rng.normal(size=(in_features, _TEACHER_HIDDEN)) / math.sqrt(in_features),
+        rng.normal(size=(in_features, _TEACHER_HIDDEN))
+        * (_TEACHER_PREACTIVATION_SCALE / math.sqrt(in_features)),
         rng.normal(size=(_TEACHER_HIDDEN, num_classes))
         / math.sqrt(_TEACHER_HIDDEN),
     )
@@ -409,8 +412,26 @@ def teacher_student(
   n_source = _SOURCE_TRAIN_SIZE + _SOURCE_VAL_SIZE
   xs = rng.normal(size=(n_source, in_features)).astype(np.float32)
   ys = _teacher_labels(source_teacher, xs)
-  xt = rng.normal(size=(_TEACHER_POOL, in_features)).astype(np.float32)
+  # Four times the examples needed, so that every class (balanced only on
+  # average) has enough for its per-class quota.
+  pool = 4 * num_classes * (
+      shots_per_class + _TARGET_VAL_PER_CLASS + _TARGET_TEST_PER_CLASS
+  )
+  xt = rng.normal(size=(pool, in_features)).astype(np.float32)
   yt = _teacher_labels(target_teacher, xt)
+  # With many classes some logit can rarely (or never) win the argmax.
+  for what, labels, need in (
+      ("source", ys[:_SOURCE_TRAIN_SIZE], 1),
+      ("target", yt, pool // (4 * num_classes) + 1),
+  ):
+    counts = np.bincount(labels, minlength=num_classes)
+    if counts.min() < need:
+      raise ValueError(
+          f"teacher_student: class {counts.argmin()} is too rare under the"
+          f" {what} teacher ({counts.min()} of {len(labels)} examples, need"
+          f" {need}); use fewer classes (num_classes={num_classes}) or"
+          " another seed"
+      )
   # Fixed counts per class; the pool's remainder is dropped.
   tgt_train, tgt_val, tgt_test, _ = _split_per_class(
       yt,
