@@ -173,8 +173,9 @@ def load_params(
   """Restores parameters saved by `save_params`.
 
   Every parameter of ``like`` must be in the checkpoint with the same shape,
-  and the checkpoint must hold nothing else: there is no partial load. Arrays
-  take ``like``'s dtypes (Orbax casts on read).
+  and the checkpoint must hold nothing else: there is no partial load. For an
+  `MLP` ``like``, the stored activation must match too. Arrays take ``like``'s
+  dtypes (Orbax casts on read).
 
   Args:
     path: the checkpoint directory.
@@ -188,7 +189,7 @@ def load_params(
 
   Raises:
     CheckpointError: no checkpoint at ``path``, not one of ours, or its
-      parameter names or shapes differ from ``like``'s.
+      parameter names, shapes or activation differ from ``like``'s.
   """
   path = _absolute(path)
   state = _param_state(like)
@@ -200,8 +201,21 @@ def load_params(
       ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state)
   )
   with _checkpointer() as checkpointer:
-    _read_metadata(checkpointer, path)
+    stored_config = _read_metadata(checkpointer, path).get("mlp_config")
     _check_matches(path, _stored_shapes(checkpointer, path), expected)
+    # Same shapes, different activation: the parameters would load fine and
+    # compute something else.
+    config = getattr(like, "config", None)
+    if (
+        isinstance(config, MLPConfig)
+        and stored_config is not None
+        and stored_config.get("activation") != config.activation
+    ):
+      raise CheckpointError(
+          f"checkpoint {path} does not match the model: activation"
+          f" {stored_config.get('activation')!r} in the checkpoint,"
+          f" {config.activation!r} expected"
+      )
     restored = checkpointer.restore(
         path, ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
     )["params"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,6 +75,9 @@ class Split:
 
   def __len__(self) -> int:
     return len(self.y)
+
+  def __repr__(self) -> str:
+    return f"Split(n={len(self)}, features={self.num_features})"
 
   @property
   def num_features(self) -> int:
@@ -238,6 +242,12 @@ def digits_label_split(shots_per_class: int = 10, seed: int = 0) -> TransferTask
   head must be new. Target labels are ``digit - 5`` (so ``0..4``). The target
   training set has ``shots_per_class`` images per class; the remaining target
   images are split in half (per class) into validation and test.
+
+  A hard case for transfer: in our runs (MLP (256, 128), SGD-momentum, a small
+  learning-rate grid) training from scratch reached about 91% target accuracy
+  at 10 shots, fine-tuning all transferred layers under a new head about 89%,
+  and transferring only the first layer about the same as scratch -- the upper
+  layers are specific to digits 0-4 (Yosinski et al., 2014).
 
   Args:
     shots_per_class: target training images per class.
@@ -485,6 +495,9 @@ def get_task(name: str, **kwargs) -> TransferTask:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+  # np.load would try to unpickle a non-zip file; check the container first.
+  if not zipfile.is_zipfile(path):
+    raise DataError(f"{path}: not a valid .npz (zip) archive; truncated or corrupt?")
   try:
     # allow_pickle=False: a data file must never be able to run code.
     with np.load(path, allow_pickle=False) as archive:
@@ -497,10 +510,15 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
       return archive["x"], archive["y"]
   except DataError:
     raise
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+  except ValueError as e:
+    if "allow_pickle" not in str(e):
+      raise DataError(f"{path}: cannot read an array: {e}") from e
     raise DataError(
-        f"{path}: cannot read .npz (truncated or corrupt?): {e}"
+        f"{path}: holds object (pickled) arrays, which are never loaded for"
+        " safety; save numeric arrays"
     ) from e
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise DataError(f"{path}: cannot read .npz (truncated or corrupt?): {e}") from e
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -515,9 +533,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
   except ValueError:
     header = 1  # The first line is not all numbers: column names.
   try:
-    table = np.loadtxt(
-        path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64
-    )
+    with warnings.catch_warnings():
+      # An empty file is reported below as a DataError, not also a warning.
+      warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+      table = np.loadtxt(
+          path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64
+      )
   except ValueError as e:
     # numpy names the offending value, row and column.
     raise DataError(f"{path}: non-numeric or malformed value: {e}") from e
@@ -555,19 +576,22 @@ def _validate(path: Path, x: np.ndarray, y: np.ndarray) -> Split:
     row, col = np.argwhere(bad)[0]
     raise DataError(
         f"{path}: x has {int(bad.sum())} NaN/inf value(s) (or beyond float32"
-        f" range), first at row {row}, column {col}: {x[row, col]}"
+        f" range), first at data row {row}, column {col} (0-based):"
+        f" {x[row, col]}"
     )
   if y.dtype.kind == "f":
     not_int = ~np.isfinite(y) | (y != np.round(y))
     if not_int.any():
       row = int(np.flatnonzero(not_int)[0])
       raise DataError(
-          f"{path}: labels must be integers, got {y[row]} at row {row}"
+          f"{path}: labels must be integers, got {y[row]} at data row {row}"
+          " (0-based)"
       )
   if (y < 0).any():
     row = int(np.flatnonzero(y < 0)[0])
     raise DataError(
-        f"{path}: labels must be >= 0, got {y[row]} at row {row}"
+        f"{path}: labels must be >= 0, got {y[row]:g} at data row {row}"
+        " (0-based)"
     )
   if y.max() >= MAX_CLASSES:
     raise DataError(

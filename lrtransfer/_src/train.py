@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspect
 from lrtransfer._src.data import Split
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import Recipe, build_optimizer, group_learning_rates
 
@@ -94,6 +96,7 @@ class FitProgram:
   batch_size: int
   num_train: int
   total_epochs: int
+  mesh: Optional[Mesh] = None  # data-parallel: batches split over "data"
 
   @property
   def steps_per_epoch(self) -> int:
@@ -122,7 +125,16 @@ class FitProgram:
 
     def train_step(state, batch_idx):
       params, opt_state, metric = state
-      loss, grads = grad_fn(params, train_x[batch_idx], train_y[batch_idx])
+      x, y = train_x[batch_idx], train_y[batch_idx]
+      if self.mesh is not None:
+        # Each device takes a slice of the batch; XLA all-reduces the mean
+        # gradient, so params and optimizer state stay replicated and every
+        # device takes the same learning-rate decision.
+        x = jax.lax.with_sharding_constraint(
+            x, NamedSharding(self.mesh, PartitionSpec("data", None)))
+        y = jax.lax.with_sharding_constraint(
+            y, NamedSharding(self.mesh, PartitionSpec("data")))
+      loss, grads = grad_fn(params, x, y)
       updates, opt_state = tx.update(grads, opt_state, params, metric=metric)
       return (optax.apply_updates(params, updates), opt_state, metric), loss
 
@@ -154,13 +166,102 @@ def _data_arrays(train: Split, val: Split) -> tuple:
           jnp.asarray(val.y))
 
 
-def _history(logs: EpochLog) -> dict[str, np.ndarray]:
-  return {name: np.asarray(value) for name, value in logs._asdict().items()}
+def _empty_history(logs_shape: EpochLog, epochs: int, epoch_axis: int
+                   ) -> dict[str, np.ndarray]:
+  """Full-length, NaN-filled history buffers (fixed shapes: checkpointable)."""
+  def buffer(leaf):
+    shape = list(leaf.shape)
+    shape[epoch_axis] = epochs
+    return np.full(shape, np.nan, leaf.dtype)
+  return {name: buffer(leaf) for name, leaf in logs_shape._asdict().items()}
+
+
+class _ChunkedRun:
+  """Runs a program ``checkpoint_every`` epochs at a time, saving between.
+
+  ``chunk(carry, num_epochs) -> (carry, EpochLog)`` is compiled once per
+  chunk length (ahead of time, so compile time is measured apart). Chunks
+  change nothing in the arithmetic: an interrupted and resumed run computes
+  exactly what an uninterrupted run with the same chunking computes.
+  """
+
+  def __init__(self, chunk, carry, epochs: int, every: int, epoch_axis: int,
+               checkpointer: Optional[RunCheckpointer], resume: bool):
+    self.chunk = chunk
+    self.carry = carry
+    self.epochs = epochs
+    self.every = every
+    self.epoch_axis = epoch_axis
+    self.checkpointer = checkpointer
+    self.compiled = {}
+    self.compile_seconds = 0.0
+    logs_shape = jax.eval_shape(lambda c: chunk(c, 1), carry)[1]
+    self.history = _empty_history(logs_shape, epochs, epoch_axis)
+    self.done = 0
+    if resume and checkpointer is not None and (
+        checkpointer.latest_epoch() is not None):
+      self.done, (self.carry, self.history) = checkpointer.restore(
+          (self.carry, self.history))
+      self.history = {k: np.asarray(v) for k, v in self.history.items()}
+
+  def _compiled(self, length: int):
+    if length not in self.compiled:
+      start = time.perf_counter()
+      self.compiled[length] = jax.jit(
+          self.chunk, static_argnums=1).lower(self.carry, length).compile()
+      self.compile_seconds += time.perf_counter() - start
+    return self.compiled[length]
+
+  def run(self) -> float:
+    """Runs the remaining epochs; returns wall seconds excluding compiles."""
+    seconds = 0.0
+    while self.done < self.epochs:
+      length = min(self.every, self.epochs - self.done)
+      program = self._compiled(length)
+      start = time.perf_counter()
+      self.carry, logs = program(self.carry)
+      jax.block_until_ready(self.carry)
+      seconds += time.perf_counter() - start
+      window = [slice(None)] * self.epoch_axis + [
+          slice(self.done, self.done + length)]
+      for name, value in logs._asdict().items():
+        self.history[name][tuple(window)] = np.asarray(value)
+      self.done += length
+      if self.checkpointer is not None:
+        self.checkpointer.save(self.done, (self.carry, self.history))
+    if self.checkpointer is not None:
+      self.checkpointer.close()
+    return seconds
+
+
+def _mesh(devices: Optional[Sequence[jax.Device]], batch_size: int
+          ) -> Optional[Mesh]:
+  if devices is None or len(devices) <= 1:
+    return None
+  if batch_size % len(devices):
+    raise ValueError(f"batch_size={batch_size} must be divisible by the "
+                     f"{len(devices)} devices of a data-parallel fit")
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def _run_description(model_like, recipe: Recipe, train: Split, val: Split,
+                     epochs: int, batch_size: int, seeds, learning_rates):
+  config = getattr(model_like, "config", None)
+  return {
+      "model": repr(config) if config is not None else type(model_like)
+      .__name__,
+      "recipe": recipe.name, "epochs": epochs, "batch_size": batch_size,
+      "num_train": len(train), "num_val": len(val),
+      "seeds": [int(s) for s in seeds],
+      "learning_rates": [float(lr) for lr in learning_rates],
+  }
 
 
 def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
         epochs: int = 50, batch_size: int = 32, seed: int = 0,
-        source_params: Any = None) -> FitResult:
+        source_params: Any = None, checkpoint_dir: Any = None,
+        checkpoint_every: Optional[int] = None, resume: bool = False,
+        devices: Optional[Sequence[jax.Device]] = None) -> FitResult:
   """Fine-tunes ``model`` with ``recipe``, the whole run as one program.
 
   Each epoch: shuffle (the order derives from ``seed`` and the epoch),
@@ -175,6 +276,13 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
     batch_size: minibatch size.
     seed: seeds the data order.
     source_params: the source parameters, for L2-SP recipes.
+    checkpoint_dir: folder for run checkpoints (orbax); None: none.
+    checkpoint_every: epochs between checkpoints (the program runs this many
+      epochs per call); default: all epochs in one call.
+    resume: continue from the latest checkpoint in ``checkpoint_dir`` if
+      there is one (it must describe the same run).
+    devices: run data-parallel over these devices (batch split across them,
+      parameters and optimizer state replicated); default: one device.
 
   Returns:
     A :class:`FitResult` (trained model, per-epoch history, timings).
@@ -188,27 +296,35 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
   if epochs < 1 or batch_size < 1:
     raise ValueError(f"epochs and batch_size must be >= 1, got epochs="
                      f"{epochs}, batch_size={batch_size}")
+  every = epochs if checkpoint_every is None else checkpoint_every
+  if every < 1:
+    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+  mesh = _mesh(devices, batch_size)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.as_pure(params)
-  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs)
+  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs, mesh)
   data = _data_arrays(train, val)
-  key = jax.random.key(seed)
   lr = jnp.float32(recipe.learning_rate)
+  if mesh is not None:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params, data, source_params = jax.device_put(
+        (params, data, source_params), replicated)
+  key = jax.random.key(seed)
+  carry = jax.jit(program.init)(params, source_params, lr)
+  checkpointer = None
+  if checkpoint_dir is not None:
+    checkpointer = RunCheckpointer(checkpoint_dir, _run_description(
+        model, recipe, train, val, epochs, batch_size, [seed],
+        [recipe.learning_rate]))
 
-  def whole_run(params, source_params, lr, key, data):
-    carry = program.init(params, source_params, lr)
-    return program.run(carry, key, data, source_params, lr, epochs)
+  def chunk(carry, num_epochs):
+    return program.run(carry, key, data, source_params, lr, num_epochs)
 
-  start = time.perf_counter()
-  compiled = jax.jit(whole_run).lower(params, source_params, lr, key,
-                                      data).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  carry, logs = compiled(params, source_params, lr, key, data)
-  jax.block_until_ready(carry)
-  seconds = time.perf_counter() - start
-  trained = nnx.merge(graphdef, carry.params)
-  return FitResult(trained, _history(logs), carry, seconds, compile_seconds)
+  run = _ChunkedRun(chunk, carry, epochs, every, 0, checkpointer, resume)
+  seconds = run.run()
+  trained = nnx.merge(graphdef, jax.device_get(run.carry.params))
+  return FitResult(trained, run.history, run.carry, seconds,
+                   run.compile_seconds)
 
 
 @dataclasses.dataclass
@@ -232,13 +348,16 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
              val: Split, *, seeds: Sequence[int],
              learning_rates: Optional[Sequence[float]] = None,
              epochs: int = 50, batch_size: int = 32,
-             source_params: Any = None, test: Optional[Split] = None
+             source_params: Any = None, test: Optional[Split] = None,
+             checkpoint_dir: Any = None,
+             checkpoint_every: Optional[int] = None, resume: bool = False
              ) -> SweepResult:
   """Runs several fits of one structure as a single ``jax.vmap``-ed program.
 
   Run ``i`` trains ``models[i]`` with data order ``seeds[i]`` and base rate
   ``learning_rates[i]`` (default: the recipe's). All models must share a
-  structure (e.g. the same target built with different initialisation seeds).
+  structure (e.g. the same target built with different initialisation
+  seeds). Checkpointing and resuming work as in :func:`fit`.
 
   Returns:
     A :class:`SweepResult` with a leading run axis.
@@ -252,6 +371,7 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   if len(learning_rates) != runs:
     raise ValueError(f"need one learning rate per model, got "
                      f"{len(learning_rates)} for {runs} models")
+  every = epochs if checkpoint_every is None else checkpoint_every
   graphdef, _ = nnx.split(models[0], nnx.Param)
   stacked = jax.tree.map(
       lambda *leaves: jnp.stack(leaves),
@@ -260,29 +380,28 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   data = _data_arrays(train, val)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   lrs = jnp.asarray(learning_rates, jnp.float32)
-  test_data = (None if test is None else
-               (jnp.asarray(test.x), jnp.asarray(test.y)))
 
   # Data and source params are arguments, not closed-over constants, so they
   # are not baked into the compiled program.
-  def one_run(params, lr, key, data, source_params, test_data):
-    carry = program.init(params, source_params, lr)
-    carry, logs = program.run(carry, key, data, source_params, lr, epochs)
-    accuracy = jnp.float32(jnp.nan)
-    if test_data is not None:
-      logits = nnx.merge(graphdef, carry.params)(test_data[0])
-      accuracy = jnp.mean(jnp.argmax(logits, -1) == test_data[1])
-    return carry.params, logs, accuracy
+  def chunk(carry, num_epochs):
+    return jax.vmap(
+        lambda c, key, lr: program.run(c, key, data, source_params, lr,
+                                       num_epochs))(carry, keys, lrs)
 
-  args = (stacked, lrs, keys, data, source_params, test_data)
-  in_axes = (0, 0, 0, None, None, None)
-  start = time.perf_counter()
-  compiled = jax.jit(jax.vmap(one_run, in_axes=in_axes)).lower(*args).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  params, logs, accuracy = compiled(*args)
-  jax.block_until_ready(params)
-  seconds = time.perf_counter() - start
-  return SweepResult(params, _history(logs),
-                     None if test is None else np.asarray(accuracy), seconds,
-                     compile_seconds)
+  carry = jax.jit(jax.vmap(program.init, in_axes=(0, None, 0)))(
+      stacked, source_params, lrs)
+  checkpointer = None
+  if checkpoint_dir is not None:
+    checkpointer = RunCheckpointer(checkpoint_dir, _run_description(
+        models[0], recipe, train, val, epochs, batch_size, seeds,
+        learning_rates))
+  run = _ChunkedRun(chunk, carry, epochs, every, 1, checkpointer, resume)
+  seconds = run.run()
+  accuracy = None
+  if test is not None:
+    test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
+    logits = jax.jit(jax.vmap(
+        lambda p: nnx.merge(graphdef, p)(test_x)))(run.carry.params)
+    accuracy = np.asarray(jnp.mean(jnp.argmax(logits, -1) == test_y, -1))
+  return SweepResult(run.carry.params, run.history, accuracy, seconds,
+                     run.compile_seconds)

@@ -1,0 +1,426 @@
+"""Quality benchmark: target test accuracy of every method on every task.
+
+    python benchmarks/quality.py [--quick] [--out FILE]
+
+For each embedded transfer task: pretrain the source once, build the target
+from it, then fine-tune with each method, all seeds of a method as ONE
+vmapped ``lrtransfer.fit_many`` program (the seed sets the new head's
+initialisation and the data order; the task's few-shot split is fixed by the
+task seed). Methods:
+
+* ``scratch`` -- no transfer, the library's default rate;
+* ``constant_lr_best_of_grid`` -- fine-tuning at each constant rate of a grid
+  (all rates x seeds in one program), the rate picked on the mean final
+  *validation* accuracy, reported on *test*;
+* ``optax_reduce_on_plateau`` -- ``optax.contrib.reduce_on_plateau`` set up
+  correctly (``accumulation_size`` = steps per epoch, so it reacts once per
+  epoch; see ``optax_metric.py``), same factor/patience as ours;
+* ``range_test_lr`` -- a constant rate at the suggestion of
+  ``lrtransfer.lr_range_test`` run on the target training batches;
+* ``constant`` and every lrtransfer strategy and transfer tool of
+  ``lrtransfer.default_recipes()`` with its default settings.
+
+Writes JSON (default ``benchmarks/results/quality.json``), a markdown table
+(``.md``) and a grouped bar chart (``.png``) beside it, and prints the table
+and which targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+import _common
+import optax_metric
+
+# Imported after _common so that a clear message wins over a traceback.
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import lrtransfer
+from lrtransfer._src.experiment import target_models
+from lrtransfer._src.train import cross_entropy
+
+DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"
+GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3  # as default_recipes' reduce_on_plateau
+
+# Which entries are lrtransfer's strategies/transfer tools (judged by the
+# targets) and which are baselines.
+BASELINES = ("scratch", "constant_lr_best_of_grid", "optax_reduce_on_plateau",
+             "constant", "range_test_lr")
+LRTRANSFER = ("decay", "reduce_on_plateau", "adjust", "dynamic", "layerwise",
+              "gradual_unfreeze", "head_first", "l2sp")
+
+
+# ----------------------------------------------------------------------------
+# Methods.
+
+def library_recipes(lr: float) -> dict[str, lrtransfer.Recipe]:
+  """lrtransfer's recipes as the library ships them (default settings)."""
+  return dict(lrtransfer.default_recipes(lr))
+
+
+def optax_plateau_recipe(lr: float) -> lrtransfer.Recipe:
+  return lrtransfer.Recipe(
+      "optax_reduce_on_plateau", lr,
+      strategy=lambda spe, total: optax_metric.optax_plateau(
+          spe, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE))
+
+
+def summary(values: np.ndarray) -> dict[str, Any]:
+  values = np.asarray(values, np.float64)
+  return {"mean": float(values.mean()), "std": float(values.std()),
+          "n": int(values.size)}
+
+
+def range_test_lr(task, source, batch_size: int, seed: int = 0) -> dict:
+  """``lr_range_test`` on a from-source target, its target training batches."""
+  model = target_from_source_model(source, task, seed)
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = nnx.as_pure(params)
+  n = len(task.target_train)
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(n)
+  num_batches = max(1, math.ceil(n / batch_size))
+  # Same wrap-around batching as the fit loop: full batches only.
+  index = order[np.arange(num_batches * batch_size) % n].reshape(
+      num_batches, batch_size)
+  batches = (jnp.asarray(task.target_train.x[index]),
+             jnp.asarray(task.target_train.y[index]))
+
+  def loss_fn(p, batch):
+    return cross_entropy(nnx.merge(graphdef, p)(batch[0]), batch[1])
+
+  result = lrtransfer.lr_range_test(loss_fn, params, batches)
+  return {"suggestion": float(result.suggestion),
+          "stopped_at": result.stopped_at,
+          "steps_run": int(len(result.losses))}
+
+
+def target_from_source_model(source, task, seed):
+  return lrtransfer.target_from_source(source, task.num_target_classes,
+                                       rngs=nnx.Rngs(1000 + seed))
+
+
+def run_recipe(recipe, task, source, source_params, seeds, epochs,
+               batch_size, learning_rates: Optional[Sequence[float]] = None
+               ) -> lrtransfer.SweepResult:
+  """Every seed (x every rate) of one recipe as one vmapped program."""
+  lrs = list(learning_rates) if learning_rates else [recipe.learning_rate]
+  models, run_seeds, run_lrs = [], [], []
+  for lr in lrs:
+    models += target_models(source, recipe, task.num_target_classes, seeds)
+    run_seeds += list(seeds)
+    run_lrs += [lr] * len(seeds)
+  return lrtransfer.fit_many(
+      models, recipe, task.target_train, task.target_val, seeds=run_seeds,
+      learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
+      source_params=source_params, test=task.target_test)
+
+
+def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
+             seeds: Sequence[int], epochs: int, batch_size: int, lr: float,
+             grid: Sequence[float], shots: Optional[int], hidden,
+             source_epochs: int, baselines: bool = True,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+  """All methods on one task. Returns ``{"methods": ..., "details": ...}``."""
+  kwargs = {} if shots is None else {"shots_per_class": shots}
+  task = lrtransfer.get_task(task_name, **kwargs)
+  start = time.perf_counter()
+  source = lrtransfer.pretrain_source(task, hidden=hidden,
+                                      epochs=source_epochs,
+                                      batch_size=batch_size)
+  source_params = nnx.as_pure(nnx.state(source, nnx.Param))
+  details: dict[str, Any] = {
+      "sizes": {"target_train": len(task.target_train),
+                "target_val": len(task.target_val),
+                "target_test": len(task.target_test),
+                "source_train": len(task.source_train)},
+      "shots_per_class": (len(task.target_train)
+                          // task.num_target_classes),
+      "source_val_accuracy": lrtransfer.evaluate(source, task.source_val)[1],
+      "source_seconds": time.perf_counter() - start,
+      "final_learning_rate": {}, "seconds": {}, "compile_seconds": {},
+      "val_accuracy": {},
+  }
+  methods: dict[str, Any] = {}
+
+  def record(name, sweep, test=None, val=None):
+    test = sweep.test_accuracy if test is None else test
+    val = sweep.history["val_accuracy"][:, -1] if val is None else val
+    methods[name] = summary(test)
+    details["val_accuracy"][name] = float(np.mean(val))
+    details["seconds"][name] = sweep.seconds
+    details["compile_seconds"][name] = sweep.compile_seconds
+    details["final_learning_rate"][name] = float(
+        np.mean(sweep.history["group_lr"][:, -1, -1]))
+    log(f"  {name:26s} {methods[name]['mean']:.3f} ± "
+        f"{methods[name]['std']:.3f}  (val {details['val_accuracy'][name]:.3f},"
+        f" {sweep.seconds:.2f}s + compile {sweep.compile_seconds:.1f}s)")
+
+  if baselines:
+    scratch = lrtransfer.Recipe("scratch", lr, from_source=False)
+    record("scratch", run_recipe(scratch, task, source, source_params, seeds,
+                                 epochs, batch_size))
+    constant = lrtransfer.Recipe("constant", lr)
+    sweep = run_recipe(constant, task, source, source_params, seeds, epochs,
+                       batch_size, learning_rates=grid)
+    shape = (len(grid), len(seeds))
+    val = sweep.history["val_accuracy"][:, -1].reshape(shape)
+    test = sweep.test_accuracy.reshape(shape)
+    best = int(np.argmax(val.mean(1)))
+    record("constant_lr_best_of_grid", sweep, test[best], val[best])
+    details["final_learning_rate"]["constant_lr_best_of_grid"] = grid[best]
+    details["grid"] = {
+        "learning_rates": list(grid), "chosen": grid[best],
+        "val_mean": val.mean(1).tolist(), "test_mean": test.mean(1).tolist()}
+    record("optax_reduce_on_plateau",
+           run_recipe(optax_plateau_recipe(lr), task, source, source_params,
+                      seeds, epochs, batch_size))
+    suggestion = range_test_lr(task, source, batch_size)
+    details["range_test"] = suggestion
+    suggested = suggestion["suggestion"]
+    if math.isfinite(suggested) and suggested > 0:
+      record("range_test_lr", run_recipe(
+          lrtransfer.Recipe("range_test_lr", suggested), task, source,
+          source_params, seeds, epochs, batch_size))
+    else:
+      methods["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
+    log(f"  (grid picked lr={grid[best]}, range test suggests "
+        f"lr={suggested:.3g})")
+  for name, recipe in recipes.items():
+    if name == "scratch":
+      continue
+    record(name, run_recipe(recipe, task, source, source_params, seeds,
+                            epochs, batch_size))
+  return {"methods": methods, "details": details}
+
+
+# ----------------------------------------------------------------------------
+# Targets, tables, plot.
+
+def _se(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+  return math.sqrt(a["std"] ** 2 / max(a["n"], 1)
+                   + b["std"] ** 2 / max(b["n"], 1))
+
+
+def check_targets(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+  """The issue's targets, per task.
+
+  * ``best_matches_grid``: some lrtransfer strategy/tool has a mean test
+    accuracy >= that of ``constant_lr_best_of_grid`` minus one standard
+    error of the difference ("matches or beats").
+  * ``all_beat_scratch`` / ``all_beat_optax_plateau``: every lrtransfer
+    strategy/tool has a strictly higher mean than the baseline (every task
+    here is few-shot).
+  """
+  out = {}
+  for task, methods in tasks.items():
+    ours = {m: methods[m] for m in LRTRANSFER if m in methods}
+    entry: dict[str, Any] = {}
+    if ours and "constant_lr_best_of_grid" in methods:
+      grid = methods["constant_lr_best_of_grid"]
+      best_name = max(ours, key=lambda m: ours[m]["mean"])
+      best = ours[best_name]
+      entry["best_lrtransfer"] = best_name
+      entry["best_matches_grid"] = bool(
+          best["mean"] >= grid["mean"] - _se(best, grid))
+    for key, baseline in (("all_beat_scratch", "scratch"),
+                          ("all_beat_optax_plateau",
+                           "optax_reduce_on_plateau")):
+      if ours and baseline in methods:
+        losers = [m for m in ours
+                  if not ours[m]["mean"] > methods[baseline]["mean"]]
+        entry[key] = not losers
+        entry[key.replace("all_beat", "losers_to")] = losers
+    out[task] = entry
+  return out
+
+
+def method_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+  seen = []
+  for methods in tasks.values():
+    for m in methods:
+      if m not in seen:
+        seen.append(m)
+  ordered = [m for m in BASELINES + LRTRANSFER if m in seen]
+  return ordered + [m for m in seen if m not in ordered]
+
+
+def tables(result: Mapping[str, Any]) -> tuple[str, str]:
+  """(terminal table, markdown) of mean ± std test accuracy."""
+  tasks = result["tasks"]
+  names = list(tasks)
+  headers = ["method"] + names
+  rows = []
+  for m in method_order(tasks):
+    row = [m if m not in LRTRANSFER else f"{m} (lrtransfer)"]
+    for t in names:
+      s = tasks[t].get(m)
+      row.append("-" if s is None or not s["n"] else
+                 f"{s['mean']:.3f} ± {s['std']:.3f}")
+    rows.append(row)
+  extra = []
+  for label, key in (("grid-picked lr", ("grid", "chosen")),
+                     ("range-test lr", ("range_test", "suggestion"))):
+    row = [label]
+    for t in names:
+      d = result.get("details", {}).get(t, {})
+      value = d.get(key[0], {}).get(key[1])
+      row.append("-" if value is None else f"{value:.3g}")
+    extra.append(row)
+  text = _common.text_table(headers, rows + extra)
+  targets = result.get("targets", {})
+  lines = [
+      f"Target test accuracy, mean ± std over {result['seeds']} seeds "
+      f"({result['epochs']} epochs, batch {result['batch_size']}, base lr "
+      f"{result['learning_rate']}, all seeds of a method in one vmapped "
+      "program).", "",
+      f"Machine: {_common.device_line(result['device'])}.", "",
+      _common.markdown_table(headers, rows + extra), "",
+      "Targets (per task):", ""]
+  for t, entry in targets.items():
+    lines.append(
+        f"* `{t}`: best lrtransfer ({entry.get('best_lrtransfer')}) matches "
+        f"the best constant rate of the grid: "
+        f"{_common.verdict(entry.get('best_matches_grid'))}; every "
+        f"lrtransfer method beats scratch: "
+        f"{_common.verdict(entry.get('all_beat_scratch'))}"
+        + (f" (not: {', '.join(entry['losers_to_scratch'])})"
+           if entry.get("losers_to_scratch") else "")
+        + "; beats optax reduce_on_plateau: "
+        f"{_common.verdict(entry.get('all_beat_optax_plateau'))}"
+        + (f" (not: {', '.join(entry['losers_to_optax_plateau'])})"
+           if entry.get("losers_to_optax_plateau") else "") + ".")
+  return text, "\n".join(lines) + "\n"
+
+
+def plot(result: Mapping[str, Any], path: Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  tasks = result["tasks"]
+  names = list(tasks)
+  methods = method_order(tasks)
+  width = 0.8 / len(methods)
+  fig, ax = plt.subplots(figsize=(max(8, 3.2 * len(names)), 4.8), dpi=110)
+  cmap = plt.get_cmap("tab20")
+  for i, m in enumerate(methods):
+    means = [tasks[t].get(m, {}).get("mean", np.nan) for t in names]
+    stds = [tasks[t].get(m, {}).get("std", np.nan) for t in names]
+    xs = np.arange(len(names)) - 0.4 + (i + 0.5) * width
+    ax.bar(xs, means, width, yerr=stds, capsize=1.5, color=cmap(i % 20),
+           label=m, hatch="//" if m in BASELINES else None,
+           edgecolor="white", linewidth=0.3, error_kw={"lw": 0.7})
+  lows = [tasks[t][m]["mean"] for t in names for m in tasks[t]
+          if tasks[t][m]["n"]]
+  ax.set_ylim(max(0.0, min(lows) - 0.08), min(1.0, max(lows) + 0.04))
+  ax.set_xticks(np.arange(len(names)))
+  ax.set_xticklabels(names, fontsize=8)
+  ax.set_ylabel(f"target test accuracy (mean ± std, {result['seeds']} seeds)")
+  ax.set_title("lrtransfer quality benchmark (hatched: baselines) — "
+               + result["device"].get("platform", "?"), fontsize=9)
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--quick", action="store_true",
+                      help="small run (2 tasks, 12 epochs) to check the "
+                      "pipeline; the numbers mean little")
+  parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                      help="JSON output; .md and .png are written beside it")
+  parser.add_argument("--tasks", nargs="+", default=None,
+                      choices=sorted(lrtransfer.TASKS),
+                      help="default: all (quick: digits_label_split, "
+                      "teacher_student_far)")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="runs per method (default 10; quick 5)")
+  parser.add_argument("--epochs", type=int, default=None,
+                      help="fine-tuning epochs (default 50; quick 12)")
+  parser.add_argument("--shots", type=int, default=None,
+                      help="target shots per class (default: each task's)")
+  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--lr", type=float, default=0.05,
+                      help="base learning rate of every non-grid method "
+                      "(the library default)")
+  parser.add_argument("--source-epochs", type=int, default=None,
+                      help="source pretraining epochs (default 20; quick 5)")
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+  quick = args.quick
+  tasks = args.tasks or (["digits_label_split", "teacher_student_far"]
+                         if quick else list(lrtransfer.TASKS))
+  seeds = list(range(args.seeds or (5 if quick else 10)))
+  epochs = args.epochs or (12 if quick else 50)
+  source_epochs = args.source_epochs or (5 if quick else 20)
+  hidden = (256, 128)
+  out = Path(args.out)
+  device = _common.device_record()
+  print(f"quality benchmark on {_common.device_line(device)}"
+        f"{' (quick)' if quick else ''}: {len(seeds)} seeds, {epochs} epochs",
+        flush=True)
+  check = optax_metric.reacts_once_per_evaluation()
+  if not check["ok"]:
+    print("warning: optax reduce_on_plateau adapter does not react once per "
+          f"evaluation: {check}", file=sys.stderr)
+  start = time.perf_counter()
+  result: dict[str, Any] = {
+      "device": device, "seeds": len(seeds), "quick": quick,
+      "epochs": epochs, "batch_size": args.batch_size,
+      "learning_rate": args.lr, "grid": list(GRID), "hidden": list(hidden),
+      "source_epochs": source_epochs,
+      "optax_plateau": {"factor": PLATEAU_FACTOR,
+                        "patience": PLATEAU_PATIENCE,
+                        "reacts_once_per_epoch": check["ok"]},
+      "tasks": {}, "details": {},
+  }
+  for name in tasks:
+    print(f"{name}:", flush=True)
+    task_result = run_task(
+        name, library_recipes(args.lr), seeds=seeds, epochs=epochs,
+        batch_size=args.batch_size, lr=args.lr, grid=GRID, shots=args.shots,
+        hidden=hidden, source_epochs=source_epochs,
+        log=lambda line: print(line, flush=True))
+    result["tasks"][name] = task_result["methods"]
+    result["details"][name] = task_result["details"]
+  result["targets"] = check_targets(result["tasks"])
+  result["seconds"] = time.perf_counter() - start
+  text, markdown = tables(result)
+  _common.write_json(out, result)
+  out.with_suffix(".md").write_text(markdown)
+  plot(result, out.with_suffix(".png"))
+  print()
+  print(text)
+  print()
+  print("\n".join(markdown.split("Targets (per task):", 1)[1].strip()
+                  .splitlines()))
+  print(f"\nwrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}"
+        f" in {result['seconds']:.0f}s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,47 @@
+"""A small deterministic fit, run in a subprocess by the reliability tests.
+
+usage: fit_run.py OUT.npz [--checkpoint DIR] [--every K] [--resume]
+                  [--epochs E] [--devices all|one] [--recipe NAME]
+
+Writes the final params and history to OUT.npz.
+"""
+
+import argparse
+
+import jax
+import numpy as np
+from flax import nnx
+
+import lrtransfer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("out")
+parser.add_argument("--checkpoint")
+parser.add_argument("--every", type=int)
+parser.add_argument("--resume", action="store_true")
+parser.add_argument("--epochs", type=int, default=30)
+parser.add_argument("--devices", default="one")
+parser.add_argument("--recipe", default="adjust")
+args = parser.parse_args()
+
+task = lrtransfer.get_task("digits_label_split", shots_per_class=8)
+source = lrtransfer.pretrain_source(task, hidden=(32, 16), epochs=3)
+target = lrtransfer.target_from_source(source, task.num_target_classes,
+                                       rngs=nnx.Rngs(1))
+recipe = lrtransfer.default_recipes(0.05)[args.recipe]
+result = lrtransfer.fit(
+    target, recipe, task.target_train, task.target_val, epochs=args.epochs,
+    batch_size=8, seed=3,
+    source_params=nnx.as_pure(nnx.state(source, nnx.Param)),
+    checkpoint_dir=args.checkpoint, checkpoint_every=args.every,
+    resume=args.resume,
+    devices=jax.devices() if args.devices == "all" else None)
+flat = {"param/" + "/".join(map(str, path)): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(
+            nnx.as_pure(nnx.state(result.model, nnx.Param)))[0]}
+flat.update({"history/" + k: v for k, v in result.history.items()})
+flat["device_count"] = np.asarray(jax.device_count())
+# How many devices hold the trained parameters (replicated when parallel).
+flat["param_devices"] = np.asarray(len(
+    jax.tree.leaves(result.carry.params)[0].sharding.device_set))
+np.savez(args.out, **flat)

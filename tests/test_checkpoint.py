@@ -1,0 +1,159 @@
+"""Tests for saving and restoring source parameters with Orbax."""
+
+from __future__ import annotations
+
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lrtransfer._src.checkpoint import CheckpointError, load_params
+from lrtransfer._src.checkpoint import load_source_model, save_params
+from lrtransfer._src.models import MLP, target_from_source
+
+
+def _flat(model_or_state):
+  state = model_or_state
+  if isinstance(state, dict):
+    return state
+  if isinstance(state, nnx.Module):
+    state = nnx.state(state, nnx.Param)
+  return {path: np.asarray(v) for path, v in nnx.to_flat_state(nnx.as_pure(state))}
+
+
+def _assert_same_params(a, b):
+  a, b = _flat(a), _flat(b)
+  assert a.keys() == b.keys()
+  for path in a:
+    np.testing.assert_array_equal(a[path], b[path], err_msg=str(path))
+
+
+@pytest.fixture(scope="module")
+def model():
+  return MLP(6, hidden=(5, 4), num_outputs=3, activation="tanh",
+             rngs=nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def saved(model, tmp_path_factory):
+  return save_params(tmp_path_factory.mktemp("ckpt") / "source", model)
+
+
+def test_round_trip(model, saved):
+  like = MLP(6, hidden=(5, 4), num_outputs=3, activation="tanh",
+             rngs=nnx.Rngs(1))
+  untouched = _flat(like)
+  state = load_params(saved, like=like)
+  _assert_same_params(state, model)
+  _assert_same_params(untouched, like)  # `like` is only a template.
+  nnx.update(like, state)
+  x = jnp.linspace(-1, 1, 12).reshape(2, 6)
+  np.testing.assert_array_equal(like(x), model(x))
+
+
+def test_load_params_like_a_state(model, saved):
+  _assert_same_params(load_params(saved, nnx.state(model, nnx.Param)), model)
+
+
+def test_load_source_model_rebuilds_the_module(model, saved):
+  restored = load_source_model(saved)
+  assert isinstance(restored, MLP)
+  assert restored.config == model.config
+  _assert_same_params(restored, model)
+  x = jnp.ones((2, 6))
+  np.testing.assert_array_equal(restored(x), model(x))
+  # A real, usable module: a target can be built from it.
+  target = target_from_source(restored, 2, rngs=nnx.Rngs(3))
+  assert target(x).shape == (2, 2)
+
+
+def test_save_returns_an_absolute_path(model, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  path = save_params("relative/ckpt", model)
+  assert path.is_absolute() and path == tmp_path / "relative" / "ckpt"
+  _assert_same_params(load_params("relative/ckpt", model), model)
+
+
+def test_overwrite_is_explicit(model, tmp_path):
+  path = save_params(tmp_path / "ckpt", model)
+  other = MLP(6, hidden=(5, 4), num_outputs=3, activation="tanh",
+              rngs=nnx.Rngs(7))
+  with pytest.raises(CheckpointError, match="already exists.*overwrite=True"):
+    save_params(path, other)
+  _assert_same_params(load_params(path, model), model)  # Left as it was.
+  save_params(path, other, overwrite=True)
+  _assert_same_params(load_params(path, model), other)
+
+
+def test_missing_checkpoint(model, tmp_path):
+  missing = tmp_path / "nope"
+  with pytest.raises(CheckpointError, match=f"no checkpoint at {missing}"):
+    load_params(missing, model)
+  with pytest.raises(CheckpointError, match="no checkpoint"):
+    load_source_model(missing)
+
+
+def test_not_a_checkpoint(model, tmp_path):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(CheckpointError, match="not an lrtransfer parameter"):
+    load_params(tmp_path / "empty", model)
+
+
+@pytest.mark.parametrize(
+    "hidden, num_outputs, problem",
+    [
+        ((5, 7), 3,
+         "hidden/1/kernel: shape (5, 4) in the checkpoint, (5, 7) expected"),
+        ((5, 4), 2, "head/bias: shape (3,) in the checkpoint, (2,) expected"),
+        ((5,), 3, "hidden/1/kernel: in the checkpoint but not in the model"),
+        ((5, 4, 4), 3, "hidden/2/kernel: missing from the checkpoint"),
+    ],
+)
+def test_mismatch_names_the_parameter(saved, hidden, num_outputs, problem):
+  like = MLP(6, hidden=hidden, num_outputs=num_outputs, activation="tanh",
+             rngs=nnx.Rngs(0))
+  with pytest.raises(CheckpointError) as info:
+    load_params(saved, like)
+  message = str(info.value)
+  assert str(saved) in message and problem in message, message
+
+
+def test_mismatched_activation(saved):
+  like = MLP(6, hidden=(5, 4), num_outputs=3, activation="relu",
+             rngs=nnx.Rngs(0))
+  with pytest.raises(CheckpointError, match="activation 'tanh'.*'relu'"):
+    load_params(saved, like)
+
+
+def test_bare_state(model, tmp_path):
+  path = save_params(tmp_path / "state", nnx.state(model, nnx.Param))
+  _assert_same_params(load_params(path, model), model)
+  with pytest.raises(CheckpointError, match="without a model config"):
+    load_source_model(path)
+
+
+def test_restores_into_the_dtype_of_like(model, saved):
+  like = jax.tree.map(
+      lambda x: x.astype(jnp.bfloat16), nnx.state(model, nnx.Param)
+  )
+  state = load_params(saved, like)
+  assert {v.dtype for v in jax.tree.leaves(state)} == {jnp.dtype(jnp.bfloat16)}
+
+
+def test_no_background_threads_left(model, tmp_path):
+  before = set(threading.enumerate())
+  path = save_params(tmp_path / "ckpt", model)
+  load_source_model(path)
+  # Orbax's closed event loops let their idle executor threads exit on their
+  # own; nothing may keep running.
+  for thread in set(threading.enumerate()) - before:
+    thread.join(timeout=5.0)
+    assert not thread.is_alive(), thread
+
+
+def test_rejects_other_objects(tmp_path):
+  with pytest.raises(TypeError, match="nnx.Module or an nnx.State"):
+    save_params(tmp_path / "x", {"w": jnp.ones(3)})

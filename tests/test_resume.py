@@ -1,0 +1,114 @@
+"""Resume after a real interruption, and refuse bad checkpoints clearly."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import lrtransfer
+
+SCRIPT = pathlib.Path(__file__).parent / "scripts" / "fit_run.py"
+EPOCHS = 30
+
+
+def _fit_script(*args):
+  return [sys.executable, str(SCRIPT), *map(str, args)]
+
+
+def _checkpointed_epochs(folder):
+  if not folder.exists():
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def _assert_bit_identical(a_path, b_path):
+  a, b = np.load(a_path), np.load(b_path)
+  assert sorted(a.files) == sorted(b.files)
+  for name in a.files:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+  reference = tmp_path / "reference.npz"
+  subprocess.run(_fit_script(reference, "--checkpoint", tmp_path / "ref_ck",
+                             "--every", 1, "--epochs", EPOCHS),
+                 check=True, timeout=300)
+  folder = tmp_path / "ck"
+  proc = subprocess.Popen(_fit_script(tmp_path / "unused.npz", "--checkpoint",
+                                      folder, "--every", 1, "--epochs",
+                                      EPOCHS))
+  deadline = time.monotonic() + 240
+  while not any(e >= 3 for e in _checkpointed_epochs(folder)):
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  done = _checkpointed_epochs(folder)
+  assert done and max(done) < EPOCHS, f"not interrupted mid-run: {done}"
+  resumed = tmp_path / "resumed.npz"
+  subprocess.run(_fit_script(resumed, "--checkpoint", folder, "--every", 1,
+                             "--epochs", EPOCHS, "--resume"),
+                 check=True, timeout=300)
+  _assert_bit_identical(reference, resumed)
+
+
+@pytest.fixture(scope="module")
+def small():
+  task = lrtransfer.get_task("digits_label_split", shots_per_class=4)
+  source = lrtransfer.pretrain_source(task, hidden=(16,), epochs=2)
+  target = lrtransfer.target_from_source(source, task.num_target_classes,
+                                         rngs=nnx.Rngs(0))
+  return task, target
+
+
+def _fit(small, folder, **kwargs):
+  task, target = small
+  settings = dict(epochs=4, batch_size=8, checkpoint_dir=folder,
+                  checkpoint_every=2)
+  settings.update(kwargs)
+  recipe = settings.pop("recipe", lrtransfer.default_recipes()["adjust"])
+  return lrtransfer.fit(target, recipe, task.target_train, task.target_val,
+                        **settings)
+
+
+def test_resume_of_a_finished_run_restores_it(small, tmp_path):
+  first = _fit(small, tmp_path / "ck")
+  again = _fit(small, tmp_path / "ck", resume=True)
+  assert again.compile_seconds == 0.0  # nothing left to run
+  for name in first.history:
+    np.testing.assert_array_equal(first.history[name], again.history[name])
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(small, tmp_path):
+  _fit(small, tmp_path / "ck")
+  with pytest.raises(lrtransfer.CheckpointError,
+                     match=r"different run \(epochs: checkpoint has 4, this "
+                           r"run 6\)"):
+    _fit(small, tmp_path / "ck", epochs=6, resume=True)
+  with pytest.raises(lrtransfer.CheckpointError, match="recipe"):
+    _fit(small, tmp_path / "ck", resume=True,
+         recipe=lrtransfer.default_recipes()["decay"])
+
+
+def test_corrupt_checkpoint_is_named_not_loaded(small, tmp_path):
+  folder = tmp_path / "ck"
+  _fit(small, folder)
+  latest = folder / "4"
+  for path in (latest / "state").rglob("*"):
+    if path.is_file() and path.stat().st_size > 0:
+      path.write_bytes(b"garbage")
+  with pytest.raises(lrtransfer.CheckpointError, match=str(latest)):
+    _fit(small, folder, resume=True)
+
+
+def test_resume_without_checkpoint_starts_fresh(small, tmp_path):
+  fresh = _fit(small, tmp_path / "new", resume=True)
+  assert fresh.history["val_loss"].shape == (4,)
+  assert np.all(np.isfinite(fresh.history["val_loss"]))
