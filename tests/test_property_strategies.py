@@ -594,9 +594,15 @@ def _bits(tree):
   return [np.asarray(leaf).tobytes() for leaf in jax.tree.leaves(tree)]
 
 
+# One configuration per strategy (each one costs a compilation), with bounds
+# that keep SGD-momentum stable on the test's quadratic loss.
+APPLY_IF_FINITE_CONFIGS = [BY_NAME[name] for name in (
+    "adjust-max-abs", "rop-abs-cooldown-eps", "bold-defaults",
+    "dynamic-max-fast", "decay-staircase-warmup-floor")]
+
+
 @SETTINGS
-@given(config=st.sampled_from([c for c in ALL_CONFIGS if c.rules is not None]
-                              + DECAY[:2]),
+@given(config=st.sampled_from(APPLY_IF_FINITE_CONFIGS),
        values=metric_values_st, counts=counts_st,
        poison=st.lists(st.sampled_from([0, 0, 1, 2, 3]), min_size=N,
                        max_size=N).map(

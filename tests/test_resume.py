@@ -1,5 +1,6 @@
 """Resume after a real interruption, and refuse bad checkpoints clearly."""
 
+import json
 import os
 import pathlib
 import signal
@@ -112,3 +113,37 @@ def test_resume_without_checkpoint_starts_fresh(small, tmp_path):
   fresh = _fit(small, tmp_path / "new", resume=True)
   assert fresh.history["val_loss"].shape == (4,)
   assert np.all(np.isfinite(fresh.history["val_loss"]))
+
+
+def _cli(out, *extra):
+  return [sys.executable, "-m", "lrtransfer._src.cli", "run", "--methods",
+          "adjust", "--epochs", "12", "--source-epochs", "2",
+          "--seeds", "2", "--shots", "4", "--checkpoint-every", "1",
+          "--no-progress", "--out", str(out), *extra]
+
+
+def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
+  subprocess.run(_cli(tmp_path / "ref"), check=True, timeout=300,
+                 capture_output=True)
+  out = tmp_path / "run"
+  proc = subprocess.Popen(_cli(out), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  folder = out / "checkpoints" / "adjust"
+  deadline = time.monotonic() + 240
+  while not any(e >= 3 for e in _checkpointed_epochs(folder)):
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert not (out / "results.json").exists()
+  subprocess.run(_cli(out, "--resume"), check=True, timeout=300,
+                 capture_output=True)
+
+  ref = json.loads((tmp_path / "ref" / "results.json").read_text())
+  got = json.loads((out / "results.json").read_text())
+  for method in ("adjust",):
+    assert got["methods"][method]["test_accuracy"] == (
+        ref["methods"][method]["test_accuracy"])
+    assert got["methods"][method]["history_mean"] == (
+        ref["methods"][method]["history_mean"])

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "tasks)")
   run.add_argument("--out", type=Path, default=Path("lrtransfer-out"),
                    help="output folder")
+  run.add_argument("--checkpoint-every", type=_positive_int, default=10,
+                   metavar="K",
+                   help="save each method's whole run (params, optimizer and "
+                        "strategy state, epoch, history) every K epochs "
+                        "under OUT/checkpoints")
+  run.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the checkpoints "
+                        "in --out (same settings required)")
   run.add_argument("--no-progress", action="store_true",
                    help="hide the progress bar")
   return parser
@@ -138,6 +146,8 @@ def run_command(args) -> int:
         task, {n: available[n] for n in names}, epochs=args.epochs,
         seeds=list(range(args.seeds)), batch_size=args.batch_size,
         source_epochs=args.source_epochs, source_dir=out / "source_params",
+        checkpoint_root=out / "checkpoints",
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
         on_method=lambda name: (bar.set_postfix_str(name), bar.update()))
   elapsed = time.perf_counter() - start
   table = report.format_table(results)
@@ -150,7 +160,8 @@ def run_command(args) -> int:
       "device": experiment.device_description(),
       "settings": {"epochs": args.epochs, "source_epochs": args.source_epochs,
                    "seeds": args.seeds, "batch_size": args.batch_size,
-                   "learning_rate": args.lr, "shots": args.shots},
+                   "learning_rate": args.lr, "shots": args.shots,
+                   "resumed": args.resume},
       "total_seconds": elapsed,
       "methods": {name: r.summary() for name, r in results.items()},
   }, out / "results.json")

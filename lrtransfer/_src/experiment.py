@@ -8,7 +8,7 @@ per-recipe summaries.
 from __future__ import annotations
 
 import dataclasses
-import time
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -93,6 +93,8 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             batch_size: int = 32, source_epochs: int = 20,
             hidden: Sequence[int] = (256, 128),
             source_dir: Optional[Path] = None,
+            checkpoint_root: Optional[Path] = None,
+            checkpoint_every: Optional[int] = None, resume: bool = False,
             on_method: Optional[Callable[[str], None]] = None
             ) -> dict[str, MethodResult]:
   """Pretrains the source and fine-tunes the target with every recipe.
@@ -107,24 +109,39 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     hidden: hidden widths of the MLP.
     source_dir: where to save the source checkpoint (orbax); the targets
       are built from the restored parameters. None: skip the round trip.
+    checkpoint_root: folder for run checkpoints, one subfolder per recipe.
+    checkpoint_every: epochs between run checkpoints.
+    resume: reuse the saved source model and continue each recipe's run
+      from its latest checkpoint (finished recipes are restored, not rerun).
+      Without it, old run checkpoints under ``checkpoint_root`` are removed.
     on_method: called with each recipe's name once it is done (progress).
 
   Returns:
     name -> :class:`MethodResult`.
   """
-  source = pretrain_source(task, hidden=hidden, epochs=source_epochs,
-                           batch_size=batch_size)
-  if source_dir is not None:
-    checkpoint.save_params(Path(source_dir).absolute(), source,
-                           overwrite=True)
+  if resume and source_dir is not None and Path(source_dir).exists():
     source = checkpoint.load_source_model(Path(source_dir).absolute())
+  else:
+    source = pretrain_source(task, hidden=hidden, epochs=source_epochs,
+                             batch_size=batch_size)
+    if source_dir is not None:
+      checkpoint.save_params(Path(source_dir).absolute(), source,
+                             overwrite=True)
+      source = checkpoint.load_source_model(Path(source_dir).absolute())
   source_params = nnx.as_pure(nnx.state(source, nnx.Param))
   results = {}
   for name, recipe in recipes.items():
     models = target_models(source, recipe, task.num_target_classes, seeds)
+    run_dir = None
+    if checkpoint_root is not None:
+      run_dir = Path(checkpoint_root).absolute() / name
+      if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
     sweep = fit_many(models, recipe, task.target_train, task.target_val,
                      seeds=list(seeds), epochs=epochs, batch_size=batch_size,
-                     source_params=source_params, test=task.target_test)
+                     source_params=source_params, test=task.target_test,
+                     checkpoint_dir=run_dir,
+                     checkpoint_every=checkpoint_every, resume=resume)
     results[name] = MethodResult(name, sweep.test_accuracy, sweep.history,
                                  sweep.seconds, sweep.compile_seconds)
     if on_method is not None:
