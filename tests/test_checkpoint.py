@@ -21,7 +21,8 @@ def _flat(model_or_state):
     return state
   if isinstance(state, nnx.Module):
     state = nnx.state(state, nnx.Param)
-  return {path: np.asarray(v) for path, v in nnx.to_flat_state(nnx.as_pure(state))}
+  flat = nnx.to_flat_state(nnx.as_pure(state))
+  return {path: np.asarray(value) for path, value in flat}
 
 
 def _assert_same_params(a, b):

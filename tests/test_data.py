@@ -152,7 +152,8 @@ def test_teacher_student_options():
     "builder, kwargs, match",
     [
         (data.digits_label_split, dict(shots_per_class=0), "shots_per_class"),
-        (data.digits_domain_shift, dict(shots_per_class=2.5), "shots_per_class"),
+        (data.digits_domain_shift, dict(shots_per_class=2.5),
+         "shots_per_class"),
         (data.digits_label_split, dict(shots_per_class=500), "too few"),
         (data.teacher_student, dict(similarity=1.5), "similarity"),
         (data.teacher_student, dict(similarity=-0.1), "similarity"),
@@ -271,7 +272,8 @@ X, Y = _dataset()
         ("a.npz", lambda p: _write_npz(p, features=X, y=Y), "['x']"),
         ("a.npz", lambda p: _write_npz(p, x=X[:, 0], y=Y), "x must be 2-D"),
         ("a.npz", lambda p: _write_npz(p, x=X, y=Y[:, None]), "y must be 1-D"),
-        ("a.npz", lambda p: _write_npz(p, x=X, y=Y[:-1]), "30 rows but y has 29"),
+        ("a.npz", lambda p: _write_npz(p, x=X, y=Y[:-1]),
+         "30 rows but y has 29"),
         ("a.npz", lambda p: _write_npz(p, x=X[:0], y=Y[:0]), "0 rows"),
         ("a.npz", lambda p: _write_npz(p, x=X[:, :0], y=Y), "0 feature"),
         ("a.npz", lambda p: _write_npz(p, x=X.astype(str), y=Y),
@@ -283,7 +285,8 @@ X, Y = _dataset()
         ("a.npz", lambda p: _write_npz(p, x=np.where(X > 2, np.inf, X), y=Y),
          "NaN/inf"),
         ("a.npz", lambda p: _write_npz(p, x=X * 1e300, y=Y), "float32 range"),
-        ("a.npz", lambda p: _write_npz(p, x=X, y=Y + 0.5), "labels must be integers"),
+        ("a.npz", lambda p: _write_npz(p, x=X, y=Y + 0.5),
+         "labels must be integers"),
         ("a.npz", lambda p: _write_npz(p, x=X, y=Y.astype(str)),
          "labels y must be integers"),
         ("a.npz", lambda p: _write_npz(p, x=X, y=Y - 1), "labels must be >= 0"),
@@ -292,6 +295,7 @@ X, Y = _dataset()
         ("a.csv", _text(""), "no data rows"),
         ("a.csv", _text("a,b,label\n"), "no data rows"),
         ("a.csv", _text("1,2,0\n3,abc,1\n"), "abc"),
+        ("a.csv", _text("1,abc,0\n3,2,1\n"), "abc"),  # Not a header.
         ("a.csv", _text("1,2,0\n3,1\n"), "malformed"),
         ("a.csv", _text("0\n1\n"), "at least 2 columns"),
         ("a.csv", _text("1,nan,0\n3,1,1\n"), "NaN/inf"),
@@ -327,7 +331,7 @@ def test_user_task_errors(tmp_path):
 
   xt, yt = _dataset(n_per_class=2)
   message = target_error(xt, yt)
-  assert "tgt.npz" in message and "too few" in message and "2 examples" in message
+  assert "tgt.npz" in message and "class 0 has 2 examples, too few" in message
 
   xt, yt = _dataset()
   message = target_error(xt, np.where(yt == 1, 3, yt))

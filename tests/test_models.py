@@ -142,7 +142,8 @@ def test_partial_transfer_reinitialises_upper_layers(source):
       tgt[("hidden", 0, "kernel")], src[("hidden", 0, "kernel")]
   )
   for i in (1, 2):
-    assert tgt[("hidden", i, "kernel")].shape == src[("hidden", i, "kernel")].shape
+    kernel = ("hidden", i, "kernel")
+    assert tgt[kernel].shape == src[kernel].shape
     assert not np.allclose(
         tgt[("hidden", i, "kernel")], src[("hidden", i, "kernel")]
     )
@@ -198,8 +199,11 @@ def test_target_shares_no_buffers_with_source(source):
 
 
 def test_target_is_deterministic_given_rngs(source):
-  a = _params(target_from_source(source, 4, transfer_layers=1, rngs=nnx.Rngs(5)))
-  b = _params(target_from_source(source, 4, transfer_layers=1, rngs=nnx.Rngs(5)))
+  def build():
+    return _params(
+        target_from_source(source, OUT, transfer_layers=1, rngs=nnx.Rngs(5)))
+
+  a, b = build(), build()
   for path in a:
     np.testing.assert_array_equal(a[path], b[path])
 
@@ -264,5 +268,5 @@ def test_transferred_mask_works_as_an_optax_mask(source):
 
   step(target, optimizer)
   after = _params(target)
-  moved = {path: not np.array_equal(after[path], before[path]) for path in after}
+  moved = {p: not np.array_equal(after[p], before[p]) for p in after}
   assert moved == {path: not flag for path, flag in nnx.to_flat_state(frozen)}

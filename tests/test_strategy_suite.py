@@ -258,3 +258,33 @@ def test_converges_on_a_quadratic(name):
   # A hundredfold drop: bold driver, halving whenever momentum's oscillation
   # makes an evaluation worse than the best, converges the slowest.
   assert float(loss(params)) < 1e-2 * float(loss(jnp.zeros(3)))
+
+
+@pytest.mark.parametrize("factory,kwargs", [
+    (lrtransfer.adjust, dict(plateau_factor=0.5, improve_factor=1.0,
+                             patience=1, cooldown=0, min_scale=0.01,
+                             max_scale=1.0)),
+    (lrtransfer.dynamic, dict(total_steps=100, every_steps=2, rate=0.9,
+                              patience=1)),
+])
+def test_works_under_inject_hyperparams(factory, kwargs):
+  # optax.inject_hyperparams calls the factory with traced arrays: no
+  # Python-side check may touch them, and the results must not change.
+  injected = optax.inject_hyperparams(factory)(**kwargs)
+  plain = factory(**kwargs)
+  params = {"w": jnp.ones(2)}
+  s_injected, s_plain = injected.init(params), plain.init(params)
+  update = jax.jit(injected.update)
+  for count, value in enumerate([1.0, 1.0, 1.0, 1.0, 0.5], start=1):
+    metric = lrtransfer.measurement(value, count)
+    u_injected, s_injected = update(params, s_injected, params, metric=metric)
+    u_plain, s_plain = plain.update(params, s_plain, params, metric=metric)
+    chex.assert_trees_all_close(u_injected, u_plain, rtol=1e-6)
+  # A hyperparameter changed in the state takes effect at the next plateau.
+  s_injected.hyperparams["plateau_factor"] = jnp.float32(0.1)
+  before = float(lrtransfer.current_scale(s_injected.inner_state))
+  for count in range(6, 9):
+    _, s_injected = update(params, s_injected, params,
+                           metric=lrtransfer.measurement(0.5, count))
+  after = float(lrtransfer.current_scale(s_injected.inner_state))
+  assert after < before * 0.1 * 1.0001

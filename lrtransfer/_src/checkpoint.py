@@ -249,7 +249,9 @@ def load_source_model(path: str | Path) -> MLP:
   try:
     config = MLPConfig(**config)
   except (TypeError, ValueError) as e:
-    raise CheckpointError(f"{path}: invalid model config {config!r}: {e}") from e
+    raise CheckpointError(
+        f"{path}: invalid model config {config!r}: {e}"
+    ) from e
   # Abstract module: no initialisation work for parameters about to be
   # overwritten.
   model = nnx.eval_shape(

@@ -235,7 +235,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
   return x, y
 
 
-def digits_label_split(shots_per_class: int = 10, seed: int = 0) -> TransferTask:
+def digits_label_split(
+    shots_per_class: int = 10, seed: int = 0
+) -> TransferTask:
   """sklearn digits: source = digits 0-4, target = digits 5-9 (new labels).
 
   Same input domain, disjoint label spaces: the hidden features transfer, the
@@ -287,7 +289,9 @@ def _shift_right(images: np.ndarray) -> np.ndarray:
   return shifted.reshape(-1, 64)
 
 
-def digits_domain_shift(shots_per_class: int = 10, seed: int = 0) -> TransferTask:
+def digits_domain_shift(
+    shots_per_class: int = 10, seed: int = 0
+) -> TransferTask:
   """sklearn digits: the same 10 classes, target images shifted one pixel right.
 
   The images are split in half (per class); the source uses one half as is,
@@ -497,7 +501,9 @@ def get_task(name: str, **kwargs) -> TransferTask:
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
   # np.load would try to unpickle a non-zip file; check the container first.
   if not zipfile.is_zipfile(path):
-    raise DataError(f"{path}: not a valid .npz (zip) archive; truncated or corrupt?")
+    raise DataError(
+        f"{path}: not a valid .npz (zip) archive; truncated or corrupt?"
+    )
   try:
     # allow_pickle=False: a data file must never be able to run code.
     with np.load(path, allow_pickle=False) as archive:
@@ -518,7 +524,17 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         " safety; save numeric arrays"
     ) from e
   except (OSError, EOFError, zipfile.BadZipFile) as e:
-    raise DataError(f"{path}: cannot read .npz (truncated or corrupt?): {e}") from e
+    raise DataError(
+        f"{path}: cannot read .npz (truncated or corrupt?): {e}"
+    ) from e
+
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -527,11 +543,9 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
       first_line = f.readline()
   except (OSError, UnicodeDecodeError) as e:
     raise DataError(f"{path}: cannot read .csv: {e}") from e
-  try:
-    [float(field) for field in first_line.split(",")]
-    header = 0
-  except ValueError:
-    header = 1  # The first line is not all numbers: column names.
+  # Column names: a first line without a single number. A first line mixing
+  # numbers and text is data with a bad value, for loadtxt to report.
+  header = int(not any(_is_number(field) for field in first_line.split(",")))
   try:
     with warnings.catch_warnings():
       # An empty file is reported below as a DataError, not also a warning.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -93,11 +92,14 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   validation.check_positive("plateau_factor", plateau_factor)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
-  if not min_scale <= 1.0 <= max_scale:
+  if (validation.is_concrete_number(min_scale)
+      and validation.is_concrete_number(max_scale)
+      and not min_scale <= 1.0 <= max_scale):
     raise ValueError(
         "dynamic starts at scale 1, so min_scale <= 1 <= max_scale is needed,"
         f" got min_scale={min_scale!r}, max_scale={max_scale!r}")
-  base_log_decay = -math.log(rate) / every_steps
+  # jnp, not math: under optax.inject_hyperparams `rate` may be traced.
+  base_log_decay = -jnp.log(jnp.float32(rate)) / every_steps
 
   def init_fn(params):
     del params

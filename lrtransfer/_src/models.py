@@ -83,7 +83,7 @@ class MLPConfig:
 
 
 class MLP(nnx.Module):
-  """Multi-layer perceptron classifier: ``hidden`` Linear+activation, then a head.
+  """Multi-layer perceptron classifier: Linear + activation layers, then a head.
 
   Attributes:
     config: the `MLPConfig` the module was built from.
@@ -182,7 +182,7 @@ def target_from_source(
   Args:
     source: the trained source model; not modified.
     num_outputs: number of target classes.
-    transfer_layers: how many hidden layers to copy; ``None`` copies all of them.
+    transfer_layers: how many hidden layers to copy; ``None`` copies all.
     keep_head: also copy the source head (same label space, e.g. domain shift);
       requires ``num_outputs == source.config.num_outputs`` and all hidden
       layers transferred.
