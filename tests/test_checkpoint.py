@@ -70,7 +70,9 @@ def test_round_trip(model, saved):
 
 
 def test_load_params_like_a_state(model, saved):
-  _assert_same_params(load_params(saved, nnx.state(model, nnx.Param)), model)
+  state = nnx.state(model, nnx.Param)
+  _assert_same_params(load_params(saved, state), model)
+  _assert_same_params(load_params(saved, nnx.as_pure(state)), model)
 
 
 def test_load_source_model_rebuilds_the_module(model, saved):

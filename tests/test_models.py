@@ -270,3 +270,9 @@ def test_transferred_mask_works_as_an_optax_mask(source):
   after = _params(target)
   moved = {p: not np.array_equal(after[p], before[p]) for p in after}
   assert moved == {path: not flag for path, flag in nnx.to_flat_state(frozen)}
+
+
+def test_target_needs_an_mlp_source():
+  with pytest.raises(TypeError, match="source must be an MLP"):
+    target_from_source(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), 3,
+                       rngs=nnx.Rngs(1))

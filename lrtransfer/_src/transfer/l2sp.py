@@ -16,14 +16,16 @@ from lrtransfer._src.transfer.depths import is_head_path, normalize_path
 Path = tuple[Hashable, ...]
 
 # What the state holds for a leaf with no source (a new leaf, e.g. the head):
-# a zero-size array, so the state keeps the params' tree structure at no cost.
-_NO_SOURCE_SHAPE = (0,)
+# a scalar zero, so the state keeps the params' tree structure at no cost
+# (not a (0,)-sized array: orbax refuses to checkpoint those). Which leaves
+# are new is decided statically from the trees, not from this placeholder.
+_NO_SOURCE_SHAPE = ()
 
 
 class L2SPState(NamedTuple):
   """State of :func:`l2sp`: a copy of the source parameters."""
   # Params-shaped tree in the params' dtypes: the source value of each
-  # transferred leaf; a zero-size (0,) array for each new leaf.
+  # transferred leaf; a scalar zero for each new leaf.
   source: Any
 
 
@@ -186,14 +188,21 @@ def l2sp(
           "l2sp needs the current parameters: call "
           "update(updates, state, params) with params not None.")
 
-    def add_penalty(update, param, source):
-      # Shapes are static: a (0,) source marks a new leaf. (A (0,) param gets
-      # an empty update either way.)
-      if source.shape == param.shape:
+    # Which leaves are transferred is static (paths and shapes), so it is
+    # recomputed at trace time rather than stored in the state.
+    mask = _transferred_mask(params, _leaves_by_path(source_params,
+                                                     "source_params"),
+                             transferred)
+    mask_tree = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), mask)
+
+    def add_penalty(update, param, source, is_transferred):
+      if is_transferred:
         return _add_scaled(update, alpha, param - source)
       return _add_scaled(update, beta, param)
 
-    updates = jax.tree.map(add_penalty, updates, params, state.source)
+    updates = jax.tree.map(add_penalty, updates, params, state.source,
+                           mask_tree)
     return updates, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
