@@ -54,7 +54,7 @@ OPTIONAL_PEERS = ("pytorch", "keras")
 
 # The fine-tuning job: digits with shifted, faded target images, 10 classes.
 JOB_TASK = "digits_domain_shift"
-JOB_SHOTS = 50  # 500 target training images: 16 steps per epoch
+JOB_SHOTS = 40  # 400 target training images: 13 steps per epoch
 
 # Targets of the issue.
 STRATEGY_MAX_RATIO = 1.05

@@ -49,34 +49,53 @@ def scales_over_steps(tx, step_values, step_counts, params=None):
   return np.asarray(scales)
 
 
+class _Judge:
+  """The evaluation rules of ``lrtransfer._src.plateau``, in float32."""
+
+  def __init__(self, mode, patience, cooldown, threshold, threshold_mode,
+               target):
+    self.sign = f32(1.0 if mode == "min" else -1.0)
+    self.patience, self.cooldown = patience, cooldown
+    self.threshold, self.threshold_mode = f32(threshold), threshold_mode
+    self.target = None if target is None else self.sign * f32(target)
+    self.best, self.num_bad, self.cooldown_left = f32(np.inf), 0, 0
+
+  def __call__(self, value):
+    """Judges one evaluation; returns (good, plateau)."""
+    v = self.sign * f32(value)
+    margin = (self.threshold * abs(self.best)
+              if self.threshold_mode == "rel" else self.threshold)
+    improved = bool(np.isfinite(v)) and (
+        self.best == np.inf or v < self.best - margin)
+    good = improved and (self.target is None or v <= self.target)
+    if improved:
+      self.best = v
+    self.num_bad = 0 if good else self.num_bad + 1
+    if self.cooldown_left > 0:
+      self.cooldown_left -= 1
+      self.num_bad = 0
+    plateau = self.num_bad > self.patience
+    if plateau:
+      self.cooldown_left = self.cooldown
+      self.num_bad = 0
+    return good, plateau
+
+
 def adjust_reference(values, *, mode="min", patience=3, cooldown=1,
                      threshold=1e-4, threshold_mode="rel", plateau_factor=1.5,
                      improve_factor=0.9, target=None, init_scale=1.0,
                      min_scale=0.05, max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``."""
-  sign = f32(1.0 if mode == "min" else -1.0)
-  best, num_bad, cooldown_left = f32(np.inf), 0, 0
+  judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   scale = f32(init_scale)
   out = []
   for value in values:
-    v = sign * f32(value)
-    margin = (f32(threshold) * abs(best) if threshold_mode == "rel"
-              else f32(threshold))
-    improved = bool(np.isfinite(v)) and (best == np.inf or v < best - margin)
-    good = improved and (target is None or v <= sign * f32(target))
-    if improved:
-      best = v
-    num_bad = 0 if good else num_bad + 1
-    if cooldown_left > 0:
-      cooldown_left -= 1
-      num_bad = 0
+    good, plateau = judge(value)
     factor = f32(1.0)
     if good:
       factor *= f32(improve_factor)
-    if num_bad > patience:
+    if plateau:
       factor *= f32(plateau_factor)
-      cooldown_left = cooldown
-      num_bad = 0
     scale = f32(min(max(scale * factor, f32(min_scale)), f32(max_scale)))
     out.append(scale)
   return np.asarray(out, np.float32)
@@ -89,34 +108,20 @@ def dynamic_reference(step_values, step_counts, *, total_steps,
                       plateau_factor=1.5, improve_factor=1.0, target=None,
                       min_scale=0.01, max_scale=2.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
-  sign = 1.0 if mode == "min" else -1.0
-  best, num_bad, cooldown_left, last_count = math.inf, 0, 0, 0
-  scale = 1.0
+  judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
+  last_count, scale = 0, 1.0
   lambda0 = -math.log(rate) / every_steps
   out = []
   for t, (value, count) in enumerate(zip(step_values, step_counts)):
     factor = 1.0
     if count > last_count:
       last_count = count
-      v = sign * float(value)
-      margin = threshold * abs(best) if threshold_mode == "rel" else threshold
-      improved = math.isfinite(v) and (best == math.inf or v < best - margin)
-      good = improved and (target is None or v <= sign * target)
-      if improved:
-        best = v
-      num_bad = 0 if good else num_bad + 1
-      if cooldown_left > 0:
-        cooldown_left -= 1
-        num_bad = 0
-      if good:
-        factor *= improve_factor
-      if num_bad > patience:
-        factor *= plateau_factor
-        cooldown_left = cooldown
-        num_bad = 0
+      good, plateau = judge(value)
+      factor *= (improve_factor if good else 1.0) * (
+          plateau_factor if plateau else 1.0)
     progress = min(t / total_steps, 1.0)
     log_decay = (lambda0 * (1 + progress_gain * progress)
-                 * (stall_gain if num_bad > 0 else 1.0))
+                 * (stall_gain if judge.num_bad > 0 else 1.0))
     scale = min(max(scale * factor * math.exp(-log_decay), min_scale),
                 max_scale)
     out.append(scale)
@@ -136,6 +141,12 @@ def decay_reference(num_steps, *, rate, every_steps, staircase=False,
       k = (k // every_steps) * every_steps
     out.append(max(min_scale, rate ** (k / every_steps)))
   return np.asarray(out)
+
+
+def tiny_mlp(sizes, num_classes, rngs, activation="tanh"):
+  """The package's MLP with ``sizes = (in_features, *hidden)``."""
+  return lrtransfer.MLP(sizes[0], tuple(sizes[1:]), num_classes, activation,
+                        rngs=rngs)
 
 
 def strategy_factories(total_steps=40):

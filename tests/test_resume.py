@@ -28,6 +28,17 @@ def _checkpointed_epochs(folder):
   return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
 
+def _kill_once_checkpointed(proc, folder, epoch=3):
+  """SIGKILLs ``proc`` as soon as ``folder`` holds the checkpoint of ``epoch``."""
+  deadline = time.monotonic() + 240
+  while not any(e >= epoch for e in _checkpointed_epochs(folder)):
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+
+
 def _assert_bit_identical(a_path, b_path):
   a, b = np.load(a_path), np.load(b_path)
   assert sorted(a.files) == sorted(b.files)
@@ -44,13 +55,7 @@ def test_killed_run_resumes_bit_identical(tmp_path):
   proc = subprocess.Popen(_fit_script(tmp_path / "unused.npz", "--checkpoint",
                                       folder, "--every", 1, "--epochs",
                                       EPOCHS))
-  deadline = time.monotonic() + 240
-  while not any(e >= 3 for e in _checkpointed_epochs(folder)):
-    assert proc.poll() is None, "the run ended before it could be killed"
-    assert time.monotonic() < deadline
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
+  _kill_once_checkpointed(proc, folder)
   done = _checkpointed_epochs(folder)
   assert done and max(done) < EPOCHS, f"not interrupted mid-run: {done}"
   resumed = tmp_path / "resumed.npz"
@@ -128,14 +133,7 @@ def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
   out = tmp_path / "run"
   proc = subprocess.Popen(_cli(out), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  folder = out / "checkpoints" / "adjust"
-  deadline = time.monotonic() + 240
-  while not any(e >= 3 for e in _checkpointed_epochs(folder)):
-    assert proc.poll() is None, "the run ended before it could be killed"
-    assert time.monotonic() < deadline
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
+  _kill_once_checkpointed(proc, out / "checkpoints" / "adjust")
   assert not (out / "results.json").exists()
   subprocess.run(_cli(out, "--resume"), check=True, timeout=300,
                  capture_output=True)

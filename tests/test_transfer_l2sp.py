@@ -9,24 +9,9 @@ import pytest
 from flax import nnx
 
 from lrtransfer._src.transfer import l2sp
+from _harness import tiny_mlp
 
 ALPHA, BETA = 0.3, 0.05
-
-
-class TinyMLP(nnx.Module):
-  """The hidden/head layout of the package's MLP."""
-
-  def __init__(self, sizes, num_classes, rngs: nnx.Rngs):
-    self.hidden = nnx.List([
-        nnx.Linear(n_in, n_out, rngs=rngs)
-        for n_in, n_out in zip(sizes[:-1], sizes[1:])
-    ])
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    for layer in self.hidden:
-      x = jnp.tanh(layer(x))
-    return self.head(x)
 
 
 def dict_params(num_classes=2, seed=0, num_hidden=2):
@@ -170,9 +155,9 @@ def test_inside_scan_pulls_toward_the_source():
 def test_nnx_state_source_and_nnx_optimizer():
   x = jax.random.normal(jax.random.key(0), (8, 3))
   y = jax.random.normal(jax.random.key(1), (8, 2))
-  source_model = TinyMLP([3, 4, 4], 5, nnx.Rngs(0))  # Other task: 5 classes.
+  source_model = tiny_mlp([3, 4, 4], 5, nnx.Rngs(0))  # Other task: 5 classes.
   source = nnx.state(source_model, nnx.Param)  # Param-wrapped.
-  model = TinyMLP([3, 4, 4], 2, nnx.Rngs(1))
+  model = tiny_mlp([3, 4, 4], 2, nnx.Rngs(1))
   # Transfer the body; the head stays freshly initialized.
   nnx.update(model.hidden, nnx.state(source_model.hidden, nnx.Param))
   nnx.update(model.hidden[0], {"kernel": source_model.hidden[0].kernel[...]

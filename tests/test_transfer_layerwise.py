@@ -13,22 +13,7 @@ from flax import nnx
 from lrtransfer._src.transfer import layer_depths
 from lrtransfer._src.transfer import layerwise_scale
 from lrtransfer._src.transfer import layerwise_scales
-
-
-class TinyMLP(nnx.Module):
-  """The hidden/head layout of the package's MLP."""
-
-  def __init__(self, sizes, num_classes, rngs: nnx.Rngs):
-    self.hidden = nnx.List([
-        nnx.Linear(n_in, n_out, rngs=rngs)
-        for n_in, n_out in zip(sizes[:-1], sizes[1:])
-    ])
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    for layer in self.hidden:
-      x = jax.nn.relu(layer(x))
-    return self.head(x)
+from _harness import tiny_mlp
 
 
 def dict_params(num_hidden=3, seed=0):
@@ -68,7 +53,7 @@ def test_layer_depths_lists_namedtuples_and_digit_keys():
 
 
 def test_layer_depths_nnx_state_wrapped_and_pure():
-  model = TinyMLP([3, 5, 4], 2, nnx.Rngs(0))
+  model = tiny_mlp([3, 5, 4], 2, nnx.Rngs(0), activation='relu')
   state = nnx.state(model, nnx.Param)
   expected = {"head": {"bias": 2, "kernel": 2},
               "hidden": {0: {"bias": 0, "kernel": 0},
@@ -180,7 +165,7 @@ def test_nnx_optimizer_scales_each_layer():
   all_updates = []
   for tx in (optax.sgd(0.1),
              optax.chain(optax.sgd(0.1), layerwise_scale(factor))):
-    model = TinyMLP([3, 5, 4], 2, nnx.Rngs(0))
+    model = tiny_mlp([3, 5, 4], 2, nnx.Rngs(0), activation='relu')
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     updates = optimizer.update(model, nnx.grad(loss)(model))
     all_updates.append(nnx.to_pure_dict(nnx.State(updates)))

@@ -12,24 +12,9 @@ from lrtransfer._src.transfer import UnfreezeState
 from lrtransfer._src.transfer import gradual_unfreeze
 from lrtransfer._src.transfer import head_first
 from lrtransfer._src.transfer import unfrozen_levels
+from _harness import tiny_mlp
 
 NUM_HIDDEN = 3  # Depths 0, 1, 2 and the head at 3: four levels.
-
-
-class TinyMLP(nnx.Module):
-  """The hidden/head layout of the package's MLP."""
-
-  def __init__(self, sizes, num_classes, rngs: nnx.Rngs):
-    self.hidden = nnx.List([
-        nnx.Linear(n_in, n_out, rngs=rngs)
-        for n_in, n_out in zip(sizes[:-1], sizes[1:])
-    ])
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    for layer in self.hidden:
-      x = jnp.tanh(layer(x))
-    return self.head(x)
 
 
 def dict_params(num_hidden=NUM_HIDDEN, seed=0):
@@ -150,7 +135,7 @@ def test_before_sgd_momentum_frozen_layers_stay_exact_and_open_cleanly():
   lr, every_steps = 0.1, 3
   x = jax.random.normal(jax.random.key(0), (16, 3))
   y = jax.random.normal(jax.random.key(1), (16, 2))
-  model = TinyMLP([3, 4, 4], 2, nnx.Rngs(0))  # Depths 0, 1; head 2.
+  model = tiny_mlp([3, 4, 4], 2, nnx.Rngs(0))  # Depths 0, 1; head 2.
   loss = lambda model: jnp.mean((model(x) - y) ** 2)
   tx = optax.chain(gradual_unfreeze(every_steps),
                    optax.sgd(lr, momentum=0.9))
