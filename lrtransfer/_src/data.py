@@ -264,19 +264,30 @@ def digits_label_split(
   is_source = y < 5
   xs, ys = x[is_source], y[is_source]
   xt, yt = x[~is_source], y[~is_source] - 5
+  return _digits_task(
+      "digits_label_split",
+      "sklearn digits: learn digits 5-9 from a model trained on digits 0-4",
+      (xs, ys), (xt, yt), shots_per_class, rng, num_classes=5)
+
+
+def _digits_task(name, description, source, target, shots_per_class, rng,
+                 num_classes) -> TransferTask:
+  """Splits digits source/target arrays and standardises them as one task."""
+  (xs, ys), (xt, yt) = source, target
   src_val, src_train = _split_per_class(
       ys, [_SOURCE_VAL_FRACTION], rng, what="digits source"
   )
   tgt_train, tgt_val, tgt_test = _split_per_class(
       yt, [shots_per_class, 0.5], rng, what="digits target"
   )
+  # One mean and scale for all pixels (per_feature=False): see the module
+  # docstring.
   return _standardized_task(
-      "digits_label_split",
-      "sklearn digits: learn digits 5-9 from a model trained on digits 0-4",
+      name, description,
       ((xs[src_train], ys[src_train]), (xs[src_val], ys[src_val])),
       tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
-      num_source_classes=5,
-      num_target_classes=5,
+      num_source_classes=num_classes,
+      num_target_classes=num_classes,
       per_feature=False,
   )
 
@@ -318,21 +329,10 @@ def digits_domain_shift(
   source_idx, target_idx = _split_per_class(y, [0.5], rng, what="digits")
   xs, ys = x[source_idx], y[source_idx]
   xt, yt = _shift_right(x[target_idx]), y[target_idx]
-  src_val, src_train = _split_per_class(
-      ys, [_SOURCE_VAL_FRACTION], rng, what="digits source"
-  )
-  tgt_train, tgt_val, tgt_test = _split_per_class(
-      yt, [shots_per_class, 0.5], rng, what="digits target"
-  )
-  return _standardized_task(
+  return _digits_task(
       "digits_domain_shift",
       "sklearn digits: the same digits, target images shifted one pixel right",
-      ((xs[src_train], ys[src_train]), (xs[src_val], ys[src_val])),
-      tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
-      num_source_classes=10,
-      num_target_classes=10,
-      per_feature=False,
-  )
+      (xs, ys), (xt, yt), shots_per_class, rng, num_classes=10)
 
 
 # A small teacher in its near-linear range: a student learns it well from the
