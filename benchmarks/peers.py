@@ -182,7 +182,7 @@ class PyTorch:
       linear = torch.nn.Linear(*kernel.shape)
       with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(kernel.T.copy()))
-        linear.bias.copy_(torch.from_numpy(bias))
+        linear.bias.copy_(torch.from_numpy(bias.copy()))
       layers.append(linear)
       if i < len(job.init_weights) - 1:
         layers.append(torch.nn.ReLU())

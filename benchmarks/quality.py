@@ -45,7 +45,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 import lrtransfer
-from lrtransfer._src.experiment import target_models
 from lrtransfer._src.train import cross_entropy
 
 DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"
@@ -55,7 +54,7 @@ PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3  # as default_recipes' reduce_on_plate
 # Which entries are lrtransfer's strategies/transfer tools (judged by the
 # targets) and which are baselines.
 BASELINES = ("scratch", "constant_lr_best_of_grid", "optax_reduce_on_plateau",
-             "constant", "range_test_lr")
+             "constant", "range_test_lr", "range_test_lr_valley")
 LRTRANSFER = ("decay", "reduce_on_plateau", "adjust", "dynamic", "layerwise",
               "gradual_unfreeze", "head_first", "l2sp")
 
@@ -81,9 +80,10 @@ def summary(values: np.ndarray) -> dict[str, Any]:
           "n": int(values.size)}
 
 
-def range_test_lr(task, source, batch_size: int, seed: int = 0) -> dict:
+def range_test_lr(task, source, batch_size: int, seed: int = 0,
+                  transfer_layers: Optional[int] = None) -> dict:
   """``lr_range_test`` on a from-source target, its target training batches."""
-  model = target_from_source_model(source, task, seed)
+  model = target_from_source_model(source, task, seed, transfer_layers)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.as_pure(params)
   n = len(task.target_train)
@@ -100,24 +100,64 @@ def range_test_lr(task, source, batch_size: int, seed: int = 0) -> dict:
     return cross_entropy(nnx.merge(graphdef, p)(batch[0]), batch[1])
 
   result = lrtransfer.lr_range_test(loss_fn, params, batches)
+  usable = (len(result.losses) if result.stopped_at is None
+            else result.stopped_at)
   return {"suggestion": float(result.suggestion),
+          "valley": valley(result.learning_rates[:usable],
+                           result.smoothed_losses[:usable]),
           "stopped_at": result.stopped_at,
           "steps_run": int(len(result.losses))}
 
 
-def target_from_source_model(source, task, seed):
+def valley(learning_rates: np.ndarray, smoothed: np.ndarray) -> float:
+  """fastai's "valley" rule (its default since 2.4), for comparison.
+
+  The longest decreasing subsequence of the smoothed losses, then the rate
+  about two thirds of the way down it -- unlike "steepest", a few noisy
+  first steps cannot win it.
+  """
+  n = len(smoothed)
+  if n == 0:
+    return math.nan
+  run = [1] * n
+  start = end = 0
+  for i in range(1, n):
+    for j in range(i):
+      if smoothed[i] < smoothed[j] and run[i] < run[j] + 1:
+        run[i] = run[j] + 1
+    if run[end] < run[i]:
+      end = i
+      start = end - run[end]
+  third = (end - start) / 3
+  return float(learning_rates[start + int(third) + int(third / 2)])
+
+
+def target_from_source_model(source, task, seed, transfer_layers=None):
   return lrtransfer.target_from_source(source, task.num_target_classes,
+                                       transfer_layers=transfer_layers,
                                        rngs=nnx.Rngs(1000 + seed))
 
 
+def build_models(source, recipe, task, seeds, transfer_layers=None):
+  """One initial target per seed (as ``lrtransfer.compare`` builds them)."""
+  if recipe.from_source:
+    return [target_from_source_model(source, task, s, transfer_layers)
+            for s in seeds]
+  config = source.config
+  return [lrtransfer.MLP(config.in_features, config.hidden,
+                         task.num_target_classes, config.activation,
+                         rngs=nnx.Rngs(1000 + s)) for s in seeds]
+
+
 def run_recipe(recipe, task, source, source_params, seeds, epochs,
-               batch_size, learning_rates: Optional[Sequence[float]] = None
+               batch_size, learning_rates: Optional[Sequence[float]] = None,
+               transfer_layers: Optional[int] = None
                ) -> lrtransfer.SweepResult:
   """Every seed (x every rate) of one recipe as one vmapped program."""
   lrs = list(learning_rates) if learning_rates else [recipe.learning_rate]
   models, run_seeds, run_lrs = [], [], []
   for lr in lrs:
-    models += target_models(source, recipe, task.num_target_classes, seeds)
+    models += build_models(source, recipe, task, seeds, transfer_layers)
     run_seeds += list(seeds)
     run_lrs += [lr] * len(seeds)
   return lrtransfer.fit_many(
@@ -130,6 +170,7 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
              seeds: Sequence[int], epochs: int, batch_size: int, lr: float,
              grid: Sequence[float], shots: Optional[int], hidden,
              source_epochs: int, baselines: bool = True,
+             transfer_layers: Optional[int] = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """All methods on one task. Returns ``{"methods": ..., "details": ...}``."""
   kwargs = {} if shots is None else {"shots_per_class": shots}
@@ -153,6 +194,11 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
   }
   methods: dict[str, Any] = {}
 
+  def run(recipe, learning_rates=None):
+    return run_recipe(recipe, task, source, source_params, seeds, epochs,
+                      batch_size, learning_rates=learning_rates,
+                      transfer_layers=transfer_layers)
+
   def record(name, sweep, test=None, val=None):
     test = sweep.test_accuracy if test is None else test
     val = sweep.history["val_accuracy"][:, -1] if val is None else val
@@ -168,11 +214,9 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
 
   if baselines:
     scratch = lrtransfer.Recipe("scratch", lr, from_source=False)
-    record("scratch", run_recipe(scratch, task, source, source_params, seeds,
-                                 epochs, batch_size))
+    record("scratch", run(scratch))
     constant = lrtransfer.Recipe("constant", lr)
-    sweep = run_recipe(constant, task, source, source_params, seeds, epochs,
-                       batch_size, learning_rates=grid)
+    sweep = run(constant, learning_rates=grid)
     shape = (len(grid), len(seeds))
     val = sweep.history["val_accuracy"][:, -1].reshape(shape)
     test = sweep.test_accuracy.reshape(shape)
@@ -182,25 +226,26 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
     details["grid"] = {
         "learning_rates": list(grid), "chosen": grid[best],
         "val_mean": val.mean(1).tolist(), "test_mean": test.mean(1).tolist()}
-    record("optax_reduce_on_plateau",
-           run_recipe(optax_plateau_recipe(lr), task, source, source_params,
-                      seeds, epochs, batch_size))
-    suggestion = range_test_lr(task, source, batch_size)
+    record("optax_reduce_on_plateau", run(optax_plateau_recipe(lr)))
+    suggestion = range_test_lr(task, source, batch_size,
+                               transfer_layers=transfer_layers)
     details["range_test"] = suggestion
     suggested = suggestion["suggestion"]
     if math.isfinite(suggested) and suggested > 0:
-      record("range_test_lr", run_recipe(
-          lrtransfer.Recipe("range_test_lr", suggested), task, source,
-          source_params, seeds, epochs, batch_size))
+      record("range_test_lr", run(
+          lrtransfer.Recipe("range_test_lr", suggested)))
     else:
       methods["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
+    if math.isfinite(suggestion["valley"]):
+      record("range_test_lr_valley", run(
+          lrtransfer.Recipe("range_test_lr_valley", suggestion["valley"])))
     log(f"  (grid picked lr={grid[best]}, range test suggests "
-        f"lr={suggested:.3g})")
+        f"lr={suggested:.3g}; fastai's valley rule would say "
+        f"{suggestion['valley']:.3g})")
   for name, recipe in recipes.items():
     if name == "scratch":
       continue
-    record(name, run_recipe(recipe, task, source, source_params, seeds,
-                            epochs, batch_size))
+    record(name, run(recipe))
   return {"methods": methods, "details": details}
 
 
@@ -270,7 +315,8 @@ def tables(result: Mapping[str, Any]) -> tuple[str, str]:
     rows.append(row)
   extra = []
   for label, key in (("grid-picked lr", ("grid", "chosen")),
-                     ("range-test lr", ("range_test", "suggestion"))):
+                     ("range-test lr", ("range_test", "suggestion")),
+                     ("range-test lr, valley rule", ("range_test", "valley"))):
     row = [label]
     for t in names:
       d = result.get("details", {}).get(t, {})
@@ -345,14 +391,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--quick", action="store_true",
-                      help="small run (2 tasks, 12 epochs) to check the "
+                      help="small run (1 task, 12 epochs) to check the "
                       "pipeline; the numbers mean little")
   parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                       help="JSON output; .md and .png are written beside it")
   parser.add_argument("--tasks", nargs="+", default=None,
                       choices=sorted(lrtransfer.TASKS),
-                      help="default: all (quick: digits_label_split, "
-                      "teacher_student_far)")
+                      help="default: all (quick: digits_label_split)")
   parser.add_argument("--seeds", type=int, default=None,
                       help="runs per method (default 10; quick 5)")
   parser.add_argument("--epochs", type=int, default=None,
@@ -363,6 +408,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--lr", type=float, default=0.05,
                       help="base learning rate of every non-grid method "
                       "(the library default)")
+  parser.add_argument("--transfer-layers", type=int, default=None,
+                      help="hidden layers copied from the source (default:"
+                      " all, as lrtransfer.target_from_source)")
   parser.add_argument("--source-epochs", type=int, default=None,
                       help="source pretraining epochs (default 20; quick 5)")
   return parser.parse_args(argv)
@@ -371,8 +419,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   quick = args.quick
-  tasks = args.tasks or (["digits_label_split", "teacher_student_far"]
-                         if quick else list(lrtransfer.TASKS))
+  tasks = args.tasks or (["digits_label_split"] if quick
+                         else list(lrtransfer.TASKS))
   seeds = list(range(args.seeds or (5 if quick else 10)))
   epochs = args.epochs or (12 if quick else 50)
   source_epochs = args.source_epochs or (5 if quick else 20)
@@ -392,6 +440,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "epochs": epochs, "batch_size": args.batch_size,
       "learning_rate": args.lr, "grid": list(GRID), "hidden": list(hidden),
       "source_epochs": source_epochs,
+      "transfer_layers": args.transfer_layers,
       "optax_plateau": {"factor": PLATEAU_FACTOR,
                         "patience": PLATEAU_PATIENCE,
                         "reacts_once_per_epoch": check["ok"]},
@@ -403,7 +452,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name, library_recipes(args.lr), seeds=seeds, epochs=epochs,
         batch_size=args.batch_size, lr=args.lr, grid=GRID, shots=args.shots,
         hidden=hidden, source_epochs=source_epochs,
-        log=lambda line: print(line, flush=True))
+        transfer_layers=args.transfer_layers, log=lambda line: print(line, flush=True))
     result["tasks"][name] = task_result["methods"]
     result["details"][name] = task_result["details"]
   result["targets"] = check_targets(result["tasks"])

@@ -5,7 +5,8 @@ file and the problem; through ``lrtransfer run`` it must end with exit status
 2, one ``lrtransfer: error: ...`` line on stderr, no traceback and no
 ``results.json``. Bad arguments exit with status 2 and say what is wrong.
 
-Known defects of the loaders are the ``xfail(strict=True)`` tests at the end.
+The tests at the end pin loader defects these tests found (and that were
+fixed): damaged zip members, lying .npy headers, CSV byte-order marks.
 """
 
 from __future__ import annotations
@@ -422,7 +423,7 @@ def test_empty_csv_gives_only_the_error_no_warning(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Known defects (xfail until fixed in lrtransfer/_src/data.py).
+# Defects found here and fixed in lrtransfer/_src/data.py: they must stay fixed.
 
 
 def _zip_patched(tmp_path, name, patch):
@@ -495,15 +496,10 @@ CORRUPT_ARCHIVES = {
     # MemoryError escapes: numpy allocates the claimed shape before reading.
     "lying_shape_header": _lying_header_npz,
 }
-CORRUPT_REASON = (
-    "_read_npz (lrtransfer/_src/data.py) catches only OSError, ValueError, "
-    "EOFError and BadZipFile: a damaged member of a valid zip raises "
-    "zlib.error, NotImplementedError or RuntimeError, and a header claiming a "
-    "huge shape raises MemoryError; all escape load_split_file and the CLI "
-    "(traceback, exit status 1)")
+# Each once escaped _read_npz as zlib.error, NotImplementedError,
+# RuntimeError or MemoryError: a traceback and exit status 1 from the CLI.
 
 
-@pytest.mark.xfail(strict=True, reason=CORRUPT_REASON)
 @pytest.mark.parametrize("case", sorted(CORRUPT_ARCHIVES))
 def test_damaged_archive_member_is_a_data_error(case, tmp_path):
   path = CORRUPT_ARCHIVES[case](tmp_path)
@@ -512,7 +508,6 @@ def test_damaged_archive_member_is_a_data_error(case, tmp_path):
   assert str(path) in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, reason=CORRUPT_REASON)
 def test_cli_reports_damaged_archive_member(tmp_path, capsys):
   path = CORRUPT_ARCHIVES["garbage_deflate_stream"](tmp_path)
   out = tmp_path / "out"
@@ -521,11 +516,6 @@ def test_cli_reports_damaged_archive_member(tmp_path, capsys):
   _assert_one_error_line(err, str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a UTF-8 byte order mark (Excel's 'CSV UTF-8') is read as part of the "
-    "first cell, so a valid file is rejected ('could not convert string "
-    "\\ufeff1.0'); lrtransfer/_src/data.py _read_csv should open the file "
-    "and call np.loadtxt with encoding='utf-8-sig'"))
 def test_csv_with_byte_order_mark_loads_every_row(tmp_path):
   path = tmp_path / "bom.csv"
   path.write_text("\ufeff" + _csv_rows(rows=6), encoding="utf-8")

@@ -513,6 +513,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: missing key(s) {missing}; an .npz needs arrays 'x'"
             f" [n, features] and 'y' [n]; found keys {sorted(archive.files)}"
         )
+      for key in ("x", "y"):
+        _check_npy_header(path, archive.zip, key)
       return archive["x"], archive["y"]
   except DataError:
     raise
@@ -523,10 +525,34 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         f"{path}: holds object (pickled) arrays, which are never loaded for"
         " safety; save numeric arrays"
     ) from e
-  except (OSError, EOFError, zipfile.BadZipFile) as e:
+  except Exception as e:  # zlib.error, NotImplementedError, RuntimeError...
+    # A zip whose members are damaged fails in many library-specific ways;
+    # all of them mean the same to the user: this file cannot be read.
     raise DataError(
-        f"{path}: cannot read .npz (truncated or corrupt?): {e}"
+        f"{path}: cannot read .npz (truncated or corrupt?): "
+        f"{type(e).__name__}: {e}"
     ) from e
+
+
+def _check_npy_header(path: Path, archive: zipfile.ZipFile, key: str) -> None:
+  """Refuses a member whose header claims more data than it stores.
+
+  numpy allocates the shape a header announces before reading; a damaged or
+  hostile header would ask for any amount of memory (a MemoryError, or worse).
+  """
+  name = f"{key}.npy"
+  with archive.open(name) as member:
+    version = np.lib.format.read_magic(member)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(member)
+  claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+  stored = archive.getinfo(name).file_size
+  if claimed > stored:
+    raise DataError(
+        f"{path}: array {key!r} claims shape {shape} of {dtype} "
+        f"({claimed} bytes) but stores only {stored} bytes; corrupt file"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -539,7 +565,8 @@ def _is_number(text: str) -> bool:
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
   try:
-    with open(path, encoding="utf-8") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+    with open(path, encoding="utf-8-sig") as f:
       first_line = f.readline()
   except (OSError, UnicodeDecodeError) as e:
     raise DataError(f"{path}: cannot read .csv: {e}") from e
@@ -551,7 +578,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
       # An empty file is reported below as a DataError, not also a warning.
       warnings.filterwarnings("ignore", "loadtxt: input contained no data")
       table = np.loadtxt(
-          path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64
+          path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64,
+          encoding="utf-8-sig"
       )
   except ValueError as e:
     # numpy names the offending value, row and column.

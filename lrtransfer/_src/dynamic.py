@@ -117,8 +117,10 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
                  * jnp.where(stalling, stall_gain, 1.0)).astype(jnp.float32)
     factor = (jnp.where(verdict.good, improve_factor, 1.0)
               * jnp.where(verdict.plateau, plateau_factor, 1.0))
-    scale = clip_scale(state.scale * factor * jnp.exp(-log_decay), min_scale,
-                       max_scale)
+    # Factor and decay first: scale * factor could overflow to inf and then
+    # meet a decay of 0 (inf * 0 = NaN); their product cannot.
+    scale = clip_scale(state.scale * (factor * jnp.exp(-log_decay)),
+                       min_scale, max_scale)
     new_state = DynamicState(scale, optax.safe_increment(state.count),
                              log_decay, judged)
     return scale_updates(updates, scale), new_state

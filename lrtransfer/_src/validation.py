@@ -24,9 +24,16 @@ def _fail(name: str, value: Any, requirement: str):
   raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
 
 
+# Hyperparameters become float32 / int32 arrays inside the transformations.
+FLOAT32_MAX = 3.4028234663852886e38
+INT32_MAX = 2**31 - 1
+
+
 def check_finite(name: str, value: Any) -> None:
-  if is_concrete_number(value) and not math.isfinite(value):
-    _fail(name, value, "a finite number")
+  """Finite, and finite in float32 (where the value is used)."""
+  if is_concrete_number(value) and not (
+      math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+    _fail(name, value, "a finite number within the float32 range")
 
 
 def check_positive(name: str, value: Any) -> None:
@@ -46,8 +53,8 @@ def check_int(name: str, value: Any, minimum: int) -> None:
   if isinstance(value, bool) or (
       is_concrete_number(value) and not float(value).is_integer()):
     _fail(name, value, f"an integer >= {minimum}")
-  if is_concrete_number(value) and value < minimum:
-    _fail(name, value, f"an integer >= {minimum}")
+  if is_concrete_number(value) and not minimum <= value <= INT32_MAX:
+    _fail(name, value, f"an integer in [{minimum}, {INT32_MAX}]")
 
 
 def check_in_interval(name: str, value: Any, low: float, high: float,
