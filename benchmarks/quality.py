@@ -48,8 +48,10 @@ import lrtransfer
 from lrtransfer._src.train import cross_entropy
 
 DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"
+QUICK_OUT = _common.RESULTS_DIR / "quality_quick.json"
 GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
-PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3  # as default_recipes' reduce_on_plateau
+# As default_recipes' reduce_on_plateau.
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
 
 # Which entries are lrtransfer's strategies/transfer tools (judged by the
 # targets) and which are baselines.
@@ -133,6 +135,8 @@ def valley(learning_rates: np.ndarray, smoothed: np.ndarray) -> float:
 
 
 def target_from_source_model(source, task, seed, transfer_layers=None):
+  if transfer_layers is None:  # as lrtransfer.compare: all but the last
+    transfer_layers = lrtransfer.default_transfer_layers(source)
   return lrtransfer.target_from_source(source, task.num_target_classes,
                                        transfer_layers=transfer_layers,
                                        rngs=nnx.Rngs(1000 + seed))
@@ -329,7 +333,12 @@ def tables(result: Mapping[str, Any]) -> tuple[str, str]:
       f"Target test accuracy, mean ± std over {result['seeds']} seeds "
       f"({result['epochs']} epochs, batch {result['batch_size']}, base lr "
       f"{result['learning_rate']}, all seeds of a method in one vmapped "
-      "program).", "",
+      "program). lrtransfer methods with the library's default settings; "
+      + ("targets copy all hidden layers of the source but the last "
+         "(the library default)" if result.get("transfer_layers") is None
+         else f"targets copy {result['transfer_layers']} hidden layer(s) of "
+         "the source")
+      + ".", "",
       f"Machine: {_common.device_line(result['device'])}.", "",
       _common.markdown_table(headers, rows + extra), "",
       "Targets (per task):", ""]
@@ -350,6 +359,9 @@ def tables(result: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def plot(result: Mapping[str, Any], path: Path) -> None:
+  """Grouped bars: one panel per task (its own accuracy range), one bar per
+  method, std error bars; baselines hatched. A bar far below the rest is
+  cut at the panel's floor and labelled with its value."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -357,26 +369,46 @@ def plot(result: Mapping[str, Any], path: Path) -> None:
   tasks = result["tasks"]
   names = list(tasks)
   methods = method_order(tasks)
-  width = 0.8 / len(methods)
-  fig, ax = plt.subplots(figsize=(max(8, 3.2 * len(names)), 4.8), dpi=110)
   cmap = plt.get_cmap("tab20")
-  for i, m in enumerate(methods):
-    means = [tasks[t].get(m, {}).get("mean", np.nan) for t in names]
-    stds = [tasks[t].get(m, {}).get("std", np.nan) for t in names]
-    xs = np.arange(len(names)) - 0.4 + (i + 0.5) * width
-    ax.bar(xs, means, width, yerr=stds, capsize=1.5, color=cmap(i % 20),
-           label=m, hatch="//" if m in BASELINES else None,
-           edgecolor="white", linewidth=0.3, error_kw={"lw": 0.7})
-  lows = [tasks[t][m]["mean"] for t in names for m in tasks[t]
-          if tasks[t][m]["n"]]
-  ax.set_ylim(max(0.0, min(lows) - 0.08), min(1.0, max(lows) + 0.04))
-  ax.set_xticks(np.arange(len(names)))
-  ax.set_xticklabels(names, fontsize=8)
-  ax.set_ylabel(f"target test accuracy (mean ± std, {result['seeds']} seeds)")
-  ax.set_title("lrtransfer quality benchmark (hatched: baselines) — "
-               + result["device"].get("platform", "?"), fontsize=9)
-  ax.grid(axis="y", alpha=0.3)
-  ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  colors = {m: cmap(i % 20) for i, m in enumerate(methods)}
+  cols = min(len(names), 2)
+  rows = math.ceil(len(names) / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.4 * rows),
+                           dpi=110, squeeze=False)
+  for ax, task in zip(axes.flat, names):
+    stats = [tasks[task].get(m, {"mean": np.nan, "std": 0.0, "n": 0})
+             for m in methods]
+    means = np.array([s_["mean"] if s_["n"] else np.nan for s_ in stats])
+    stds = np.array([s_["std"] if s_["n"] else 0.0 for s_ in stats])
+    finite = means[np.isfinite(means)]
+    center = np.median(finite)
+    typical = finite[finite > center - 0.15]
+    floor = max(0.0, typical.min() - 0.04)
+    top = min(1.0, (typical + stds[np.isfinite(means)][
+        finite > center - 0.15]).max() + 0.015)
+    xs = np.arange(len(methods))
+    for x, m, mean, std in zip(xs, methods, means, stds):
+      if not np.isfinite(mean):
+        continue
+      ax.bar(x, max(mean, floor) - floor, 0.8, bottom=floor,
+             yerr=std if mean >= floor else None, capsize=2,
+             color=colors[m], hatch="//" if m in BASELINES else None,
+             edgecolor="white", linewidth=0.3, error_kw={"lw": 0.8})
+      if mean < floor:
+        ax.text(x, floor + 0.002, f"{mean:.2f}", rotation=90, ha="center",
+                va="bottom", fontsize=6)
+    ax.set_ylim(floor, top)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=6.5)
+    ax.set_title(task, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_ylabel("test accuracy", fontsize=8)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  fig.suptitle(
+      f"lrtransfer quality: target test accuracy, mean ± std over "
+      f"{result['seeds']} seeds (library defaults; hatched: baselines) "
+      f"— {result['device'].get('platform', '?')}", fontsize=9)
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path)
@@ -393,13 +425,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--quick", action="store_true",
                       help="small run (1 task, 12 epochs) to check the "
                       "pipeline; the numbers mean little")
-  parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                      help="JSON output; .md and .png are written beside it")
+  parser.add_argument("--out", type=Path, default=None,
+                      help="JSON output; .md and .png are written beside it (default "
+                      "benchmarks/results/quality.json; with --quick quality"
+                      "_quick.json there, so a quick "
+                      "run never replaces the published results)")
   parser.add_argument("--tasks", nargs="+", default=None,
                       choices=sorted(lrtransfer.TASKS),
                       help="default: all (quick: digits_label_split)")
   parser.add_argument("--seeds", type=int, default=None,
-                      help="runs per method (default 10; quick 5)")
+                      help="runs per method (default 20; quick 5)")
   parser.add_argument("--epochs", type=int, default=None,
                       help="fine-tuning epochs (default 50; quick 12)")
   parser.add_argument("--shots", type=int, default=None,
@@ -410,7 +445,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       "(the library default)")
   parser.add_argument("--transfer-layers", type=int, default=None,
                       help="hidden layers copied from the source (default:"
-                      " all, as lrtransfer.target_from_source)")
+                      " all but the last, as lrtransfer.compare)")
   parser.add_argument("--source-epochs", type=int, default=None,
                       help="source pretraining epochs (default 20; quick 5)")
   return parser.parse_args(argv)
@@ -421,11 +456,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   quick = args.quick
   tasks = args.tasks or (["digits_label_split"] if quick
                          else list(lrtransfer.TASKS))
-  seeds = list(range(args.seeds or (5 if quick else 10)))
+  seeds = list(range(args.seeds or (5 if quick else 20)))
   epochs = args.epochs or (12 if quick else 50)
   source_epochs = args.source_epochs or (5 if quick else 20)
   hidden = (256, 128)
-  out = Path(args.out)
+  out = Path(args.out or (QUICK_OUT if quick else DEFAULT_OUT))
   device = _common.device_record()
   print(f"quality benchmark on {_common.device_line(device)}"
         f"{' (quick)' if quick else ''}: {len(seeds)} seeds, {epochs} epochs",
@@ -441,18 +476,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "learning_rate": args.lr, "grid": list(GRID), "hidden": list(hidden),
       "source_epochs": source_epochs,
       "transfer_layers": args.transfer_layers,
+      "recipe_settings": "lrtransfer.default_recipes(learning_rate)",
       "optax_plateau": {"factor": PLATEAU_FACTOR,
                         "patience": PLATEAU_PATIENCE,
                         "reacts_once_per_epoch": check["ok"]},
       "tasks": {}, "details": {},
   }
+  recipes = library_recipes(args.lr)
   for name in tasks:
     print(f"{name}:", flush=True)
     task_result = run_task(
-        name, library_recipes(args.lr), seeds=seeds, epochs=epochs,
+        name, recipes, seeds=seeds, epochs=epochs,
         batch_size=args.batch_size, lr=args.lr, grid=GRID, shots=args.shots,
         hidden=hidden, source_epochs=source_epochs,
-        transfer_layers=args.transfer_layers, log=lambda line: print(line, flush=True))
+        transfer_layers=args.transfer_layers,
+        log=lambda line: print(line, flush=True))
     result["tasks"][name] = task_result["methods"]
     result["details"][name] = task_result["details"]
   result["targets"] = check_targets(result["tasks"])

@@ -47,6 +47,7 @@ import lrtransfer
 from lrtransfer._src.train import FitProgram
 
 DEFAULT_OUT = _common.RESULTS_DIR / "speed.json"
+QUICK_OUT = _common.RESULTS_DIR / "speed_quick.json"
 LR = 0.05
 FACTOR, PATIENCE = 0.5, 3
 PEERS = ("optax_scan", "pytorch", "keras")
@@ -102,21 +103,57 @@ def overhead_transforms(params) -> dict[str, tuple[Any, bool]]:
       "head_first": (optax.chain(lt.head_first(steps), sgd()), False),
       "l2sp": (optax.chain(lt.l2sp(params, alpha=1e-2, beta=1e-4), sgd()),
                False),
-      # For reference, not a target: Optax's own plateau scaler.
+      # For reference, not targets: L2-SP decoupled from momentum (the pull
+      # added after SGD, where the parameters are read anyway), and Optax's
+      # own plateau scaler.
+      "l2sp_decoupled (reference)": (optax.chain(
+          sgd(), decoupled_l2sp_reference(params, 1e-2, 1e-4, LR)), False),
       "optax.contrib.reduce_on_plateau": (optax.chain(
           sgd(), optax.contrib.reduce_on_plateau(
               factor=FACTOR, patience=PATIENCE)), "value"),
   }
 
 
-def measure_overhead(width: int, repeats: int, steps_per_sample: int
-                     ) -> dict[str, Any]:
+def decoupled_l2sp_reference(source_params, alpha: float, beta: float,
+                             learning_rate: float
+                             ) -> optax.GradientTransformation:
+  """A sketch, not lrtransfer's L2-SP: ``u - lr * alpha * (w - w0)`` added
+  *after* SGD-momentum (decoupled, like AdamW's weight decay; the pull does
+  not go through momentum), ``u - lr * beta * w`` on the head. Measured to
+  show what one fused pass over the source tree costs on this backend."""
+
+  def init_fn(params):
+    return {"source": jax.tree.map(jnp.copy, source_params)}
+
+  def update_fn(updates, state, params=None):
+    def pull(path, u, w, w0):
+      if any(getattr(k, "key", None) == "head" for k in path):
+        return u - learning_rate * beta * w
+      return u - learning_rate * alpha * (w - w0)
+    return jax.tree_util.tree_map_with_path(
+        pull, updates, params, state["source"]), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def measure_overhead(width: int, repeats: int, steps_per_sample: int,
+                     instances: int = 3, seed: int = 0) -> dict[str, Any]:
+  """Median seconds per update step of each transformation, and ratios.
+
+  Identical programs differ by several percent on CPU depending on where
+  their (donated, hence fixed) buffers landed in memory, so each
+  transformation runs as ``instances`` independent copies with their own
+  buffers, all interleaved in a random order that changes every round; a
+  transformation's time is the median over its copies' samples.
+  ``baseline_spread`` (slowest / fastest copy of bare SGD) shows that noise
+  floor.
+  """
   params0 = big_tree(width)
   num_params = sum(x.size for x in jax.tree.leaves(params0))
   grads = jax.tree.map(lambda x: jnp.full_like(x, 1e-3), params0)
   metric = lrtransfer.measurement(1.0, 1)
   value = jnp.float32(1.0)
-  runners = {}
+  runners = []
   for name, (tx, reads) in overhead_transforms(params0).items():
     if reads is True:
       step = lambda p, s, g, tx=tx: _apply(tx, p, s, g, metric=metric)
@@ -124,30 +161,43 @@ def measure_overhead(width: int, repeats: int, steps_per_sample: int
       step = lambda p, s, g, tx=tx: _apply(tx, p, s, g, value=value)
     else:
       step = lambda p, s, g, tx=tx: _apply(tx, p, s, g)
-    params = jax.tree.map(jnp.copy, params0)
-    state = tx.init(params)
     jitted = jax.jit(step, donate_argnums=(0, 1))
-    params, state = jitted(params, state, grads)  # compile + warm up
-    jax.block_until_ready(params)
-    runners[name] = [jitted, params, state]
-  times = {name: [] for name in runners}
+    for copy in range(instances):
+      params = jax.tree.map(jnp.copy, params0)
+      state = tx.init(params)
+      params, state = jitted(params, state, grads)  # compile + warm up
+      jax.block_until_ready(params)
+      runners.append([name, copy, jitted, params, state])
+  samples = {(r[0], r[1]): [] for r in runners}
+  order = np.random.default_rng(seed)
   for _ in range(repeats):
-    for name, runner in runners.items():  # interleaved: A B C ... A B C
-      jitted, params, state = runner
+    for k in order.permutation(len(runners)):  # interleaved, shuffled
+      runner = runners[k]
+      name, copy, jitted, params, state = runner
       start = time.perf_counter()
       for _ in range(steps_per_sample):
         params, state = jitted(params, state, grads)
       jax.block_until_ready((params, state))
-      times[name].append((time.perf_counter() - start) / steps_per_sample)
-      runner[1], runner[2] = params, state
-  base = _common.median(times["sgd"])
+      samples[name, copy].append(
+          (time.perf_counter() - start) / steps_per_sample)
+      runner[3], runner[4] = params, state
+  del runners
+  names = list(dict.fromkeys(name for name, _ in samples))
+  pooled = {n: [t for (m, _), ts in samples.items() if m == n for t in ts]
+            for n in names}
+  per_copy = {n: [_common.median(samples[n, c]) for c in range(instances)]
+              for n in names}
+  base = _common.median(pooled["sgd"])
   return {
       "num_params": int(num_params),
       "repeats": repeats,
+      "instances": instances,
       "steps_per_sample": steps_per_sample,
-      "median_step_seconds": {k: _common.median(v) for k, v in times.items()},
-      "ratio": {k: _common.median(v) / base for k, v in times.items()
-                if k != "sgd"},
+      "median_step_seconds": {n: _common.median(v) for n, v in pooled.items()},
+      "per_instance_median_seconds": per_copy,
+      "baseline_spread": max(per_copy["sgd"]) / min(per_copy["sgd"]),
+      "ratio": {n: _common.median(v) / base for n, v in pooled.items()
+                if n != "sgd"},
   }
 
 
@@ -328,7 +378,8 @@ def tables(result: dict[str, Any]) -> tuple[str, str]:
   ratio = result["overhead_ratio"]
   step = result["overhead"]["median_step_seconds"]
   limit = lambda n: (L2SP_MAX_RATIO if n == "l2sp" else
-                     None if n.startswith("optax") else STRATEGY_MAX_RATIO)
+                     None if n.startswith("optax") or "reference" in n
+                     else STRATEGY_MAX_RATIO)
   over_rows = [["optax.sgd(momentum=0.9) (baseline)",
                 f"{step['sgd'] * 1e3:.2f}", "1.00", "-", "-"]]
   for name, value in ratio.items():
@@ -350,8 +401,8 @@ def tables(result: dict[str, Any]) -> tuple[str, str]:
         "-" if s is None else f"{s / ours:.2f}x",
         _common.fmt(acc.get(name)),
         result["missing_peers"].get(name, "")])
-  fit_head = ["fit", "median s (run)", "compile s", "time vs lrtransfer",
-              "final val acc", "note"]
+  fit_head = ["fit", "median s (run)", "compile / warm-up s",
+              "time vs lrtransfer", "final val acc", "note"]
   sweep = result["sweep"]
   sweep_rows = [[sweep["runs"], sweep["epochs"], f"{sweep['vmapped_s']:.3f}",
                  f"{sweep['sequential_s']:.3f}", f"{sweep['speedup']:.1f}x",
@@ -371,11 +422,20 @@ def tables(result: dict[str, Any]) -> tuple[str, str]:
       f"Machine: {_common.device_line(result['device'])}.", "",
       f"**Optimizer overhead** — one jitted `update` + `apply_updates` step "
       f"(buffers donated) on {result['overhead']['num_params'] / 1e6:.1f}M "
-      f"float32 parameters, median of {result['overhead']['repeats']} "
-      "interleaved samples, relative to bare `optax.sgd(lr, momentum=0.9)`:",
+      f"float32 parameters, median over {result['overhead']['instances']} "
+      f"independent copies x {result['overhead']['repeats']} samples, all "
+      "interleaved in a shuffled order, relative to bare "
+      "`optax.sgd(lr, momentum=0.9)` (identical copies of bare SGD differ "
+      f"by {100 * (result['overhead']['baseline_spread'] - 1):.0f}%, the "
+      "noise floor):",
       "", _common.markdown_table(over_head, over_rows), "",
       f"**Fine-tuning job** — {job['description']}; median of "
-      f"{job['repeats']} interleaved repeats, compile excluded:", "",
+      f"{job['repeats']} interleaved repeats (seeds 0..{job['repeats'] - 1}"
+      "), compile excluded. Peers: "
+      + ", ".join(f"{n} {v}" for n, v in job["peer_versions"].items())
+      + (f" (Keras backend: {job['keras_backend']})"
+         if job.get("keras_backend") else "")
+      + "; PyTorch runs eagerly on 2 threads.", "",
       _common.markdown_table(fit_head, fit_rows), "",
       f"**Sweep** — {sweep['runs']} seeds of the job, one vmapped "
       "`fit_many` program versus one compiled run called "
@@ -398,8 +458,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--quick", action="store_true",
                       help="small run (1M-parameter tree, 10 epochs, few "
                       "repeats) to check the pipeline")
-  parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                      help="JSON output; the .md is written beside it")
+  parser.add_argument("--out", type=Path, default=None,
+                      help="JSON output; the .md is written beside it (default "
+                      "benchmarks/results/speed.json; with --quick speed"
+                      "_quick.json there, so a quick "
+                      "run never replaces the published results)")
   parser.add_argument("--peers", default="all",
                       help="'all', 'none', or a comma list of "
                       f"{','.join(OPTIONAL_PEERS)} (optax_scan always runs);"
@@ -425,17 +488,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       return 2
   width = 576 if quick else 2048  # ~1.0M or ~12.6M parameters
   overhead_repeats = 7 if quick else 25
+  overhead_instances = 2 if quick else 3
   epochs = 10 if quick else 50
   repeats = args.repeats or (2 if quick else 7)
   sweep_runs, sweep_epochs = 32, (5 if quick else 50)
-  out = Path(args.out)
+  out = Path(args.out or (QUICK_OUT if quick else DEFAULT_OUT))
   device = _common.device_record()
   print(f"speed benchmark on {_common.device_line(device)}"
         f"{' (quick)' if quick else ''}", flush=True)
   start = time.perf_counter()
 
   print("optimizer overhead ...", flush=True)
-  overhead = measure_overhead(width, overhead_repeats, steps_per_sample=3)
+  overhead = measure_overhead(width, overhead_repeats, steps_per_sample=3,
+                              instances=overhead_instances)
   print("fine-tuning job ...", flush=True)
   task, source, target, job = make_job(epochs)
   fits = measure_fits(task, target, job, wanted, repeats)
@@ -482,8 +547,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for key, met in result["targets"].items():
     print(f"target {key}: {_common.verdict(met)}")
   for name, why in fits["missing_peers"].items():
-    print(f"{name}: null ({why}); to run it: "
-          f"`{peers_lib.INSTALL_HINT}`")
+    print(f"{name}: null -- {why}")
+  if any(n in fits["missing_peers"] for n in OPTIONAL_PEERS):
+    print(f"(the peers are an optional extra: `{peers_lib.INSTALL_HINT}`)")
   print(f"\nwrote {out} and {out.with_suffix('.md')} in "
         f"{result['seconds']:.0f}s")
   return 0

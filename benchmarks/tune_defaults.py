@@ -7,13 +7,20 @@ Runs each candidate recipe on every task, each over base learning rates x
 seeds in one vmapped program, and writes mean test (and validation) accuracy
 per (task, recipe, rate). A candidate set is judged on ALL tasks together --
 no per-task tuning. The sets below are the ones reported in
-``benchmarks/README.md``; their result is ``results/defaults_candidates.json``.
+``benchmarks/README.md``; their results are
+``results/defaults_candidates_round{1,2,3}.json`` (round 1: ``--lrs 0.05,0.1
+--seeds 10``; round 2: ``--sets baselines,library,round2 --seeds 20``; round
+3: ``--sets baselines,recommended,round3 --seeds 20 --lrs 0.05,0.1,0.2``)
+and ``results/shots{3,5}_candidates.json`` (``--sets baselines,library --lrs
+0.05,0.1 --tasks digits_label_split digits_domain_shift --shots N``, 10
+seeds), summarised in ``results/defaults_candidates.md`` by ``--summarize``.
 This is an investigation tool, not one of the published benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,9 +59,6 @@ def candidate_sets() -> dict[str, dict[str, Recipe]]:
           "adjust[if=1.0,pf=1.5,max=2]": Recipe(
               "a", LR, strategy=lambda spe, tot: lt.adjust(
                   improve_factor=1.0, plateau_factor=1.5)),
-          "adjust[max,if=0.9,pf=1.5]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  mode="max")),
           "adjust[if=1.05,pf=0.5,p=1]": Recipe(
               "a", LR, strategy=lambda spe, tot: lt.adjust(
                   improve_factor=1.05, plateau_factor=0.5, patience=1,
@@ -83,8 +87,88 @@ def candidate_sets() -> dict[str, dict[str, Recipe]]:
           "l2sp[1e-3]": Recipe("s", LR, l2sp_alpha=1e-3),
           "l2sp[1e-1]": Recipe("s", LR, l2sp_alpha=1e-1),
       },
+      # Round 2: the most promising of round 1, and gentler versions.
+      "round2": {
+          "adjust[if=0.98,pf=1.5]": Recipe(
+              "a", LR, strategy=lambda spe, tot: lt.adjust(
+                  improve_factor=0.98)),
+          "adjust[if=0.97,pf=1.5]": Recipe(
+              "a", LR, strategy=lambda spe, tot: lt.adjust(
+                  improve_factor=0.97)),
+          "adjust[if=1.0,pf=1.5,max=2]": Recipe(
+              "a", LR, strategy=lambda spe, tot: lt.adjust(
+                  improve_factor=1.0, plateau_factor=1.5)),
+          "decay[0.99]": Recipe(
+              "c", LR, strategy=lambda spe, tot: lt.decay(
+                  0.99, every_steps=spe, staircase=True)),
+          "reduce_on_plateau[min_scale=0.1]": Recipe(
+              "r", LR, strategy=lambda spe, tot: lt.reduce_on_plateau(
+                  factor=0.5, patience=3, min_scale=0.1)),
+          "reduce_on_plateau[patience=5]": Recipe(
+              "r", LR, strategy=lambda spe, tot: lt.reduce_on_plateau(
+                  factor=0.5, patience=5)),
+          "layerwise[0.9]": Recipe("l", LR, layerwise_factor=0.9),
+          "layerwise[0.8]": Recipe("l", LR, layerwise_factor=0.8),
+          "gradual_unfreeze[1]": Recipe("g", LR, unfreeze_every_epochs=1),
+          "head_first[1]": Recipe("h", LR, head_first_epochs=1),
+          "head_first[2]": Recipe("h", LR, head_first_epochs=2),
+          "l2sp[1e-3]": Recipe("s", LR, l2sp_alpha=1e-3),
+          "l2sp[3e-3]": Recipe("s", LR, l2sp_alpha=3e-3),
+      },
+      # Round 3: the recommended settings (since adopted as the library's
+      # default_recipes), and bolder raises, run at several base rates to
+      # see which base rate the defaults should assume.
+      "recommended": {k: v for k, v in quality.library_recipes(LR).items()
+                      if k not in ("constant", "scratch")},
+      "round3": {
+          "adjust[if=0.98,pf=2,max=4]": Recipe(
+              "a", LR, strategy=lambda spe, tot: lt.adjust(
+                  improve_factor=0.98, plateau_factor=2.0, max_scale=4.0)),
+          "dynamic[pf=2,max=4]": Recipe(
+              "d", LR, strategy=lambda spe, tot: lt.dynamic(
+                  tot, every_steps=spe, plateau_factor=2.0, max_scale=4.0)),
+      },
   }
   return sets
+
+
+def summarize(paths, lr: str = "0.05") -> str:
+  """Markdown: test accuracy of each recipe per task, at base rate ``lr``,
+  and on how many tasks it beats scratch / optax reduce_on_plateau."""
+  merged: dict = {}
+  seeds = set()
+  for path in paths:
+    data = json.loads(Path(path).read_text())
+    seeds.add(data["seeds"])
+    for task, recipes in data["tasks"].items():
+      for name, by_lr in recipes.items():
+        if lr in by_lr:
+          merged.setdefault(task, {})[name] = by_lr[lr]
+  tasks = list(merged)
+  names = []
+  for task in tasks:
+    names += [n for n in merged[task] if n not in names]
+  rows = []
+  for name in names:
+    cells, beats_scratch, beats_optax, means = [], 0, 0, []
+    for task in tasks:
+      entry = merged[task].get(name)
+      if entry is None:
+        cells.append("-")
+        continue
+      mean = entry["test_mean"]
+      means.append(mean)
+      cells.append(f"{mean:.3f} ± {entry['test_std']:.3f}")
+      beats_scratch += mean > merged[task]["scratch"]["test_mean"]
+      beats_optax += mean > merged[task]["optax_reduce_on_plateau"][
+          "test_mean"]
+    rows.append([name] + cells + [f"{np.mean(means):.4f}",
+                                  f"{beats_scratch}/{len(tasks)}",
+                                  f"{beats_optax}/{len(tasks)}"])
+  headers = (["recipe (base lr " + lr + ")"] + tasks
+             + ["mean over tasks", "beats scratch", "beats optax ROP"])
+  return (f"Test accuracy, mean ± std over {sorted(seeds)} seeds.\n\n"
+          + _common.markdown_table(headers, rows) + "\n")
 
 
 def main(argv=None) -> int:
@@ -99,7 +183,13 @@ def main(argv=None) -> int:
   parser.add_argument("--epochs", type=int, default=50)
   parser.add_argument("--out", type=Path,
                       default=_common.RESULTS_DIR / "defaults_candidates.json")
+  parser.add_argument("--summarize", nargs="+", type=Path, default=None,
+                      help="only print a markdown summary of these JSONs")
+  parser.add_argument("--summary-lr", default="0.05")
   args = parser.parse_args(argv)
+  if args.summarize:
+    print(summarize(args.summarize, args.summary_lr))
+    return 0
   sets = candidate_sets()
   chosen = args.sets.split(",") if args.sets else list(sets)
   lrs = [float(x) for x in args.lrs.split(",")]

@@ -63,6 +63,7 @@ from lrtransfer._src.models import transferred_mask
 
 # Training.
 from lrtransfer._src.experiment import compare
+from lrtransfer._src.experiment import default_transfer_layers
 from lrtransfer._src.experiment import pretrain_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.recipes import build_optimizer

@@ -83,7 +83,7 @@ class _Judge:
 
 def adjust_reference(values, *, mode="min", patience=3, cooldown=1,
                      threshold=1e-4, threshold_mode="rel", plateau_factor=1.5,
-                     improve_factor=0.9, target=None, init_scale=1.0,
+                     improve_factor=0.98, target=None, init_scale=1.0,
                      min_scale=0.05, max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)

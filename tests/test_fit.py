@@ -142,3 +142,26 @@ def test_build_optimizer_order_and_errors(task, source):
     lrtransfer.Recipe("x", learning_rate=-1.0)
   with pytest.raises(ValueError, match="from_source"):
     lrtransfer.Recipe("x", l2sp_alpha=0.1, from_source=False)
+
+
+def test_l2sp_pulls_only_the_transferred_layers(task, source):
+  target = lrtransfer.target_from_source(source, task.num_target_classes,
+                                         transfer_layers=1,
+                                         rngs=nnx.Rngs(5))
+  params = nnx.as_pure(nnx.state(target, nnx.Param))
+  recipe = lrtransfer.Recipe("l2sp", 1.0, momentum=0.0, l2sp_alpha=0.5,
+                             l2sp_beta=0.25)
+  tx = lrtransfer.build_optimizer(
+      recipe, steps_per_epoch=1, total_steps=1,
+      source_params=nnx.as_pure(nnx.state(source, nnx.Param)),
+      transferred=lrtransfer.transferred_mask(target))
+  moved = jax.tree.map(lambda p: p + 1.0, params)  # w - w_source = 1 where
+  zeros = jax.tree.map(jnp.zeros_like, params)     # the layer was copied
+  updates, _ = tx.update(zeros, tx.init(moved), moved)
+  np.testing.assert_allclose(updates["hidden"][0]["kernel"], -0.5, rtol=1e-6)
+  # The second hidden layer was not copied (same shape as the source's):
+  # plain decay toward zero, not a pull toward the unrelated source weights.
+  np.testing.assert_allclose(updates["hidden"][1]["kernel"],
+                             -0.25 * moved["hidden"][1]["kernel"], rtol=1e-6)
+  np.testing.assert_allclose(updates["head"]["kernel"],
+                             -0.25 * moved["head"]["kernel"], rtol=1e-6)

@@ -166,3 +166,12 @@ def test_bad_batches():
                   {"a": jnp.ones((4,)), "b": jnp.ones((3,))})
   with pytest.raises(ValueError, match="batches"):
     lr_range_test(quadratic_loss, jnp.float32(1.0), jnp.float32(1.0))
+
+
+def test_suggestion_skips_the_noisy_first_steps():
+  lrs = np.geomspace(1e-5, 1.0, 20)
+  # A noisy plunge at the very start, then the real descent around step 12.
+  smoothed = np.concatenate([[5.0, 2.0], np.full(9, 2.0),
+                             [1.9, 1.5, 1.0, 0.9, 0.9, 0.95, 1.2, 2.0, 3.0]])
+  assert _steepest_suggestion(lrs, smoothed) == lrs[0]
+  assert _steepest_suggestion(lrs, smoothed, skip=2) == lrs[12]

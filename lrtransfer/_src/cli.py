@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minibatch size")
   run.add_argument("--lr", type=_positive_float, default=0.05,
                    help="base learning rate of SGD-momentum (0.9)")
+  run.add_argument("--transfer-layers", type=int, default=None, metavar="N",
+                   help="hidden layers copied from the source model "
+                        "(default: all but the last; 0: only the input "
+                        "standardisation is shared)")
   run.add_argument("--shots", type=_positive_int, default=10,
                    help="target training examples per class (embedded "
                         "tasks)")
@@ -145,7 +149,8 @@ def run_command(args) -> int:
     results = experiment.compare(
         task, {n: available[n] for n in names}, epochs=args.epochs,
         seeds=list(range(args.seeds)), batch_size=args.batch_size,
-        source_epochs=args.source_epochs, source_dir=out / "source_params",
+        source_epochs=args.source_epochs, transfer_layers=args.transfer_layers,
+        source_dir=out / "source_params",
         checkpoint_root=out / "checkpoints",
         checkpoint_every=args.checkpoint_every, resume=args.resume,
         on_method=lambda name: (bar.set_postfix_str(name), bar.update()))
@@ -161,6 +166,7 @@ def run_command(args) -> int:
       "settings": {"epochs": args.epochs, "source_epochs": args.source_epochs,
                    "seeds": args.seeds, "batch_size": args.batch_size,
                    "learning_rate": args.lr, "shots": args.shots,
+                   "transfer_layers": args.transfer_layers,
                    "resumed": args.resume},
       "total_seconds": elapsed,
       "methods": {name: r.summary() for name, r in results.items()},

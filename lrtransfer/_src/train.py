@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspect
 from lrtransfer._src.data import Split
+from lrtransfer._src.models import MLP, transferred_mask
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import Recipe, build_optimizer, group_learning_rates
@@ -97,6 +98,7 @@ class FitProgram:
   num_train: int
   total_epochs: int
   mesh: Optional[Mesh] = None  # data-parallel: batches split over "data"
+  transferred: Any = None  # bools: which params came from the source
 
   @property
   def steps_per_epoch(self) -> int:
@@ -106,7 +108,8 @@ class FitProgram:
     return build_optimizer(
         self.recipe, steps_per_epoch=self.steps_per_epoch,
         total_steps=self.steps_per_epoch * self.total_epochs,
-        source_params=source_params, learning_rate=lr)
+        source_params=source_params, learning_rate=lr,
+        transferred=self.transferred)
 
   def loss(self, params, x, y):
     return cross_entropy(nnx.merge(self.graphdef, params)(x), y)
@@ -234,6 +237,11 @@ class _ChunkedRun:
     return seconds
 
 
+def _transferred(model: nnx.Module) -> Any:
+  """Which parameters came from the source, for an MLP; else None."""
+  return transferred_mask(model) if isinstance(model, MLP) else None
+
+
 def _mesh(devices: Optional[Sequence[jax.Device]], batch_size: int
           ) -> Optional[Mesh]:
   if devices is None or len(devices) <= 1:
@@ -302,7 +310,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
   mesh = _mesh(devices, batch_size)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.as_pure(params)
-  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs, mesh)
+  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs, mesh,
+                       _transferred(model))
   data = _data_arrays(train, val)
   lr = jnp.float32(recipe.learning_rate)
   if mesh is not None:
@@ -376,7 +385,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   stacked = jax.tree.map(
       lambda *leaves: jnp.stack(leaves),
       *[nnx.as_pure(nnx.state(m, nnx.Param)) for m in models])
-  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs)
+  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs,
+                       transferred=_transferred(models[0]))
   data = _data_arrays(train, val)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   lrs = jnp.asarray(learning_rates, jnp.float32)

@@ -43,13 +43,17 @@ def _check_real(name: str, value: Any, low: float, high: float, *,
 
 
 def _steepest_suggestion(learning_rates: np.ndarray,
-                         smoothed: np.ndarray) -> float:
-  """fastai's "steepest" rule, with its min/10 fallback."""
+                         smoothed: np.ndarray, skip: int = 0) -> float:
+  """fastai's "steepest" rule after ``skip`` warm-up steps; min/10 fallback."""
   if smoothed.size == 0:
     return math.nan
   if smoothed.size >= 2:
     slopes = np.gradient(smoothed.astype(np.float64), np.log(learning_rates))
-    steepest = int(np.argmin(slopes))
+    # The first steps' smoothed losses are a few noisy batches: their slopes
+    # say nothing about the rate (measured: picking them suggested 1e-5 and
+    # fine-tuning then reached 0.21 accuracy on the digits benchmark).
+    skip = min(skip, slopes.size - 1)
+    steepest = skip + int(np.argmin(slopes[skip:]))
     if slopes[steepest] < 0:
       return float(learning_rates[steepest])
   return float(learning_rates[int(np.argmin(smoothed))] / 10.0)
@@ -89,8 +93,10 @@ def lr_range_test(
   unchanged (a ``jnp.where``) and are dropped from the result.
 
   Suggestion rule (fastai's "steepest"): among the steps before the stop,
-  the learning rate where the smoothed loss falls fastest against
-  :math:`\log\eta`, i.e. the argmin of ``np.gradient(smoothed, log(lr))``.
+  leaving out the first ``num_steps // 10`` (whose smoothed loss averages
+  only a few noisy batches), the learning rate where the smoothed loss falls
+  fastest against :math:`\log\eta`, i.e. the argmin of
+  ``np.gradient(smoothed, log(lr))``.
   When no slope is negative (the loss never went down) it falls back to the
   learning rate of the smallest smoothed loss divided by 10.
 
@@ -219,5 +225,6 @@ def lr_range_test(
       smoothed_losses=smoothed,
       stopped_at=stopped_at,
       suggestion=_steepest_suggestion(learning_rates[:num_usable],
-                                      smoothed[:num_usable]),
+                                      smoothed[:num_usable],
+                                      skip=num_steps // 10),
   )
