@@ -39,6 +39,11 @@ def schedule_scale(schedule: optax.Schedule
     tx = optax.chain(
         optax.sgd(0.05, momentum=0.9),
         lrtransfer.schedule_scale(optax.cosine_decay_schedule(1.0, 2000)))
+
+  References:
+    Optax schedules, https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html
+    Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
+    Restarts" (cosine), 2017, https://arxiv.org/abs/1608.03983
   """
   if not callable(schedule):
     raise ValueError(f"schedule must be callable, got schedule={schedule!r}")
@@ -60,7 +65,12 @@ def schedule_scale(schedule: optax.Schedule
 def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
                    warmup_steps: int = 0, warmup_init: float = 0.0,
                    min_scale: float = 0.0) -> optax.Schedule:
-  """The schedule behind :func:`decay`, built from Optax's own schedules."""
+  """The schedule behind :func:`decay`, built from Optax's own schedules.
+
+  Same arguments and formula as :func:`decay`; returns the schedule
+  ``t -> scale(t)`` itself, e.g. to plot it or to use it with another
+  optimizer.
+  """
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_int("warmup_steps", warmup_steps, 0)

@@ -47,6 +47,14 @@ def measurement(value: Any, count: Any) -> Measurement:
 
     m = lrtransfer.measurement(val_loss, epoch + 1)
     updates, state = tx.update(grads, state, params, metric=m)
+
+  A strategy reacts to ``m`` at an update iff ``m.count > last_count``, the
+  largest count it has reacted to (0 initially).
+
+  References:
+    The trap this avoids: ``optax.contrib.reduce_on_plateau`` reads ``value``
+    on every update unless ``accumulation_size`` is set,
+    https://optax.readthedocs.io/en/latest/api/contrib.html
   """
   return Measurement(jnp.asarray(value, jnp.float32),
                      jnp.asarray(count, jnp.int32))

@@ -71,7 +71,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def evaluate(model: nnx.Module, split: Split) -> tuple[float, float]:
-  """Cross-entropy and accuracy of ``model`` on ``split``."""
+  """Cross-entropy and accuracy of ``model`` on ``split``.
+
+  ``loss = mean_i -log softmax(model(x_i))[y_i]``,
+  ``accuracy = mean_i [argmax model(x_i) == y_i]``.
+  """
   logits = model(jnp.asarray(split.x))
   labels = jnp.asarray(split.y)
   return (float(cross_entropy(logits, labels)),
@@ -300,6 +304,11 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
     result = lrtransfer.fit(target, lrtransfer.default_recipes()["adjust"],
                             task.target_train, task.target_val, epochs=30)
     print(result.history["val_accuracy"][-1])
+
+  References:
+    JAX ``lax.scan`` and ``jax.sharding``,
+    https://docs.jax.dev/en/latest/_autosummary/jax.lax.scan.html,
+    https://docs.jax.dev/en/latest/sharded-computation.html
   """
   if epochs < 1 or batch_size < 1:
     raise ValueError(f"epochs and batch_size must be >= 1, got epochs="
@@ -366,10 +375,15 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   Run ``i`` trains ``models[i]`` with data order ``seeds[i]`` and base rate
   ``learning_rates[i]`` (default: the recipe's). All models must share a
   structure (e.g. the same target built with different initialisation
-  seeds). Checkpointing and resuming work as in :func:`fit`.
+  seeds). Checkpointing and resuming work as in :func:`fit`:
+  ``results[i] = fit(models[i], recipe with learning_rates[i], seed=seeds[i])``
+  up to float reassociation, computed as ``jax.vmap`` over ``i``.
 
   Returns:
     A :class:`SweepResult` with a leading run axis.
+
+  References:
+    ``jax.vmap``, https://docs.jax.dev/en/latest/_autosummary/jax.vmap.html
   """
   runs = len(models)
   if runs == 0 or len(seeds) != runs:
