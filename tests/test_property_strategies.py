@@ -27,6 +27,7 @@ hyperparameters accepted by the eager checks.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -381,13 +382,21 @@ def _check_plateau_run(config, state0, values, counts, states):
   return good, fired
 
 
+ADJUST_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(
+        lrtransfer.adjust).parameters.items()}
+
+
 def _adjust_scales(rules, scale0, good, fired):
   """Scale per step from the judgement, per the docstring of ``adjust``."""
-  low, high = F32(rules.get("min_scale", 0.05)), F32(
-      rules.get("max_scale", 2.0))
-  improve = F32(rules.get("improve_factor", 0.9))
-  raise_ = F32(rules.get("plateau_factor", 1.5))
-  eps = F32(rules.get("eps", 0.0))
+  # Unset rules take adjust's own defaults: this checks the rule, and must
+  # not drift when a default is retuned.
+  rules = {**ADJUST_DEFAULTS, **rules}
+  low, high = F32(rules["min_scale"]), F32(rules["max_scale"])
+  improve = F32(rules["improve_factor"])
+  raise_ = F32(rules["plateau_factor"])
+  eps = F32(rules["eps"])
   scale, out = F32(scale0), []
   with np.errstate(all="ignore"):
     for g, p in zip(good, fired):
