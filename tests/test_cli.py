@@ -75,3 +75,16 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
   assert proc.returncode == 2
   assert "unknown method(s) nosuch" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_keep_head_on_a_task_with_the_source_label_set(tmp_path, capsys):
+  out = tmp_path / "out"
+  code = cli.main(["run", "--task", "digits_domain_shift", "--keep-head",
+                   "--epochs", "2", "--source-epochs", "2", "--seeds", "1",
+                   "--methods", "constant", "--out", str(out),
+                   "--no-progress"])
+  assert code == 0
+  results = json.loads((out / "results.json").read_text())
+  assert results["settings"]["keep_head"] is True
+  # The kept source head already knows the 10 digits: far above chance.
+  assert results["methods"]["constant"]["test_accuracy_mean"] > 0.3

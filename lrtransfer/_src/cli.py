@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden layers copied from the source model "
                         "(default: all but the last; 0: only the input "
                         "standardisation is shared)")
+  run.add_argument("--keep-head", action="store_true",
+                   help="copy every layer and the source head (only when "
+                        "source and target share their label set, e.g. "
+                        "--task digits_domain_shift)")
   run.add_argument("--shots", type=_positive_int, default=10,
                    help="target training examples per class (embedded "
                         "tasks)")
@@ -150,6 +154,7 @@ def run_command(args) -> int:
         task, {n: available[n] for n in names}, epochs=args.epochs,
         seeds=list(range(args.seeds)), batch_size=args.batch_size,
         source_epochs=args.source_epochs, transfer_layers=args.transfer_layers,
+        keep_head=args.keep_head,
         source_dir=out / "source_params",
         checkpoint_root=out / "checkpoints",
         checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -167,6 +172,7 @@ def run_command(args) -> int:
                    "seeds": args.seeds, "batch_size": args.batch_size,
                    "learning_rate": args.lr, "shots": args.shots,
                    "transfer_layers": args.transfer_layers,
+                   "keep_head": args.keep_head,
                    "resumed": args.resume},
       "total_seconds": elapsed,
       "methods": {name: r.summary() for name, r in results.items()},

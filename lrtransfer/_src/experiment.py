@@ -90,18 +90,22 @@ def default_transfer_layers(source: MLP) -> int:
 
 
 def target_models(source: MLP, recipe: Recipe, num_classes: int,
-                  seeds: Sequence[int],
-                  transfer_layers: Optional[int] = None) -> list[MLP]:
+                  seeds: Sequence[int], transfer_layers: Optional[int] = None,
+                  keep_head: bool = False) -> list[MLP]:
   """One initial target model per seed: from the source, or from scratch.
 
   ``transfer_layers`` hidden layers are copied (default:
-  :func:`default_transfer_layers`).
+  :func:`default_transfer_layers`; all of them with ``keep_head``, which
+  also copies the source head, for tasks with the source's label set).
   """
-  if transfer_layers is None:
+  if keep_head:
+    transfer_layers = len(source.config.hidden)
+  elif transfer_layers is None:
     transfer_layers = default_transfer_layers(source)
   if recipe.from_source:
     return [target_from_source(source, num_classes,
                                transfer_layers=transfer_layers,
+                               keep_head=keep_head,
                                rngs=nnx.Rngs(1000 + s)) for s in seeds]
   return [MLP(source.config.in_features, source.config.hidden, num_classes,
               source.config.activation, rngs=nnx.Rngs(1000 + s))
@@ -112,7 +116,7 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             epochs: int = 50, seeds: Sequence[int] = (0, 1, 2),
             batch_size: int = 32, source_epochs: int = 20,
             hidden: Sequence[int] = (256, 128),
-            transfer_layers: Optional[int] = None,
+            transfer_layers: Optional[int] = None, keep_head: bool = False,
             source_dir: Optional[Path] = None,
             checkpoint_root: Optional[Path] = None,
             checkpoint_every: Optional[int] = None, resume: bool = False,
@@ -130,6 +134,7 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     hidden: hidden widths of the MLP.
     transfer_layers: hidden layers copied from the source (default: all but
       the last, :func:`default_transfer_layers`).
+    keep_head: copy every layer and the source head (same label set).
     source_dir: where to save the source checkpoint (orbax); the targets
       are built from the restored parameters. None: skip the round trip.
     checkpoint_root: folder for run checkpoints, one subfolder per recipe.
@@ -155,7 +160,7 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
   results = {}
   for name, recipe in recipes.items():
     models = target_models(source, recipe, task.num_target_classes, seeds,
-                           transfer_layers)
+                           transfer_layers, keep_head)
     run_dir = None
     if checkpoint_root is not None:
       run_dir = Path(checkpoint_root).absolute() / name
