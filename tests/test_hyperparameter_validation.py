@@ -20,6 +20,8 @@ BAD = [
     (lrtransfer.adjust, dict(init_scale=5.0), "init_scale"),
     (lrtransfer.adjust, dict(target=float("nan")), "target"),
     (lrtransfer.adjust, dict(eps=-1.0), "eps"),
+    (lrtransfer.adjust, dict(plateau_factor=True), "plateau_factor"),
+    (lrtransfer.dynamic, dict(total_steps=10, rate=True), "rate"),
     (lrtransfer.reduce_on_plateau, dict(factor=1.0), "factor"),
     (lrtransfer.reduce_on_plateau, dict(factor=0.0), "factor"),
     (lrtransfer.reduce_on_plateau, dict(min_scale=1.5), "min_scale"),

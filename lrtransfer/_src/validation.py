@@ -30,7 +30,13 @@ INT32_MAX = 2**31 - 1
 
 
 def check_finite(name: str, value: Any) -> None:
-  """Finite, and finite in float32 (where the value is used)."""
+  """Finite, and finite in float32 (where the value is used).
+
+  Every numeric check goes through here, so a bool (``True`` is an ``int``
+  to Python) is refused wherever a number is expected.
+  """
+  if isinstance(value, bool):
+    _fail(name, value, "a number, not a bool")
   if is_concrete_number(value) and not (
       math.isfinite(value) and abs(value) <= FLOAT32_MAX):
     _fail(name, value, "a finite number within the float32 range")

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrtransfer._src import validation
 from lrtransfer._src.transfer.depths import is_head_path, normalize_path
 
 Path = tuple[Hashable, ...]
@@ -27,14 +28,6 @@ class L2SPState(NamedTuple):
   # Params-shaped tree in the params' dtypes: the source value of each
   # transferred leaf; a scalar zero for each new leaf.
   source: Any
-
-
-def _check_nonneg(name: str, value: Any) -> None:
-  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
-  if isinstance(value, bool) or (
-      isinstance(value, numbers.Real) and not value >= 0.0):
-    raise ValueError(
-        f"{name} must be a non-negative number, got {name}={value!r}.")
 
 
 def _add_scaled(update: jax.Array, coefficient: Any,
@@ -163,8 +156,9 @@ def l2sp(
     Li, Grandvalet & Davoine, `Explicit Inductive Bias for Transfer Learning
     with Convolutional Networks <https://arxiv.org/abs/1802.01483>`_, 2018.
   """
-  _check_nonneg("alpha", alpha)
-  _check_nonneg("beta", beta)
+  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
+  validation.check_non_negative("alpha", alpha)
+  validation.check_non_negative("beta", beta)
 
   def init_fn(params):
     source = _leaves_by_path(source_params, "source_params")

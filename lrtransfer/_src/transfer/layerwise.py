@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
 import optax
 
+from lrtransfer._src import validation
 from lrtransfer._src.transfer.depths import DepthFn, leaf_depths
 
 
 class LayerwiseScaleState(NamedTuple):
   """State of :func:`layerwise_scale`: empty, the factors are constants."""
-
-
-def _check_factor(factor: Any) -> None:
-  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
-  if isinstance(factor, bool) or (
-      isinstance(factor, numbers.Real) and not 0.0 < factor):
-    raise ValueError(
-        f"factor must be a positive number, got factor={factor!r}.")
 
 
 def _depth_scales(depths: list[int], factor: Any) -> dict[int, Any]:
@@ -51,7 +43,8 @@ def layerwise_scales(params: Any, factor: float,
               'head': {'kernel': jnp.ones((3, 1))}}
     layerwise_scales(params, 0.5)  # {0: 0.25, 1: 0.5, 2: 1.0}
   """
-  _check_factor(factor)
+  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
+  validation.check_positive("factor", factor)
   scales = _depth_scales(leaf_depths(params, depth_fn), factor)
   return {depth: float(scales[depth]) for depth in sorted(scales)}
 
@@ -108,7 +101,8 @@ def layerwise_scale(
     Discriminators Rather Than Generators
     <https://arxiv.org/abs/2003.10555>`_, 2020.
   """
-  _check_factor(factor)
+  # Traced values (e.g. under optax.inject_hyperparams) are not checked.
+  validation.check_positive("factor", factor)
 
   def init_fn(params):
     leaf_depths(params, depth_fn)  # Fail early on a tree without depths.
