@@ -118,8 +118,10 @@ def test_decay_needs_no_metric():
 
 
 def test_current_scale_without_strategy_is_an_error():
+  state = optax.sgd(0.1).init({"w": jnp.ones(2)})
   with pytest.raises(ValueError, match="no lrtransfer strategy"):
-    lrtransfer.current_scale(optax.sgd(0.1).init({"w": jnp.ones(2)}))
+    lrtransfer.current_scale(state)
+  assert float(lrtransfer.current_scale(state, missing=1.0)) == 1.0
 
 
 def test_current_scale_multiplies_chained_strategies_under_jit():

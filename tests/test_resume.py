@@ -145,3 +145,13 @@ def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
         ref["methods"][method]["test_accuracy"])
     assert got["methods"][method]["history_mean"] == (
         ref["methods"][method]["history_mean"])
+
+
+def test_checkpoint_every_must_be_positive(small, tmp_path):
+  task, target = small
+  with pytest.raises(ValueError, match="checkpoint_every"):
+    _fit(small, tmp_path / "ck", checkpoint_every=0)
+  with pytest.raises(ValueError, match="checkpoint_every"):
+    lrtransfer.fit_many([target], lrtransfer.Recipe("c"), task.target_train,
+                        task.target_val, seeds=[0], epochs=2,
+                        checkpoint_every=0)

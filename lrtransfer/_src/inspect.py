@@ -33,7 +33,7 @@ def strategy_states(state: Any) -> list[Any]:
   return [leaf for leaf in leaves if isinstance(leaf, STRATEGY_STATES)]
 
 
-def current_scale(state: Any) -> jax.Array:
+def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
   """The product of the scales of every strategy in an optimizer state.
 
   ``lr_effective = base_lr * current_scale(state)`` for an optimizer
@@ -44,14 +44,19 @@ def current_scale(state: Any) -> jax.Array:
 
   Args:
     state: an optimizer state or an ``nnx.Optimizer``.
+    missing: the scale to return when the state holds no strategy (e.g.
+      1.0 for a constant learning rate); None: raise instead.
 
   Returns:
     A float32 scalar: the scale the most recent update applied.
 
   Raises:
-    ValueError: the state holds no lrtransfer strategy.
+    ValueError: the state holds no lrtransfer strategy and ``missing`` is
+      None.
   """
   found = strategy_states(state)
+  if not found and missing is not None:
+    return jnp.asarray(missing, jnp.float32)
   if not found:
     raise ValueError(
         "current_scale: no lrtransfer strategy (decay, schedule_scale, adjust, "

@@ -142,8 +142,7 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   lr = recipe.learning_rate if learning_rate is None else learning_rate
   levels = sorted(set(depths_lib.leaf_depths(params)))
   top = levels[-1]
-  scale = (inspect.current_scale(opt_state)
-           if inspect.strategy_states(opt_state) else jnp.float32(1.0))
+  scale = inspect.current_scale(opt_state, missing=1.0)
   depth = jnp.asarray(levels, jnp.float32)
   factor = (jnp.float32(recipe.layerwise_factor) ** (top - depth)
             if recipe.layerwise_factor is not None else jnp.ones_like(depth))

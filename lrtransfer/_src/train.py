@@ -159,8 +159,7 @@ class FitProgram:
       logits = nnx.merge(self.graphdef, params)(val_x)
       val_loss = cross_entropy(logits, val_y)
       val_acc = jnp.mean(jnp.argmax(logits, -1) == val_y).astype(jnp.float32)
-      scale = (inspect.current_scale(opt_state)
-               if inspect.strategy_states(opt_state) else jnp.float32(1.0))
+      scale = inspect.current_scale(opt_state, missing=1.0)
       log = EpochLog(losses.mean(), val_loss, val_acc, scale,
                      group_learning_rates(self.recipe, opt_state, params, lr))
       return FitCarry(params, opt_state, carry.epoch + 1, val_loss), log
@@ -241,6 +240,15 @@ class _ChunkedRun:
     return seconds
 
 
+def _epochs_per_call(epochs: int, checkpoint_every: Optional[int]) -> int:
+  """Epochs per compiled call: all of them, or the checkpoint period."""
+  if checkpoint_every is None:
+    return epochs
+  if checkpoint_every < 1:  # 0 would make no progress: an endless loop
+    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+  return checkpoint_every
+
+
 def _transferred(model: nnx.Module) -> Any:
   """Which parameters came from the source, for an MLP; else None."""
   return transferred_mask(model) if isinstance(model, MLP) else None
@@ -313,9 +321,7 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
   if epochs < 1 or batch_size < 1:
     raise ValueError(f"epochs and batch_size must be >= 1, got epochs="
                      f"{epochs}, batch_size={batch_size}")
-  every = epochs if checkpoint_every is None else checkpoint_every
-  if every < 1:
-    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+  every = _epochs_per_call(epochs, checkpoint_every)
   mesh = _mesh(devices, batch_size)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.as_pure(params)
@@ -394,7 +400,7 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   if len(learning_rates) != runs:
     raise ValueError(f"need one learning rate per model, got "
                      f"{len(learning_rates)} for {runs} models")
-  every = epochs if checkpoint_every is None else checkpoint_every
+  every = _epochs_per_call(epochs, checkpoint_every)
   graphdef, _ = nnx.split(models[0], nnx.Param)
   stacked = jax.tree.map(
       lambda *leaves: jnp.stack(leaves),
