@@ -4,7 +4,7 @@
 
 For each embedded transfer task: pretrain the source once, build the target
 from it, then fine-tune with each method, all seeds of a method as ONE
-vmapped ``lrtransfer.fit_many`` program (the seed sets the new head's
+vmapped ``lrtransfer.train.fit_many`` program (the seed sets the new head's
 initialisation and the data order; the task's few-shot split is fixed by the
 task seed). Methods:
 
@@ -18,7 +18,7 @@ task seed). Methods:
 * ``range_test_lr`` -- a constant rate at the suggestion of
   ``lrtransfer.lr_range_test`` run on the target training batches;
 * ``constant`` and every lrtransfer strategy and transfer tool of
-  ``lrtransfer.default_recipes()`` with its default settings.
+  ``lrtransfer.recipes.default_recipes()`` with its default settings.
 
 Writes JSON (default ``benchmarks/results/quality.json``), a markdown table
 (``.md``) and a grouped bar chart (``.png``) beside it, and prints the table
@@ -64,13 +64,13 @@ LRTRANSFER = ("decay", "reduce_on_plateau", "adjust", "dynamic", "layerwise",
 # ----------------------------------------------------------------------------
 # Methods.
 
-def library_recipes(lr: float) -> dict[str, lrtransfer.Recipe]:
+def library_recipes(lr: float) -> dict[str, lrtransfer.recipes.Recipe]:
   """lrtransfer's recipes as the library ships them (default settings)."""
-  return dict(lrtransfer.default_recipes(lr))
+  return dict(lrtransfer.recipes.default_recipes(lr))
 
 
-def optax_plateau_recipe(lr: float) -> lrtransfer.Recipe:
-  return lrtransfer.Recipe(
+def optax_plateau_recipe(lr: float) -> lrtransfer.recipes.Recipe:
+  return lrtransfer.recipes.Recipe(
       "optax_reduce_on_plateau", lr,
       strategy=lambda spe, total: optax_metric.optax_plateau(
           spe, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE))
@@ -135,20 +135,20 @@ def valley(learning_rates: np.ndarray, smoothed: np.ndarray) -> float:
 
 
 def target_from_source_model(source, task, seed, transfer_layers=None):
-  if transfer_layers is None:  # as lrtransfer.compare: all but the last
-    transfer_layers = lrtransfer.default_transfer_layers(source)
-  return lrtransfer.target_from_source(source, task.num_target_classes,
+  if transfer_layers is None:  # as lrtransfer.experiment.compare: all but the last
+    transfer_layers = lrtransfer.experiment.default_transfer_layers(source)
+  return lrtransfer.models.target_from_source(source, task.num_target_classes,
                                        transfer_layers=transfer_layers,
                                        rngs=nnx.Rngs(1000 + seed))
 
 
 def build_models(source, recipe, task, seeds, transfer_layers=None):
-  """One initial target per seed (as ``lrtransfer.compare`` builds them)."""
+  """One initial target per seed (as ``lrtransfer.experiment.compare`` builds them)."""
   if recipe.from_source:
     return [target_from_source_model(source, task, s, transfer_layers)
             for s in seeds]
   config = source.config
-  return [lrtransfer.MLP(config.in_features, config.hidden,
+  return [lrtransfer.models.MLP(config.in_features, config.hidden,
                          task.num_target_classes, config.activation,
                          rngs=nnx.Rngs(1000 + s)) for s in seeds]
 
@@ -156,7 +156,7 @@ def build_models(source, recipe, task, seeds, transfer_layers=None):
 def run_recipe(recipe, task, source, source_params, seeds, epochs,
                batch_size, learning_rates: Optional[Sequence[float]] = None,
                transfer_layers: Optional[int] = None
-               ) -> lrtransfer.SweepResult:
+               ) -> lrtransfer.train.SweepResult:
   """Every seed (x every rate) of one recipe as one vmapped program."""
   lrs = list(learning_rates) if learning_rates else [recipe.learning_rate]
   models, run_seeds, run_lrs = [], [], []
@@ -164,13 +164,13 @@ def run_recipe(recipe, task, source, source_params, seeds, epochs,
     models += build_models(source, recipe, task, seeds, transfer_layers)
     run_seeds += list(seeds)
     run_lrs += [lr] * len(seeds)
-  return lrtransfer.fit_many(
+  return lrtransfer.train.fit_many(
       models, recipe, task.target_train, task.target_val, seeds=run_seeds,
       learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
       source_params=source_params, test=task.target_test)
 
 
-def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
+def run_task(task_name: str, recipes: Mapping[str, lrtransfer.recipes.Recipe], *,
              seeds: Sequence[int], epochs: int, batch_size: int, lr: float,
              grid: Sequence[float], shots: Optional[int], hidden,
              source_epochs: int, baselines: bool = True,
@@ -178,9 +178,9 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """All methods on one task. Returns ``{"methods": ..., "details": ...}``."""
   kwargs = {} if shots is None else {"shots_per_class": shots}
-  task = lrtransfer.get_task(task_name, **kwargs)
+  task = lrtransfer.data.get_task(task_name, **kwargs)
   start = time.perf_counter()
-  source = lrtransfer.pretrain_source(task, hidden=hidden,
+  source = lrtransfer.experiment.pretrain_source(task, hidden=hidden,
                                       epochs=source_epochs,
                                       batch_size=batch_size)
   source_params = nnx.as_pure(nnx.state(source, nnx.Param))
@@ -191,7 +191,7 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
                 "source_train": len(task.source_train)},
       "shots_per_class": (len(task.target_train)
                           // task.num_target_classes),
-      "source_val_accuracy": lrtransfer.evaluate(source, task.source_val)[1],
+      "source_val_accuracy": lrtransfer.train.evaluate(source, task.source_val)[1],
       "source_seconds": time.perf_counter() - start,
       "final_learning_rate": {}, "seconds": {}, "compile_seconds": {},
       "val_accuracy": {},
@@ -217,9 +217,9 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
         f" {sweep.seconds:.2f}s + compile {sweep.compile_seconds:.1f}s)")
 
   if baselines:
-    scratch = lrtransfer.Recipe("scratch", lr, from_source=False)
+    scratch = lrtransfer.recipes.Recipe("scratch", lr, from_source=False)
     record("scratch", run(scratch))
-    constant = lrtransfer.Recipe("constant", lr)
+    constant = lrtransfer.recipes.Recipe("constant", lr)
     sweep = run(constant, learning_rates=grid)
     shape = (len(grid), len(seeds))
     val = sweep.history["val_accuracy"][:, -1].reshape(shape)
@@ -237,12 +237,12 @@ def run_task(task_name: str, recipes: Mapping[str, lrtransfer.Recipe], *,
     suggested = suggestion["suggestion"]
     if math.isfinite(suggested) and suggested > 0:
       record("range_test_lr", run(
-          lrtransfer.Recipe("range_test_lr", suggested)))
+          lrtransfer.recipes.Recipe("range_test_lr", suggested)))
     else:
       methods["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
     if math.isfinite(suggestion["valley"]):
       record("range_test_lr_valley", run(
-          lrtransfer.Recipe("range_test_lr_valley", suggestion["valley"])))
+          lrtransfer.recipes.Recipe("range_test_lr_valley", suggestion["valley"])))
     log(f"  (grid picked lr={grid[best]}, range test suggests "
         f"lr={suggested:.3g}; fastai's valley rule would say "
         f"{suggestion['valley']:.3g})")
@@ -431,7 +431,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       "_quick.json there, so a quick "
                       "run never replaces the published results)")
   parser.add_argument("--tasks", nargs="+", default=None,
-                      choices=sorted(lrtransfer.TASKS),
+                      choices=sorted(lrtransfer.data.TASKS),
                       help="default: all (quick: digits_label_split)")
   parser.add_argument("--seeds", type=int, default=None,
                       help="runs per method (default 20; quick 5)")
@@ -445,7 +445,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       "(the library default)")
   parser.add_argument("--transfer-layers", type=int, default=None,
                       help="hidden layers copied from the source (default:"
-                      " all but the last, as lrtransfer.compare)")
+                      " all but the last, as lrtransfer.experiment.compare)")
   parser.add_argument("--source-epochs", type=int, default=None,
                       help="source pretraining epochs (default 20; quick 5)")
   return parser.parse_args(argv)
@@ -455,7 +455,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   quick = args.quick
   tasks = args.tasks or (["digits_label_split"] if quick
-                         else list(lrtransfer.TASKS))
+                         else list(lrtransfer.data.TASKS))
   seeds = list(range(args.seeds or (5 if quick else 20)))
   epochs = args.epochs or (12 if quick else 50)
   source_epochs = args.source_epochs or (5 if quick else 20)
@@ -476,7 +476,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "learning_rate": args.lr, "grid": list(GRID), "hidden": list(hidden),
       "source_epochs": source_epochs,
       "transfer_layers": args.transfer_layers,
-      "recipe_settings": "lrtransfer.default_recipes(learning_rate)",
+      "recipe_settings": "lrtransfer.recipes.default_recipes(learning_rate)",
       "optax_plateau": {"factor": PLATEAU_FACTOR,
                         "patience": PLATEAU_PATIENCE,
                         "reacts_once_per_epoch": check["ok"]},

@@ -14,7 +14,7 @@ compiled before timing, medians reported:
 2. ``fit_seconds`` / ``fit_accuracy``: the same fine-tuning job (digits MLP
    64-256-128-10 from the same source-built initial weights, batch 32,
    validation every epoch, reduce-on-plateau at the same factor/patience)
-   with ``lrtransfer.fit``, a hand-written Optax scan, PyTorch and Keras
+   with ``lrtransfer.train.fit``, a hand-written Optax scan, PyTorch and Keras
    (see ``peers.py``). Wall seconds exclude compilation (reported apart);
    accuracy is the final validation accuracy.
 3. ``sweep``: N >= 32 seeds of the job as one vmapped ``fit_many`` program
@@ -210,9 +210,9 @@ def _apply(tx, params, state, grads, **extra):
 # 2. One fit against its peers.
 
 def make_job(epochs: int):
-  task = lrtransfer.get_task(JOB_TASK, shots_per_class=JOB_SHOTS)
-  source = lrtransfer.pretrain_source(task, hidden=(256, 128), epochs=20)
-  target = lrtransfer.target_from_source(source, task.num_target_classes,
+  task = lrtransfer.data.get_task(JOB_TASK, shots_per_class=JOB_SHOTS)
+  source = lrtransfer.experiment.pretrain_source(task, hidden=(256, 128), epochs=20)
+  target = lrtransfer.models.target_from_source(source, task.num_target_classes,
                                          rngs=nnx.Rngs(1))
   init = [(np.asarray(layer.kernel[...]), np.asarray(layer.bias[...]))
           for layer in [*target.hidden, target.head]]
@@ -222,15 +222,15 @@ def make_job(epochs: int):
   return task, source, target, job
 
 
-def plateau_recipe() -> lrtransfer.Recipe:
-  return lrtransfer.Recipe(
+def plateau_recipe() -> lrtransfer.recipes.Recipe:
+  return lrtransfer.recipes.Recipe(
       "reduce_on_plateau", LR,
       strategy=lambda spe, total: lrtransfer.reduce_on_plateau(
           factor=FACTOR, patience=PATIENCE))
 
 
 class LrtransferFit:
-  """``lrtransfer.fit`` as a peer: its own timing, compile excluded."""
+  """``lrtransfer.train.fit`` as a peer: its own timing, compile excluded."""
 
   name = "lrtransfer"
 
@@ -240,7 +240,7 @@ class LrtransferFit:
     self.first_compile_seconds = math.nan
 
   def _fit(self, seed):
-    return lrtransfer.fit(self.target, plateau_recipe(),
+    return lrtransfer.train.fit(self.target, plateau_recipe(),
                           self.task.target_train, self.task.target_val,
                           epochs=self.epochs, batch_size=32, seed=seed)
 
@@ -308,10 +308,10 @@ def measure_fits(task, target, job, wanted: Sequence[str], repeats: int
 def measure_sweep(task, source, runs: int, epochs: int) -> dict[str, Any]:
   recipe = plateau_recipe()
   seeds = list(range(runs))
-  models = [lrtransfer.target_from_source(source, task.num_target_classes,
+  models = [lrtransfer.models.target_from_source(source, task.num_target_classes,
                                           rngs=nnx.Rngs(1000 + s))
             for s in seeds]
-  sweep = lrtransfer.fit_many(models, recipe, task.target_train,
+  sweep = lrtransfer.train.fit_many(models, recipe, task.target_train,
                               task.target_val, seeds=seeds, epochs=epochs,
                               batch_size=32)
 

@@ -31,7 +31,7 @@ import _common
 import quality
 
 import lrtransfer
-from lrtransfer import Recipe
+from lrtransfer.recipes import Recipe
 from flax import nnx
 
 LR = 0.05
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
                       help="comma-separated names of candidate sets")
   parser.add_argument("--lrs", default="0.05",
                       help="comma-separated base learning rates (vmapped)")
-  parser.add_argument("--tasks", nargs="+", default=list(lrtransfer.TASKS))
+  parser.add_argument("--tasks", nargs="+", default=list(lrtransfer.data.TASKS))
   parser.add_argument("--shots", type=int, default=None)
   parser.add_argument("--seeds", type=int, default=10)
   parser.add_argument("--epochs", type=int, default=50)
@@ -200,8 +200,8 @@ def main(argv=None) -> int:
                    "tasks": {}}
   for task_name in args.tasks:
     kwargs = {} if args.shots is None else {"shots_per_class": args.shots}
-    task = lrtransfer.get_task(task_name, **kwargs)
-    source = lrtransfer.pretrain_source(task)
+    task = lrtransfer.data.get_task(task_name, **kwargs)
+    source = lrtransfer.experiment.pretrain_source(task)
     source_params = nnx.as_pure(nnx.state(source, nnx.Param))
     print(f"{task_name} ({len(task.target_train)} train):", flush=True)
     per_task = results["tasks"].setdefault(task_name, {})

@@ -8,6 +8,12 @@ and pass the validation metric with its evaluation count to ``update``::
 
     tx.update(grads, state, params, metric=lrtransfer.measurement(loss, k))
 
+The top level is the Optax layer (strategies, the metric protocol, inspection,
+transfer transformations). Models, data, recipes, training, checkpoints and
+experiments are named submodules: ``lrtransfer.models``, ``lrtransfer.data``,
+``lrtransfer.recipes``, ``lrtransfer.train``, ``lrtransfer.checkpoint``,
+``lrtransfer.experiment``.
+
 Public API only: the code lives in ``lrtransfer._src``.
 """
 
@@ -22,9 +28,9 @@ from lrtransfer._src.decay import decay_schedule
 from lrtransfer._src.decay import schedule_scale
 from lrtransfer._src.dynamic import DynamicState
 from lrtransfer._src.dynamic import dynamic
-from lrtransfer._src.inspect import current_scale
-from lrtransfer._src.inspect import effective_learning_rate
-from lrtransfer._src.inspect import strategy_states
+from lrtransfer._src.inspection import current_scale
+from lrtransfer._src.inspection import effective_learning_rate
+from lrtransfer._src.inspection import strategy_states
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.measurement import no_measurement
@@ -44,37 +50,12 @@ from lrtransfer._src.transfer import layerwise_scales
 from lrtransfer._src.transfer import lr_range_test
 from lrtransfer._src.transfer import unfrozen_levels
 
-# Models, data, checkpoints.
-from lrtransfer._src.checkpoint import CheckpointError
-from lrtransfer._src.checkpoint import load_params
-from lrtransfer._src.checkpoint import load_source_model
-from lrtransfer._src.checkpoint import save_params
-from lrtransfer._src.data import DataError
-from lrtransfer._src.data import Split
-from lrtransfer._src.data import TASKS
-from lrtransfer._src.data import TransferTask
-from lrtransfer._src.data import get_task
-from lrtransfer._src.data import load_split_file
-from lrtransfer._src.data import load_user_task
-from lrtransfer._src.models import MLP
-from lrtransfer._src.models import MLPConfig
-from lrtransfer._src.models import target_from_source
-from lrtransfer._src.models import transferred_mask
-
-# Training.
-from lrtransfer._src.experiment import compare
-from lrtransfer._src.experiment import default_transfer_layers
-from lrtransfer._src.experiment import pretrain_source
-from lrtransfer._src.recipes import Recipe
-from lrtransfer._src.recipes import build_optimizer
-from lrtransfer._src.recipes import default_recipes
-from lrtransfer._src.recipes import group_learning_rates
-from lrtransfer._src.train import EpochLog
-from lrtransfer._src.train import FitCarry
-from lrtransfer._src.train import FitResult
-from lrtransfer._src.train import SweepResult
-from lrtransfer._src.train import evaluate
-from lrtransfer._src.train import fit
-from lrtransfer._src.train import fit_many
+# The layers above the Optax one, as named submodules.
+from lrtransfer import checkpoint as checkpoint
+from lrtransfer import data as data
+from lrtransfer import experiment as experiment
+from lrtransfer import models as models
+from lrtransfer import recipes as recipes
+from lrtransfer import train as train
 
 __version__ = "0.1.0"

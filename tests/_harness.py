@@ -145,7 +145,7 @@ def decay_reference(num_steps, *, rate, every_steps, staircase=False,
 
 def tiny_mlp(sizes, num_classes, rngs, activation="tanh"):
   """The package's MLP with ``sizes = (in_features, *hidden)``."""
-  return lrtransfer.MLP(sizes[0], tuple(sizes[1:]), num_classes, activation,
+  return lrtransfer.models.MLP(sizes[0], tuple(sizes[1:]), num_classes, activation,
                         rngs=rngs)
 
 

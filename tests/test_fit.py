@@ -13,32 +13,32 @@ from _harness import adjust_reference
 
 @pytest.fixture(scope="module")
 def task():
-  return lrtransfer.get_task("digits_label_split", shots_per_class=5)
+  return lrtransfer.data.get_task("digits_label_split", shots_per_class=5)
 
 
 @pytest.fixture(scope="module")
 def source(task):
-  return lrtransfer.pretrain_source(task, hidden=(32, 16), epochs=5)
+  return lrtransfer.experiment.pretrain_source(task, hidden=(32, 16), epochs=5)
 
 
 def _target(source, task, seed=1):
-  return lrtransfer.target_from_source(source, task.num_target_classes,
+  return lrtransfer.models.target_from_source(source, task.num_target_classes,
                                        rngs=nnx.Rngs(seed))
 
 
 def test_history_has_one_row_per_epoch_and_learns(task, source):
-  result = lrtransfer.fit(_target(source, task), lrtransfer.Recipe("c", 0.05),
+  result = lrtransfer.train.fit(_target(source, task), lrtransfer.recipes.Recipe("c", 0.05),
                           task.target_train, task.target_val, epochs=12,
                           batch_size=8)
   history = result.history
-  assert set(history) == set(lrtransfer.EpochLog._fields)
+  assert set(history) == set(lrtransfer.train.EpochLog._fields)
   for name in ("train_loss", "val_loss", "val_accuracy", "scale"):
     assert history[name].shape == (12,)
   assert history["group_lr"].shape == (12, 3)  # 2 hidden levels + head
   assert history["train_loss"][-1] < history["train_loss"][0]
   assert history["val_accuracy"][-1] > 1.5 / task.num_target_classes
   np.testing.assert_allclose(history["scale"], 1.0)
-  loss, accuracy = lrtransfer.evaluate(result.model, task.target_val)
+  loss, accuracy = lrtransfer.train.evaluate(result.model, task.target_val)
   np.testing.assert_allclose(loss, history["val_loss"][-1], rtol=1e-5)
   np.testing.assert_allclose(accuracy, history["val_accuracy"][-1])
   assert result.compile_seconds > 0 and result.seconds > 0
@@ -47,9 +47,9 @@ def test_history_has_one_row_per_epoch_and_learns(task, source):
 def test_strategy_reacts_once_per_epoch_to_the_validation_loss(task, source):
   kwargs = dict(patience=1, cooldown=0, plateau_factor=0.5,
                 improve_factor=0.9, min_scale=0.01, max_scale=1.0)
-  recipe = lrtransfer.Recipe(
+  recipe = lrtransfer.recipes.Recipe(
       "adjust", 0.05, strategy=lambda spe, total: lrtransfer.adjust(**kwargs))
-  result = lrtransfer.fit(_target(source, task), recipe, task.target_train,
+  result = lrtransfer.train.fit(_target(source, task), recipe, task.target_train,
                           task.target_val, epochs=15, batch_size=4)
   history = result.history
   # The scale logged after epoch e reacted to the evaluations of epochs
@@ -65,16 +65,16 @@ def test_strategy_reacts_once_per_epoch_to_the_validation_loss(task, source):
 def test_fit_does_not_modify_the_input_model(task, source):
   target = _target(source, task)
   before = jax.tree.map(np.array, nnx.state(target, nnx.Param))
-  lrtransfer.fit(target, lrtransfer.Recipe("c", 0.1), task.target_train,
+  lrtransfer.train.fit(target, lrtransfer.recipes.Recipe("c", 0.1), task.target_train,
                  task.target_val, epochs=2)
   after = nnx.state(target, nnx.Param)
   jax.tree.map(np.testing.assert_array_equal, before, after)
 
 
 def test_group_learning_rates_follow_layerwise_and_unfreezing(task, source):
-  recipe = lrtransfer.Recipe("lw", 0.1, layerwise_factor=0.5,
+  recipe = lrtransfer.recipes.Recipe("lw", 0.1, layerwise_factor=0.5,
                              unfreeze_every_epochs=2)
-  result = lrtransfer.fit(_target(source, task), recipe, task.target_train,
+  result = lrtransfer.train.fit(_target(source, task), recipe, task.target_train,
                           task.target_val, epochs=6, batch_size=25)
   # 1 step per epoch; level k from the top opens after 2k epochs.
   open_levels = np.minimum(1 + np.arange(1, 7) // 2, 3)
@@ -85,8 +85,8 @@ def test_group_learning_rates_follow_layerwise_and_unfreezing(task, source):
 
 def test_unfreezing_keeps_frozen_layers_identical(task, source):
   target = _target(source, task)
-  recipe = lrtransfer.Recipe("hf", 0.1, head_first_epochs=3)
-  result = lrtransfer.fit(target, recipe, task.target_train, task.target_val,
+  recipe = lrtransfer.recipes.Recipe("hf", 0.1, head_first_epochs=3)
+  result = lrtransfer.train.fit(target, recipe, task.target_train, task.target_val,
                           epochs=2)
   np.testing.assert_array_equal(result.model.hidden[0].kernel[...],
                                 source.hidden[0].kernel[...])
@@ -96,24 +96,24 @@ def test_unfreezing_keeps_frozen_layers_identical(task, source):
 
 def test_l2sp_recipe_needs_source_params(task, source):
   with pytest.raises(ValueError, match="source_params"):
-    lrtransfer.fit(_target(source, task),
-                   lrtransfer.Recipe("l2sp", 0.05, l2sp_alpha=0.1),
+    lrtransfer.train.fit(_target(source, task),
+                   lrtransfer.recipes.Recipe("l2sp", 0.05, l2sp_alpha=0.1),
                    task.target_train, task.target_val, epochs=1)
 
 
 def test_fit_many_matches_separate_fits(task, source):
-  recipe = lrtransfer.default_recipes(0.05)["dynamic"]
+  recipe = lrtransfer.recipes.default_recipes(0.05)["dynamic"]
   seeds = [0, 1, 2]
   models = [_target(source, task, seed=10 + s) for s in seeds]
-  sweep = lrtransfer.fit_many(models, recipe, task.target_train,
+  sweep = lrtransfer.train.fit_many(models, recipe, task.target_train,
                               task.target_val, seeds=seeds,
                               learning_rates=[0.02, 0.05, 0.1], epochs=4,
                               test=task.target_test)
   assert sweep.history["val_loss"].shape == (3, 4)
   assert sweep.test_accuracy.shape == (3,)
   for i, (seed, lr) in enumerate(zip(seeds, [0.02, 0.05, 0.1])):
-    single = lrtransfer.fit(
-        models[i], lrtransfer.Recipe("d", lr, strategy=recipe.strategy),
+    single = lrtransfer.train.fit(
+        models[i], lrtransfer.recipes.Recipe("d", lr, strategy=recipe.strategy),
         task.target_train, task.target_val, epochs=4, seed=seed)
     np.testing.assert_allclose(sweep.history["val_loss"][i],
                                single.history["val_loss"], rtol=2e-4)
@@ -121,15 +121,15 @@ def test_fit_many_matches_separate_fits(task, source):
                                single.history["scale"], rtol=2e-4)
     np.testing.assert_allclose(
         sweep.test_accuracy[i],
-        lrtransfer.evaluate(single.model, task.target_test)[1], atol=0.01)
+        lrtransfer.train.evaluate(single.model, task.target_test)[1], atol=0.01)
 
 
 def test_build_optimizer_order_and_errors(task, source):
   params = nnx.state(_target(source, task), nnx.Param)
-  recipe = lrtransfer.Recipe("all", 0.05, l2sp_alpha=0.01,
+  recipe = lrtransfer.recipes.Recipe("all", 0.05, l2sp_alpha=0.01,
                              unfreeze_every_epochs=1, layerwise_factor=0.5,
                              strategy=lambda spe, total: lrtransfer.adjust())
-  tx = lrtransfer.build_optimizer(
+  tx = lrtransfer.recipes.build_optimizer(
       recipe, steps_per_epoch=2, total_steps=10,
       source_params=nnx.state(source, nnx.Param))
   state = tx.init(params)
@@ -137,24 +137,24 @@ def test_build_optimizer_order_and_errors(task, source):
   assert kinds[0] == "L2SPState" and kinds[1] == "UnfreezeState"
   assert kinds[-2:] == ["LayerwiseScaleState", "AdjustState"]
   with pytest.raises(ValueError, match="choose one"):
-    lrtransfer.Recipe("x", unfreeze_every_epochs=1, head_first_epochs=1)
+    lrtransfer.recipes.Recipe("x", unfreeze_every_epochs=1, head_first_epochs=1)
   with pytest.raises(ValueError, match="learning_rate"):
-    lrtransfer.Recipe("x", learning_rate=-1.0)
+    lrtransfer.recipes.Recipe("x", learning_rate=-1.0)
   with pytest.raises(ValueError, match="from_source"):
-    lrtransfer.Recipe("x", l2sp_alpha=0.1, from_source=False)
+    lrtransfer.recipes.Recipe("x", l2sp_alpha=0.1, from_source=False)
 
 
 def test_l2sp_pulls_only_the_transferred_layers(task, source):
-  target = lrtransfer.target_from_source(source, task.num_target_classes,
+  target = lrtransfer.models.target_from_source(source, task.num_target_classes,
                                          transfer_layers=1,
                                          rngs=nnx.Rngs(5))
   params = nnx.as_pure(nnx.state(target, nnx.Param))
-  recipe = lrtransfer.Recipe("l2sp", 1.0, momentum=0.0, l2sp_alpha=0.5,
+  recipe = lrtransfer.recipes.Recipe("l2sp", 1.0, momentum=0.0, l2sp_alpha=0.5,
                              l2sp_beta=0.25)
-  tx = lrtransfer.build_optimizer(
+  tx = lrtransfer.recipes.build_optimizer(
       recipe, steps_per_epoch=1, total_steps=1,
       source_params=nnx.as_pure(nnx.state(source, nnx.Param)),
-      transferred=lrtransfer.transferred_mask(target))
+      transferred=lrtransfer.models.transferred_mask(target))
   moved = jax.tree.map(lambda p: p + 1.0, params)  # w - w_source = 1 where
   zeros = jax.tree.map(jnp.zeros_like, params)     # the layer was copied
   updates, _ = tx.update(zeros, tx.init(moved), moved)

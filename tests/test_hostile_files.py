@@ -1,6 +1,6 @@
 """Broken data files and bad arguments, through the loaders and the CLI.
 
-Every broken file must end in ``lrtransfer.DataError`` whose message names the
+Every broken file must end in ``lrtransfer.data.DataError`` whose message names the
 file and the problem; through ``lrtransfer run`` it must end with exit status
 2, one ``lrtransfer: error: ...`` line on stderr, no traceback and no
 ``results.json``. Bad arguments exit with status 2 and say what is wrong.
@@ -205,8 +205,8 @@ def _assert_one_error_line(err, *fragments, problem=None):
 def test_load_split_file_names_file_and_problem(case, tmp_path):
   build, problem = BROKEN_FILES[case]
   path = build(tmp_path)
-  with pytest.raises(lrtransfer.DataError) as error:
-    lrtransfer.load_split_file(path)
+  with pytest.raises(lrtransfer.data.DataError) as error:
+    lrtransfer.data.load_split_file(path)
   assert str(path) in str(error.value)
   assert re.search(problem, str(error.value)), (problem, str(error.value))
 
@@ -217,8 +217,8 @@ def test_load_user_task_names_file_and_problem(case, role, tmp_path):
   build, problem = {**BROKEN_FILES, **BROKEN_TASKS}[case]
   broken, valid = build(tmp_path), _valid(tmp_path)
   pair = (broken, valid) if role == "source" else (valid, broken)
-  with pytest.raises(lrtransfer.DataError) as error:
-    lrtransfer.load_user_task(*pair)
+  with pytest.raises(lrtransfer.data.DataError) as error:
+    lrtransfer.data.load_user_task(*pair)
   assert str(broken) in str(error.value)
   assert re.search(problem, str(error.value)), (problem, str(error.value))
 
@@ -226,8 +226,8 @@ def test_load_user_task_names_file_and_problem(case, role, tmp_path):
 def test_mismatched_feature_counts_name_both_files(tmp_path):
   source = _valid(tmp_path, "source.npz", features=FEATURES)
   target = _csv(tmp_path, "target.csv", _csv_rows(features=FEATURES - 3))
-  with pytest.raises(lrtransfer.DataError) as error:
-    lrtransfer.load_user_task(source, target)
+  with pytest.raises(lrtransfer.data.DataError) as error:
+    lrtransfer.data.load_user_task(source, target)
   message = str(error.value)
   assert "feature counts differ" in message
   assert f"{source} has {FEATURES}" in message
@@ -244,8 +244,8 @@ def test_every_truncation_of_an_npz_is_a_data_error(tmp_path):
     path = tmp_path / f"{save.__name__}.npz"
     for cut in range(len(full)):
       path.write_bytes(full[:cut])
-      with pytest.raises(lrtransfer.DataError, match=CORRUPT):
-        lrtransfer.load_split_file(path)
+      with pytest.raises(lrtransfer.data.DataError, match=CORRUPT):
+        lrtransfer.data.load_split_file(path)
 
 
 # ---------------------------------------------------------------------------
@@ -417,8 +417,8 @@ def test_empty_csv_gives_only_the_error_no_warning(tmp_path):
   path = _csv(tmp_path, "empty.csv", "")
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    with pytest.raises(lrtransfer.DataError, match="no data rows"):
-      lrtransfer.load_split_file(path)
+    with pytest.raises(lrtransfer.data.DataError, match="no data rows"):
+      lrtransfer.data.load_split_file(path)
   assert [str(w.message) for w in caught] == []
 
 
@@ -503,8 +503,8 @@ CORRUPT_ARCHIVES = {
 @pytest.mark.parametrize("case", sorted(CORRUPT_ARCHIVES))
 def test_damaged_archive_member_is_a_data_error(case, tmp_path):
   path = CORRUPT_ARCHIVES[case](tmp_path)
-  with pytest.raises(lrtransfer.DataError) as error:
-    lrtransfer.load_split_file(path)
+  with pytest.raises(lrtransfer.data.DataError) as error:
+    lrtransfer.data.load_split_file(path)
   assert str(path) in str(error.value)
 
 
@@ -519,4 +519,4 @@ def test_cli_reports_damaged_archive_member(tmp_path, capsys):
 def test_csv_with_byte_order_mark_loads_every_row(tmp_path):
   path = tmp_path / "bom.csv"
   path.write_text("\ufeff" + _csv_rows(rows=6), encoding="utf-8")
-  assert len(lrtransfer.load_split_file(path)) == 6
+  assert len(lrtransfer.data.load_split_file(path)) == 6

@@ -33,7 +33,7 @@ def test_readme_example_runs(index):
   if "accuracies = [" in block:
     assert float(lrtransfer.current_scale(namespace["state"])) == (
         pytest.approx(0.9 * 0.9 * 1.5 * 0.9))
-  if "lrtransfer.fit(" in block:
+  if "lrtransfer.train.fit(" in block:
     assert namespace["result"].history["val_accuracy"][-1] > 0.5
   if "reduce_on_plateau(factor=0.5, patience=2)" in block:
     assert float(namespace["loss"](namespace["params"])) < 1e-3

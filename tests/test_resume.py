@@ -67,9 +67,9 @@ def test_killed_run_resumes_bit_identical(tmp_path):
 
 @pytest.fixture(scope="module")
 def small():
-  task = lrtransfer.get_task("digits_label_split", shots_per_class=4)
-  source = lrtransfer.pretrain_source(task, hidden=(16,), epochs=2)
-  target = lrtransfer.target_from_source(source, task.num_target_classes,
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=4)
+  source = lrtransfer.experiment.pretrain_source(task, hidden=(16,), epochs=2)
+  target = lrtransfer.models.target_from_source(source, task.num_target_classes,
                                          rngs=nnx.Rngs(0))
   return task, target
 
@@ -79,8 +79,8 @@ def _fit(small, folder, **kwargs):
   settings = dict(epochs=4, batch_size=8, checkpoint_dir=folder,
                   checkpoint_every=2)
   settings.update(kwargs)
-  recipe = settings.pop("recipe", lrtransfer.default_recipes()["adjust"])
-  return lrtransfer.fit(target, recipe, task.target_train, task.target_val,
+  recipe = settings.pop("recipe", lrtransfer.recipes.default_recipes()["adjust"])
+  return lrtransfer.train.fit(target, recipe, task.target_train, task.target_val,
                         **settings)
 
 
@@ -94,13 +94,13 @@ def test_resume_of_a_finished_run_restores_it(small, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_run(small, tmp_path):
   _fit(small, tmp_path / "ck")
-  with pytest.raises(lrtransfer.CheckpointError,
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError,
                      match=r"different run \(epochs: checkpoint has 4, this "
                            r"run 6\)"):
     _fit(small, tmp_path / "ck", epochs=6, resume=True)
-  with pytest.raises(lrtransfer.CheckpointError, match="recipe"):
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError, match="recipe"):
     _fit(small, tmp_path / "ck", resume=True,
-         recipe=lrtransfer.default_recipes()["decay"])
+         recipe=lrtransfer.recipes.default_recipes()["decay"])
 
 
 def test_corrupt_checkpoint_is_named_not_loaded(small, tmp_path):
@@ -110,7 +110,7 @@ def test_corrupt_checkpoint_is_named_not_loaded(small, tmp_path):
   for path in (latest / "state").rglob("*"):
     if path.is_file() and path.stat().st_size > 0:
       path.write_bytes(b"garbage")
-  with pytest.raises(lrtransfer.CheckpointError, match=str(latest)):
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError, match=str(latest)):
     _fit(small, folder, resume=True)
 
 
@@ -152,6 +152,6 @@ def test_checkpoint_every_must_be_positive(small, tmp_path):
   with pytest.raises(ValueError, match="checkpoint_every"):
     _fit(small, tmp_path / "ck", checkpoint_every=0)
   with pytest.raises(ValueError, match="checkpoint_every"):
-    lrtransfer.fit_many([target], lrtransfer.Recipe("c"), task.target_train,
+    lrtransfer.train.fit_many([target], lrtransfer.recipes.Recipe("c"), task.target_train,
                         task.target_val, seeds=[0], epochs=2,
                         checkpoint_every=0)

@@ -24,7 +24,7 @@ import optax
 import lrtransfer._src.adjust as adjust_lib
 import lrtransfer._src.decay as decay_lib
 import lrtransfer._src.dynamic as dynamic_lib
-from lrtransfer._src import inspect
+from lrtransfer._src import inspection
 from lrtransfer._src import validation
 from lrtransfer._src.transfer import depths as depths_lib
 from lrtransfer._src.transfer.l2sp import l2sp
@@ -100,7 +100,7 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
     learning_rate: overrides ``recipe.learning_rate``; may be a traced array
       (a sweep vmaps over it).
     transferred: which parameters came from the source (a pytree of bools,
-      :func:`lrtransfer.transferred_mask`); L2-SP pulls only those toward the
+      :func:`lrtransfer.models.transferred_mask`); L2-SP pulls only those toward the
       source. Default: every non-head leaf whose shape matches the source's.
 
   Returns:
@@ -142,7 +142,7 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   lr = recipe.learning_rate if learning_rate is None else learning_rate
   levels = sorted(set(depths_lib.leaf_depths(params)))
   top = levels[-1]
-  scale = inspect.current_scale(opt_state, missing=1.0)
+  scale = inspection.current_scale(opt_state, missing=1.0)
   depth = jnp.asarray(levels, jnp.float32)
   factor = (jnp.float32(recipe.layerwise_factor) ** (top - depth)
             if recipe.layerwise_factor is not None else jnp.ones_like(depth))

@@ -24,12 +24,12 @@ parser.add_argument("--devices", default="one")
 parser.add_argument("--recipe", default="adjust")
 args = parser.parse_args()
 
-task = lrtransfer.get_task("digits_label_split", shots_per_class=8)
-source = lrtransfer.pretrain_source(task, hidden=(32, 16), epochs=3)
-target = lrtransfer.target_from_source(source, task.num_target_classes,
+task = lrtransfer.data.get_task("digits_label_split", shots_per_class=8)
+source = lrtransfer.experiment.pretrain_source(task, hidden=(32, 16), epochs=3)
+target = lrtransfer.models.target_from_source(source, task.num_target_classes,
                                        rngs=nnx.Rngs(1))
-recipe = lrtransfer.default_recipes(0.05)[args.recipe]
-result = lrtransfer.fit(
+recipe = lrtransfer.recipes.default_recipes(0.05)[args.recipe]
+result = lrtransfer.train.fit(
     target, recipe, task.target_train, task.target_val, epochs=args.epochs,
     batch_size=8, seed=3,
     source_params=nnx.as_pure(nnx.state(source, nnx.Param)),

@@ -1,0 +1,9 @@
+"""Comparisons: pretrain a source, fine-tune the target with each recipe over seeds.
+
+Public API only: the code lives in ``lrtransfer._src``.
+"""
+
+from lrtransfer._src.experiment import MethodResult as MethodResult
+from lrtransfer._src.experiment import compare as compare
+from lrtransfer._src.experiment import default_transfer_layers as default_transfer_layers
+from lrtransfer._src.experiment import pretrain_source as pretrain_source

@@ -1,0 +1,9 @@
+"""Flax NNX models and building a target model from a source model.
+
+Public API only: the code lives in ``lrtransfer._src``.
+"""
+
+from lrtransfer._src.models import MLP as MLP
+from lrtransfer._src.models import MLPConfig as MLPConfig
+from lrtransfer._src.models import target_from_source as target_from_source
+from lrtransfer._src.models import transferred_mask as transferred_mask

@@ -1,0 +1,12 @@
+"""The compiled fit loop: ``fit`` one model, ``fit_many`` seeds and rates as one vmapped program.
+
+Public API only: the code lives in ``lrtransfer._src``.
+"""
+
+from lrtransfer._src.train import EpochLog as EpochLog
+from lrtransfer._src.train import FitCarry as FitCarry
+from lrtransfer._src.train import FitResult as FitResult
+from lrtransfer._src.train import SweepResult as SweepResult
+from lrtransfer._src.train import evaluate as evaluate
+from lrtransfer._src.train import fit as fit
+from lrtransfer._src.train import fit_many as fit_many
