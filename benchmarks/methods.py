@@ -1,0 +1,111 @@
+"""Every method the benchmarks compare, as ``base rate -> Recipe``.
+
+* baselines: ``scratch`` (no transfer) and ``constant`` (fine-tuning at a
+  constant rate); the "best of grid" baselines are these over ``GRID``;
+* lrtransfer: every recipe of ``lrtransfer.recipes.default_recipes()`` with
+  its library defaults, and ``recommended`` (see :func:`recommended`);
+* peers a user would pick instead of tuning, each in the same compiled fit
+  loop, budget and data (``tuning_free.py``): Optax's ``reduce_on_plateau``
+  set up correctly, the GreedyLR port, and the learning-rate-free
+  ``dog``, ``dowg``, ``prodigy``, ``schedule_free_sgd``, ``mechanize(sgd)``.
+
+A method with ``base_rate=False`` ignores the base rate it is given (it runs
+at its documented defaults); robustness.py draws it as a flat line.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, NamedTuple, Optional
+
+import lrtransfer
+from lrtransfer.recipes import Recipe
+
+import tuning_free
+
+# The library's default base rate (what a user who passes none gets).
+DEFAULT_LR = inspect.signature(
+    lrtransfer.recipes.default_recipes).parameters["learning_rate"].default
+
+
+class Method(NamedTuple):
+  """A benchmarked method."""
+  name: str
+  kind: str  # "baseline", "lrtransfer" or "peer"
+  make: Callable[[float], Recipe]  # base rate -> recipe
+  base_rate: bool = True  # False: runs at its own defaults, rate ignored
+  note: str = ""
+
+
+def lrtransfer_methods() -> list[Method]:
+  """The library's strategies and transfer tools, default settings."""
+  names = [n for n in lrtransfer.recipes.default_recipes()
+           if n not in ("scratch", "constant")]
+  methods = [Method(n, "lrtransfer",
+                    (lambda lr, n=n: lrtransfer.recipes.default_recipes(lr)[n]))
+             for n in names]
+  return methods + [recommended()]
+
+
+def recommended() -> Method:
+  """The recommended recipe (issue 9 item 4).
+
+  ``lrtransfer.recipes.recommended_recipe()`` once the library has it.
+  PLACEHOLDER until then: the library's ``adjust`` recipe at the default
+  base rate (the founding article's strategy, "the current defaults").
+  """
+  factory = getattr(lrtransfer.recipes, "recommended_recipe", None)
+  if factory is None:
+    factory = getattr(lrtransfer, "recommended_recipe", None)
+  if factory is not None:
+    recipe = factory()
+    return Method("recommended", "lrtransfer",
+                  lambda lr: _with_rate(recipe, lr, "recommended"),
+                  note=f"lrtransfer.recipes.recommended_recipe() "
+                  f"({recipe.name}, base rate {recipe.learning_rate:g})")
+  return Method("recommended", "lrtransfer",
+                lambda lr: _with_rate(
+                    lrtransfer.recipes.default_recipes(lr)["adjust"], lr,
+                    "recommended"),
+                note="PLACEHOLDER: no recommended_recipe() in the library "
+                "yet; the library's adjust recipe stands in")
+
+
+def recommended_default_lr() -> float:
+  """The base rate the recommended recipe uses when given none."""
+  factory = (getattr(lrtransfer.recipes, "recommended_recipe", None)
+             or getattr(lrtransfer, "recommended_recipe", None))
+  return float(factory().learning_rate) if factory else DEFAULT_LR
+
+
+def _with_rate(recipe: Recipe, lr: float, name: str) -> Recipe:
+  import dataclasses
+  return dataclasses.replace(recipe, name=name, learning_rate=lr)
+
+
+def baselines() -> list[Method]:
+  return [
+      Method("scratch", "baseline",
+             lambda lr: Recipe("scratch", lr, from_source=False)),
+      Method("constant", "baseline", lambda lr: Recipe("constant", lr)),
+  ]
+
+
+def peers() -> list[Method]:
+  """The tuning-free peers that run here (see ``tuning_free.PEERS``)."""
+  return [Method(name, "peer", make, base_rate, note)
+          for name, make, base_rate, note in tuning_free.peer_factories()]
+
+
+def all_methods(names: Optional[list[str]] = None) -> list[Method]:
+  methods = baselines() + lrtransfer_methods() + peers()
+  if names is not None:
+    unknown = set(names) - {m.name for m in methods}
+    if unknown:
+      raise ValueError(f"unknown methods {sorted(unknown)}; known: "
+                       f"{[m.name for m in methods]}")
+    methods = [m for m in methods if m.name in names]
+  return methods
+
+
+LRTRANSFER_STRATEGIES = ("decay", "reduce_on_plateau", "adjust", "dynamic")

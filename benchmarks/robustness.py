@@ -1,0 +1,314 @@
+"""Robustness to the base learning rate: every method at rates 100x apart.
+
+    python benchmarks/robustness.py [--quick] [--out FILE] [--tasks ...]
+        [--methods ...] [--seeds N] [--epochs E]
+
+On every REPORT task of ``suite.py`` (test accuracy, report seeds), every
+method that takes a base rate runs at ``BASE_LRS`` = 0.003 ... 0.3, all
+rates x seeds of a method as ONE vmapped ``fit_many`` program; the
+recommended recipe also runs at 10x below and above its default rate. The
+learning-rate-free peers (which take no base rate) run once, at their
+documented defaults. Per method:
+
+* ``worst_drop``: min over tasks and rates of (method - the task's
+  best-of-grid constant rate), the constant rate picked on mean final
+  *validation* accuracy; negative: below it;
+* ``catastrophe``: min over tasks and rates of (method - constant rate at
+  the same base rate);
+
+both in accuracy (0.01 = 1 point). Issue 9's targets checked here:
+catastrophe-free (every lrtransfer method >= constant - 1 point at every
+task and rate) and tuning-free (recommended at its default rate >=
+best-of-grid - 0.5 point on every task; at 10x below/above >= best-of-grid -
+2 points). Writes JSON, a markdown table and a PNG (a panel per task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+import _bench
+import _common
+import methods as methods_lib
+import suite
+
+DEFAULT_OUT = _common.RESULTS_DIR / "robustness.json"
+QUICK_OUT = _common.RESULTS_DIR / "robustness_quick.json"
+BASE_LRS = _bench.GRID
+CATASTROPHE_TOLERANCE = 0.01  # 1 point
+TUNING_FREE_AT_DEFAULT = 0.005  # 0.5 point
+TUNING_FREE_AT_10X = 0.02  # 2 points
+SENSITIVE = 0.05  # best - worst constant rate >= 5 points
+
+
+def key(lr: float) -> str:
+  return f"{lr:g}"
+
+
+def method_rates(method: methods_lib.Method, default_lr: float
+                 ) -> list[float]:
+  if not method.base_rate:
+    return [default_lr]
+  rates = list(BASE_LRS)
+  if method.name == "recommended":
+    rates += [default_lr / 10, default_lr, default_lr * 10]
+  return sorted({round(r, 10) for r in rates})
+
+
+def run_task(name: str, methods: Sequence[methods_lib.Method], *,
+             seeds: Sequence[int], epochs: int, source_epochs: int,
+             default_lr: float, log=print) -> dict[str, Any]:
+  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  log(f"{name} (source val acc {prepared.source_val_accuracy:.3f}, "
+      f"{len(prepared.task.target_train)} target train examples):")
+  curves: dict[str, dict[str, Any]] = {}
+  details: dict[str, Any] = {"seconds": {}, "compile_seconds": {},
+                             "val_mean": {}}
+  for method in methods:
+    rates = method_rates(method, default_lr)
+    grid = _bench.run(prepared, method.make(rates[0]), seeds,
+                      learning_rates=rates, epochs=epochs)
+    _bench.log_grid(log, method.name, grid)
+    curves[method.name] = {key(lr): grid.stats(i)
+                           for i, lr in enumerate(rates)}
+    details["val_mean"][method.name] = {
+        key(lr): float(grid.val[i].mean()) for i, lr in enumerate(rates)}
+    details["seconds"][method.name] = grid.seconds
+    details["compile_seconds"][method.name] = grid.compile_seconds
+    if method.name == "constant":
+      best = grid.best_on_val()
+      details["best_of_grid"] = {"lr": rates[best], **grid.stats(best)}
+  return {"curves": curves, "details": details}
+
+
+def _mean(curves, method, lr) -> Optional[float]:
+  entry = curves.get(method, {}).get(key(lr))
+  return None if entry is None else entry["mean"]
+
+
+def figures(result: Mapping[str, Any]) -> dict[str, Any]:
+  """worst_drop, catastrophe, sensitivity and issue 9's targets."""
+  tasks = result["tasks"]
+  details = result["details"]
+  worst_drop: dict[str, float] = {}
+  catastrophe: dict[str, float] = {}
+  where: dict[str, Any] = {}
+  for task, curves in tasks.items():
+    best = details[task]["best_of_grid"]["mean"]
+    for method, by_lr in curves.items():
+      for lr_key, stats in by_lr.items():
+        drop = stats["mean"] - best
+        if drop < worst_drop.get(method, math.inf):
+          worst_drop[method] = drop
+        const = curves.get("constant", {}).get(lr_key)
+        if const is None or method == "constant" or (
+            lr_key not in map(key, BASE_LRS)):
+          continue
+        gap = stats["mean"] - const["mean"]
+        if gap < catastrophe.get(method, math.inf):
+          catastrophe[method] = gap
+          where[method] = {"task": task, "lr": float(lr_key)}
+  sensitivity = {}
+  for task, curves in tasks.items():
+    const = [curves["constant"][key(lr)]["mean"] for lr in BASE_LRS
+             if key(lr) in curves.get("constant", {})]
+    if const:
+      spread = max(const) - min(const)
+      sensitivity[task] = {"best_minus_worst_constant": spread,
+                           "sensitive": spread >= SENSITIVE}
+  return {"worst_drop": worst_drop, "catastrophe": catastrophe,
+          "catastrophe_at": where, "sensitivity": sensitivity,
+          "targets": targets(result, catastrophe)}
+
+
+def targets(result, catastrophe) -> dict[str, Any]:
+  kinds = result["kinds"]
+  ours = [m for m, kind in kinds.items() if kind == "lrtransfer"]
+  failing = {m: catastrophe[m] for m in ours
+             if m in catastrophe and catastrophe[m] < -CATASTROPHE_TOLERANCE}
+  out: dict[str, Any] = {
+      "catastrophe_free": {
+          "rule": "every lrtransfer method >= constant rate at the same base "
+                  "rate - 1 point, on every report task and base rate",
+          "met": (not failing) if ours else None, "failing": failing}}
+  d = result["recommended_default_lr"]
+  rows, met = {}, True
+  for task, curves in result["tasks"].items():
+    if "recommended" not in curves:
+      met = None
+      continue
+    best = result["details"][task]["best_of_grid"]["mean"]
+    at = {label: _mean(curves, "recommended", lr) for label, lr in
+          (("default", d), ("10x_below", d / 10), ("10x_above", d * 10))}
+    ok = (at["default"] >= best - TUNING_FREE_AT_DEFAULT
+          and at["10x_below"] >= best - TUNING_FREE_AT_10X
+          and at["10x_above"] >= best - TUNING_FREE_AT_10X)
+    rows[task] = {"best_of_grid": best, **at, "met": ok}
+    met = met and ok if met is not None else None
+  out["tuning_free"] = {
+      "rule": "recommended at its default rate >= best-of-grid constant - "
+              "0.5 point on every report task; at 10x below/above >= "
+              "best-of-grid - 2 points",
+      "default_lr": d, "met": met if rows else None, "tasks": rows}
+  return out
+
+
+def tables(result: Mapping[str, Any]) -> str:
+  lines = [
+      f"Test accuracy (mean over {result['seeds']} report seeds, "
+      f"{result['epochs']} epochs) at each base rate; one row per method, "
+      "one table per report task. Machine: "
+      f"{_common.device_line(result['device'])}.", ""]
+  for task, curves in result["tasks"].items():
+    rates = sorted({float(k) for c in curves.values() for k in c})
+    headers = [f"{task}"] + [key(r) for r in rates]
+    rows = []
+    for method, by_lr in curves.items():
+      rows.append([method] + [
+          f"{by_lr[key(r)]['mean']:.3f}" if key(r) in by_lr else ""
+          for r in rates])
+    best = result["details"][task]["best_of_grid"]
+    lines += [_common.markdown_table(headers, rows), "",
+              f"Best-of-grid constant (picked on validation): lr "
+              f"{best['lr']:g}, {best['mean']:.3f}.", ""]
+  headers = ["method", "worst drop below best-of-grid (points)",
+             "catastrophe: worst (method - constant at same rate) (points)"]
+  rows = [[m, f"{100 * result['worst_drop'][m]:+.1f}",
+           "-" if m not in result["catastrophe"] else
+           f"{100 * result['catastrophe'][m]:+.1f}"]
+          for m in result["worst_drop"]]
+  lines += [_common.markdown_table(headers, rows), "", "Targets (issue 9):",
+            ""]
+  for name, target in result["targets"].items():
+    lines.append(f"* {name}: {_common.verdict(target['met'])} "
+                 f"({target['rule']})")
+  return "\n".join(lines) + "\n"
+
+
+def plot(result: Mapping[str, Any], path: Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  tasks = list(result["tasks"])
+  cols = min(len(tasks), 3)
+  rows = math.ceil(len(tasks) / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows),
+                           dpi=100, squeeze=False)
+  names = list(result["kinds"])
+  cmap = plt.get_cmap("tab20")
+  colors = {m: cmap(i % 20) for i, m in enumerate(names)}
+  for ax, task in zip(axes.flat, tasks):
+    curves = result["tasks"][task]
+    for method, by_lr in curves.items():
+      lrs = sorted(float(k) for k in by_lr)
+      means = [by_lr[key(lr)]["mean"] for lr in lrs]
+      style = dict(color=colors[method], lw=1.2, label=method)
+      if result["base_rate"][method]:
+        ax.plot(lrs, means, marker="o", ms=3,
+                ls="--" if result["kinds"][method] != "lrtransfer" else "-",
+                **style)
+      else:
+        ax.axhline(means[0], ls=":", **style)
+    best = result["details"][task]["best_of_grid"]
+    ax.axhline(best["mean"], color="black", lw=0.8, alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_title(task, fontsize=9)
+    ax.set_xlabel("base learning rate", fontsize=8)
+    ax.set_ylabel("test accuracy", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(tasks):]:
+    ax.axis("off")
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=7)
+  fig.suptitle("Test accuracy vs base learning rate (solid: lrtransfer, "
+               "dashed: baselines/peers with a base rate, dotted: rate-free "
+               "peers, grey: best-of-grid constant)", fontsize=9)
+  fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--quick", action="store_true",
+                      help="one report task, 3 seeds, 8 epochs, a few methods")
+  parser.add_argument("--out", type=Path, default=None)
+  parser.add_argument("--tasks", nargs="+", default=None)
+  parser.add_argument("--methods", nargs="+", default=None)
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="first N report seeds (default all)")
+  parser.add_argument("--epochs", type=int, default=None)
+  return parser.parse_args(argv)
+
+
+QUICK_METHODS = ["scratch", "constant", "adjust", "recommended",
+                 "optax_reduce_on_plateau", "greedy_lr", "dog"]
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  split = _bench.split_record()
+  tasks = args.tasks or (split["report"][:1] if args.quick
+                         else split["report"])
+  seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick else None)]
+  epochs = args.epochs or (8 if args.quick else _bench.EPOCHS)
+  names = args.methods or (QUICK_METHODS if args.quick else None)
+  if names is not None:
+    known = {m.name for m in methods_lib.all_methods()}
+    names = [n for n in names if n in known]
+  methods = methods_lib.all_methods(names)
+  if "constant" not in [m.name for m in methods]:
+    methods = methods_lib.all_methods(["constant"]) + methods
+  out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
+  default_lr = methods_lib.recommended_default_lr()
+  device = _common.device_record()
+  print(f"robustness on {_common.device_line(device)}"
+        f"{' (quick)' if args.quick else ''}: {len(tasks)} tasks, "
+        f"{len(seeds)} seeds, {epochs} epochs, rates {list(BASE_LRS)}",
+        flush=True)
+  if split["missing"]:
+    print(f"note: tasks of suite.py not in lrtransfer.data yet: "
+          f"{split['missing']}", flush=True)
+  start = time.perf_counter()
+  result: dict[str, Any] = {
+      "device": device, "quick": args.quick, "base_lrs": list(BASE_LRS),
+      "split": split, "seeds": len(seeds), "seed_values": seeds,
+      "epochs": epochs, "batch_size": _bench.BATCH_SIZE,
+      "recommended_default_lr": default_lr,
+      "kinds": {m.name: m.kind for m in methods},
+      "base_rate": {m.name: m.base_rate for m in methods},
+      "notes": {m.name: m.note for m in methods if m.note},
+      "tasks": {}, "details": {}}
+  for name in tasks:
+    task_result = run_task(name, methods, seeds=seeds, epochs=epochs,
+                           source_epochs=5 if args.quick else
+                           _bench.SOURCE_EPOCHS, default_lr=default_lr,
+                           log=lambda line: print(line, flush=True))
+    result["tasks"][name] = task_result["curves"]
+    result["details"][name] = task_result["details"]
+  result.update(figures(result))
+  result["seconds"] = time.perf_counter() - start
+  markdown = tables(result)
+  _common.write_json(out, result)
+  out.with_suffix(".md").write_text(markdown)
+  plot(result, out.with_suffix(".png"))
+  print()
+  print(markdown)
+  print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')} "
+        f"in {result['seconds']:.0f}s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
