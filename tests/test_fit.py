@@ -165,3 +165,26 @@ def test_l2sp_pulls_only_the_transferred_layers(task, source):
                              -0.25 * moved["hidden"][1]["kernel"], rtol=1e-6)
   np.testing.assert_allclose(updates["head"]["kernel"],
                              -0.25 * moved["head"]["kernel"], rtol=1e-6)
+
+
+def test_recipe_takes_any_base_optimizer_and_eval_params(task, source):
+  target = _target(source, task)
+  adamw = lrtransfer.recipes.Recipe(
+      "adamw", 1e-3, optimizer=lambda lr: optax.adamw(lr))
+  result = lrtransfer.train.fit(target, adamw, task.target_train,
+                                task.target_val, epochs=4, batch_size=8)
+  assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+  free = lrtransfer.recipes.Recipe(
+      "sf", 0.5, optimizer=optax.contrib.schedule_free_sgd,
+      eval_params=optax.contrib.schedule_free_eval_params)
+  result = lrtransfer.train.fit(target, free, task.target_train,
+                                task.target_val, epochs=3, batch_size=8)
+  # The returned model holds the evaluation (averaged) parameters: its
+  # validation loss is the last one logged, computed at those parameters.
+  loss, _ = lrtransfer.train.evaluate(result.model, task.target_val)
+  np.testing.assert_allclose(loss, result.history["val_loss"][-1], rtol=1e-5)
+  trained = jax.tree.leaves(result.carry.params)
+  returned = jax.tree.leaves(nnx.state(result.model, nnx.Param))
+  assert any(not np.allclose(a, b) for a, b in zip(trained, returned))
+  with pytest.raises(ValueError, match="optimizer"):
+    lrtransfer.recipes.Recipe("x", optimizer=optax.sgd(0.1))

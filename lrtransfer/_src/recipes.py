@@ -1,10 +1,11 @@
 """Recipes: a named fine-tuning optimizer, built the same way every time.
 
 A recipe says which learning-rate strategy and which transfer tools to use on
-top of SGD-momentum; :func:`build_optimizer` turns it into one Optax chain in
-the order the tools need::
+top of a base optimizer (SGD-momentum unless ``optimizer=`` says otherwise);
+:func:`build_optimizer` turns it into one Optax chain in the order the tools
+need::
 
-    [l2sp] -> [gradual_unfreeze | head_first] -> sgd(lr, momentum)
+    [l2sp] -> [gradual_unfreeze | head_first] -> optimizer(lr)
            -> [layerwise_scale] -> [strategy]
 
 L2-SP adds its pull to the raw gradient; the unfreezing mask then zeroes the
@@ -33,6 +34,11 @@ from lrtransfer._src.transfer.layerwise import layerwise_scale
 
 # strategy_factory(steps_per_epoch, total_steps) -> GradientTransformation
 StrategyFactory = Callable[[int, int], optax.GradientTransformation]
+# optimizer_factory(learning_rate) -> GradientTransformation; the rate may be
+# a traced scalar (fit_many vmaps over it).
+OptimizerFactory = Callable[[Any], optax.GradientTransformation]
+# eval_params(base_optimizer_state, params) -> the parameters to evaluate.
+EvalParamsFn = Callable[[Any, Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +47,8 @@ class Recipe:
 
   Attributes:
     name: label in tables, plots and JSON.
-    learning_rate: base learning rate of SGD-momentum.
-    momentum: SGD momentum.
+    learning_rate: base learning rate of the base optimizer.
+    momentum: SGD momentum (of the default base optimizer).
     strategy: ``f(steps_per_epoch, total_steps) -> transformation`` (an
       lrtransfer strategy), or None for a constant rate.
     from_source: start from the source model's layers (False: from scratch).
@@ -51,6 +57,21 @@ class Recipe:
     head_first_epochs: linear probe for this many epochs, then everything.
     l2sp_alpha: L2-SP pull toward the source weights (0/None: off).
     l2sp_beta: plain weight decay on the new head when L2-SP is on.
+    optimizer: the base optimizer, ``optimizer(learning_rate) ->
+      optax.GradientTransformation``, e.g. ``lambda lr: optax.adamw(lr)`` or
+      ``optax.contrib.schedule_free_sgd``; the rate may be a traced scalar.
+      None: ``optax.sgd(lr, momentum=momentum)``.
+    eval_params: ``eval_params(base_state, params) -> params`` gives the
+      parameters to validate, test and return, where ``base_state`` is the
+      state of the base optimizer alone (not of the whole chain), e.g.
+      ``optax.contrib.schedule_free_eval_params`` for schedule-free
+      optimizers. None: the trained parameters.
+
+  Example::
+
+    Recipe("schedule_free", 0.5,
+           optimizer=lambda lr: optax.contrib.schedule_free_sgd(lr),
+           eval_params=optax.contrib.schedule_free_eval_params)
   """
   name: str
   learning_rate: float = 0.05
@@ -62,6 +83,8 @@ class Recipe:
   head_first_epochs: Optional[int] = None
   l2sp_alpha: Optional[float] = None
   l2sp_beta: float = 1e-4
+  optimizer: Optional[OptimizerFactory] = None
+  eval_params: Optional[EvalParamsFn] = None
 
   def __post_init__(self):
     validation.check_positive("learning_rate", self.learning_rate)
@@ -84,6 +107,13 @@ class Recipe:
         raise ValueError("l2sp_alpha needs from_source=True: L2-SP pulls "
                          "toward source weights")
     validation.check_non_negative("l2sp_beta", self.l2sp_beta)
+    for field in ("strategy", "optimizer", "eval_params"):
+      value = getattr(self, field)
+      if value is not None and not callable(value):
+        raise ValueError(f"{field} must be a function or None, got {value!r}"
+                         + (": pass a factory such as `lambda lr: "
+                            "optax.adamw(lr)`, not a built optimizer"
+                            if field == "optimizer" else ""))
 
 
 def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
@@ -120,12 +150,43 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
   if recipe.head_first_epochs:
     parts.append(unfreeze_lib.head_first(
         recipe.head_first_epochs * steps_per_epoch))
-  parts.append(optax.sgd(lr, momentum=recipe.momentum))
+  parts.append(base_optimizer(recipe, lr))
   if recipe.layerwise_factor is not None:
     parts.append(layerwise_scale(recipe.layerwise_factor))
   if recipe.strategy is not None:
     parts.append(recipe.strategy(steps_per_epoch, total_steps))
   return optax.chain(*parts)
+
+
+def base_optimizer(recipe: Recipe, learning_rate: Any
+                   ) -> optax.GradientTransformation:
+  """The recipe's base optimizer at ``learning_rate`` (default SGD-momentum)."""
+  if recipe.optimizer is None:
+    return optax.sgd(learning_rate, momentum=recipe.momentum)
+  tx = recipe.optimizer(learning_rate)
+  if not isinstance(tx, optax.GradientTransformation):
+    raise ValueError(f"recipe {recipe.name!r}: optimizer(learning_rate) must "
+                     f"return an optax.GradientTransformation, got {tx!r}")
+  return tx
+
+
+def base_optimizer_index(recipe: Recipe) -> int:
+  """Position of the base optimizer in :func:`build_optimizer`'s chain."""
+  return (int(bool(recipe.l2sp_alpha)) + int(bool(recipe.unfreeze_every_epochs))
+          + int(bool(recipe.head_first_epochs)))
+
+
+def eval_params(recipe: Recipe, opt_state: Any, params: Any) -> Any:
+  """The parameters to evaluate: ``recipe.eval_params`` or the trained ones.
+
+  Args:
+    recipe: the recipe that built the optimizer.
+    opt_state: the state of :func:`build_optimizer`'s chain.
+    params: the trained parameters.
+  """
+  if recipe.eval_params is None:
+    return params
+  return recipe.eval_params(opt_state[base_optimizer_index(recipe)], params)
 
 
 def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,

@@ -107,7 +107,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
 
   run = ChunkedRun(chunk, carry, epochs, every, 0, checkpointer, resume)
   seconds = run.run()
-  trained = nnx.merge(graphdef, jax.device_get(run.carry.params))
+  trained = nnx.merge(graphdef, jax.device_get(jax.jit(program.eval_params)(
+      run.carry.opt_state, run.carry.params)))
   return FitResult(trained, run.history, run.carry, seconds,
                    run.compile_seconds)
 

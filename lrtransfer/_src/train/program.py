@@ -21,7 +21,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from lrtransfer._src import inspection
 from lrtransfer._src.data import Split
 from lrtransfer._src.measurement import measurement
-from lrtransfer._src.recipes import Recipe, build_optimizer, group_learning_rates
+from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
+                                     group_learning_rates)
 
 
 class EpochLog(NamedTuple):
@@ -93,6 +94,10 @@ class FitProgram:
         source_params=source_params, learning_rate=lr,
         transferred=self.transferred)
 
+  def eval_params(self, opt_state, params):
+    """The parameters to validate and return (``Recipe.eval_params``)."""
+    return eval_params(self.recipe, opt_state, params)
+
   def loss(self, params, x, y):
     return cross_entropy(nnx.merge(self.graphdef, params)(x), y)
 
@@ -134,7 +139,8 @@ class FitProgram:
       metric = measurement(carry.last_val_loss, carry.epoch)
       (params, opt_state, _), losses = jax.lax.scan(
           train_step, (carry.params, carry.opt_state, metric), batches)
-      logits = nnx.merge(self.graphdef, params)(val_x)
+      logits = nnx.merge(self.graphdef,
+                         self.eval_params(opt_state, params))(val_x)
       val_loss = cross_entropy(logits, val_y)
       val_acc = jnp.mean(jnp.argmax(logits, -1) == val_y).astype(jnp.float32)
       scale = inspection.current_scale(opt_state, missing=1.0)

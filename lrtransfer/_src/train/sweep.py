@@ -99,7 +99,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   if test is not None:
     test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
     logits = jax.jit(jax.vmap(
-        lambda p: nnx.merge(graphdef, p)(test_x)))(run.carry.params)
+        lambda s, p: nnx.merge(graphdef, program.eval_params(s, p))(test_x)))(
+            run.carry.opt_state, run.carry.params)
     accuracy = np.asarray(jnp.mean(jnp.argmax(logits, -1) == test_y, -1))
   return SweepResult(run.carry.params, run.history, accuracy, seconds,
                      run.compile_seconds)
