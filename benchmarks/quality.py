@@ -1,510 +1,355 @@
-"""Quality benchmark: target test accuracy of every method on every task.
+"""Quality benchmark: TEST accuracy of every method on the REPORT tasks.
 
-    python benchmarks/quality.py [--quick] [--out FILE]
+    python benchmarks/quality.py [--quick] [--out FILE] [--tasks ...]
+        [--methods ...] [--seeds N] [--epochs E]
 
-For each embedded transfer task: pretrain the source once, build the target
-from it, then fine-tune with each method, all seeds of a method as ONE
-vmapped ``lrtransfer.train.fit_many`` program (the seed sets the new head's
-initialisation and the data order; the task's few-shot split is fixed by the
-task seed). Methods:
+On every report task of ``suite.py`` (never used to choose a default), over
+the report seeds: pretrain the source once, build the targets from it, then
+fine-tune with each method, all seeds of a method as ONE vmapped
+``lrtransfer.train.fit_many`` program (the seed sets the new head's
+initialisation and the data order). Methods (``methods.py``):
 
-* ``scratch`` -- no transfer, the library's default rate;
-* ``constant_lr_best_of_grid`` -- fine-tuning at each constant rate of a grid
-  (all rates x seeds in one program), the rate picked on the mean final
-  *validation* accuracy, reported on *test*;
-* ``optax_reduce_on_plateau`` -- ``optax.contrib.reduce_on_plateau`` set up
-  correctly (``accumulation_size`` = steps per epoch, so it reacts once per
-  epoch; see ``optax_metric.py``), same factor/patience as ours;
-* ``range_test_lr`` -- a constant rate at the suggestion of
-  ``lrtransfer.lr_range_test`` run on the target training batches;
-* ``constant`` and every lrtransfer strategy and transfer tool of
-  ``lrtransfer.recipes.default_recipes()`` with its default settings.
+* every lrtransfer recipe with its library defaults at the library's default
+  base rate, and the ``recommended`` recipe at its own default rate;
+* baselines: ``scratch`` and ``constant`` at the default rate;
+  ``constant_lr_best_of_grid`` and ``scratch_best_of_grid`` (each rate of
+  ``GRID`` x seeds in one program, the rate picked on mean final
+  *validation* accuracy, reported on *test*); ``range_test_lr`` (a constant
+  rate at ``lrtransfer.lr_range_test``'s suggestion);
+* the peers users pick instead of tuning (``tuning_free.py``).
 
-Writes JSON (default ``benchmarks/results/quality.json``), a markdown table
-(``.md``) and a grouped bar chart (``.png``) beside it, and prints the table
-and which targets are met.
+Issue 9's targets checked here: ahead of the peers (recommended's mean test
+accuracy over the report tasks above each peer's) and escaping negative
+transfer (where scratch's best-of-grid beats fine-tuning at every constant
+rate, recommended >= scratch's best-of-grid - 1 point). Writes JSON
+(``{device, seeds, split, selection, tasks: {task: {method: {mean, std,
+n}}}, ...}``), a markdown table and a bar chart beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+import _bench
 import _common
+import methods as methods_lib
 import optax_metric
+import suite
+import tuning_free
 
-# Imported after _common so that a clear message wins over a traceback.
-import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 import lrtransfer
-from lrtransfer._src.train import cross_entropy
+from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"
 QUICK_OUT = _common.RESULTS_DIR / "quality_quick.json"
-GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
-# As default_recipes' reduce_on_plateau.
-PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
-
-# Which entries are lrtransfer's strategies/transfer tools (judged by the
-# targets) and which are baselines.
-BASELINES = ("scratch", "constant_lr_best_of_grid", "optax_reduce_on_plateau",
-             "constant", "range_test_lr", "range_test_lr_valley")
-LRTRANSFER = ("decay", "reduce_on_plateau", "adjust", "dynamic", "layerwise",
-              "gradual_unfreeze", "head_first", "l2sp")
+SELECTION_JSON = _common.RESULTS_DIR / "defaults.json"
+GRID = _bench.GRID
+NEGATIVE_TRANSFER_TOLERANCE = 0.01  # 1 point
+QUICK_METHODS = ["recommended", "greedy_lr", "schedule_free_sgd"]
 
 
-# ----------------------------------------------------------------------------
-# Methods.
-
-def library_recipes(lr: float) -> dict[str, lrtransfer.recipes.Recipe]:
-  """lrtransfer's recipes as the library ships them (default settings)."""
-  return dict(lrtransfer.recipes.default_recipes(lr))
-
-
-def optax_plateau_recipe(lr: float) -> lrtransfer.recipes.Recipe:
-  return lrtransfer.recipes.Recipe(
-      "optax_reduce_on_plateau", lr,
-      strategy=lambda spe, total: optax_metric.optax_plateau(
-          spe, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE))
-
-
-def summary(values: np.ndarray) -> dict[str, Any]:
-  values = np.asarray(values, np.float64)
-  return {"mean": float(values.mean()), "std": float(values.std()),
-          "n": int(values.size)}
-
-
-def range_test_lr(task, source, batch_size: int, seed: int = 0,
-                  transfer_layers: Optional[int] = None) -> dict:
-  """``lr_range_test`` on a from-source target, its target training batches."""
-  model = target_from_source_model(source, task, seed, transfer_layers)
+def range_test_lr(prepared: _bench.Prepared, seed: int = 0) -> dict:
+  """``lr_range_test`` on a from-source target, its target training batches
+  (the fit loop's wrap-around batching: full batches only)."""
+  model = _bench.target_models(prepared, Recipe("probe"), [seed])[0]
   graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.as_pure(params)
-  n = len(task.target_train)
-  rng = np.random.default_rng(seed)
-  order = rng.permutation(n)
-  num_batches = max(1, math.ceil(n / batch_size))
-  # Same wrap-around batching as the fit loop: full batches only.
-  index = order[np.arange(num_batches * batch_size) % n].reshape(
-      num_batches, batch_size)
-  batches = (jnp.asarray(task.target_train.x[index]),
-             jnp.asarray(task.target_train.y[index]))
+  train = prepared.task.target_train
+  n, batch = len(train), _bench.BATCH_SIZE
+  order = np.random.default_rng(seed).permutation(n)
+  num_batches = max(1, math.ceil(n / batch))
+  index = order[np.arange(num_batches * batch) % n].reshape(num_batches,
+                                                             batch)
+  batches = (jnp.asarray(train.x[index]), jnp.asarray(train.y[index]))
 
-  def loss_fn(p, batch):
-    return cross_entropy(nnx.merge(graphdef, p)(batch[0]), batch[1])
+  def loss_fn(p, b):
+    return optax.softmax_cross_entropy_with_integer_labels(
+        nnx.merge(graphdef, p)(b[0]), b[1]).mean()
 
-  result = lrtransfer.lr_range_test(loss_fn, params, batches)
-  usable = (len(result.losses) if result.stopped_at is None
-            else result.stopped_at)
+  result = lrtransfer.lr_range_test(loss_fn, nnx.as_pure(params), batches)
   return {"suggestion": float(result.suggestion),
-          "valley": valley(result.learning_rates[:usable],
-                           result.smoothed_losses[:usable]),
-          "stopped_at": result.stopped_at,
-          "steps_run": int(len(result.losses))}
+          "stopped_at": result.stopped_at, "steps_run": len(result.losses)}
 
 
-def valley(learning_rates: np.ndarray, smoothed: np.ndarray) -> float:
-  """fastai's "valley" rule (its default since 2.4), for comparison.
-
-  The longest decreasing subsequence of the smoothed losses, then the rate
-  about two thirds of the way down it -- unlike "steepest", a few noisy
-  first steps cannot win it.
-  """
-  n = len(smoothed)
-  if n == 0:
-    return math.nan
-  run = [1] * n
-  start = end = 0
-  for i in range(1, n):
-    for j in range(i):
-      if smoothed[i] < smoothed[j] and run[i] < run[j] + 1:
-        run[i] = run[j] + 1
-    if run[end] < run[i]:
-      end = i
-      start = end - run[end]
-  third = (end - start) / 3
-  return float(learning_rates[start + int(third) + int(third / 2)])
-
-
-def target_from_source_model(source, task, seed, transfer_layers=None):
-  if transfer_layers is None:  # as lrtransfer.experiment.compare: all but the last
-    transfer_layers = lrtransfer.experiment.default_transfer_layers(source)
-  return lrtransfer.models.target_from_source(source, task.num_target_classes,
-                                       transfer_layers=transfer_layers,
-                                       rngs=nnx.Rngs(1000 + seed))
-
-
-def build_models(source, recipe, task, seeds, transfer_layers=None):
-  """One initial target per seed (as ``lrtransfer.experiment.compare`` builds them)."""
-  if recipe.from_source:
-    return [target_from_source_model(source, task, s, transfer_layers)
-            for s in seeds]
-  config = source.config
-  return [lrtransfer.models.MLP(config.in_features, config.hidden,
-                         task.num_target_classes, config.activation,
-                         rngs=nnx.Rngs(1000 + s)) for s in seeds]
-
-
-def run_recipe(recipe, task, source, source_params, seeds, epochs,
-               batch_size, learning_rates: Optional[Sequence[float]] = None,
-               transfer_layers: Optional[int] = None
-               ) -> lrtransfer.train.SweepResult:
-  """Every seed (x every rate) of one recipe as one vmapped program."""
-  lrs = list(learning_rates) if learning_rates else [recipe.learning_rate]
-  models, run_seeds, run_lrs = [], [], []
-  for lr in lrs:
-    models += build_models(source, recipe, task, seeds, transfer_layers)
-    run_seeds += list(seeds)
-    run_lrs += [lr] * len(seeds)
-  return lrtransfer.train.fit_many(
-      models, recipe, task.target_train, task.target_val, seeds=run_seeds,
-      learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
-      source_params=source_params, test=task.target_test)
-
-
-def run_task(task_name: str, recipes: Mapping[str, lrtransfer.recipes.Recipe], *,
-             seeds: Sequence[int], epochs: int, batch_size: int, lr: float,
-             grid: Sequence[float], shots: Optional[int], hidden,
-             source_epochs: int, baselines: bool = True,
-             transfer_layers: Optional[int] = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-  """All methods on one task. Returns ``{"methods": ..., "details": ...}``."""
-  kwargs = {} if shots is None else {"shots_per_class": shots}
-  task = lrtransfer.data.get_task(task_name, **kwargs)
-  start = time.perf_counter()
-  source = lrtransfer.experiment.pretrain_source(task, hidden=hidden,
-                                      epochs=source_epochs,
-                                      batch_size=batch_size)
-  source_params = nnx.as_pure(nnx.state(source, nnx.Param))
+def run_task(name: str, methods: Sequence[methods_lib.Method], *,
+             seeds: Sequence[int], epochs: int, source_epochs: int,
+             default_lr: float, recommended_lr: float, with_grids: bool,
+             log=print) -> dict[str, Any]:
+  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  task = prepared.task
+  log(f"{name} ({len(task.target_train)} train, {len(task.target_val)} val,"
+      f" {len(task.target_test)} test; source val acc "
+      f"{prepared.source_val_accuracy:.3f}):")
+  out: dict[str, Any] = {}
   details: dict[str, Any] = {
       "sizes": {"target_train": len(task.target_train),
                 "target_val": len(task.target_val),
-                "target_test": len(task.target_test),
-                "source_train": len(task.source_train)},
-      "shots_per_class": (len(task.target_train)
-                          // task.num_target_classes),
-      "source_val_accuracy": lrtransfer.train.evaluate(source, task.source_val)[1],
-      "source_seconds": time.perf_counter() - start,
-      "final_learning_rate": {}, "seconds": {}, "compile_seconds": {},
-      "val_accuracy": {},
-  }
-  methods: dict[str, Any] = {}
+                "target_test": len(task.target_test)},
+      "source_val_accuracy": prepared.source_val_accuracy,
+      "val_mean": {}, "seconds": {}, "compile_seconds": {}, "grids": {}}
 
-  def run(recipe, learning_rates=None):
-    return run_recipe(recipe, task, source, source_params, seeds, epochs,
-                      batch_size, learning_rates=learning_rates,
-                      transfer_layers=transfer_layers)
+  def record(label, grid, i=0):
+    out[label] = grid.stats(i)
+    details["val_mean"][label] = float(grid.val[i].mean())
+    details["seconds"][label] = grid.seconds
+    details["compile_seconds"][label] = grid.compile_seconds
 
-  def record(name, sweep, test=None, val=None):
-    test = sweep.test_accuracy if test is None else test
-    val = sweep.history["val_accuracy"][:, -1] if val is None else val
-    methods[name] = summary(test)
-    details["val_accuracy"][name] = float(np.mean(val))
-    details["seconds"][name] = sweep.seconds
-    details["compile_seconds"][name] = sweep.compile_seconds
-    details["final_learning_rate"][name] = float(
-        np.mean(sweep.history["group_lr"][:, -1, -1]))
-    log(f"  {name:26s} {methods[name]['mean']:.3f} ± "
-        f"{methods[name]['std']:.3f}  (val {details['val_accuracy'][name]:.3f},"
-        f" {sweep.seconds:.2f}s + compile {sweep.compile_seconds:.1f}s)")
-
-  if baselines:
-    scratch = lrtransfer.recipes.Recipe("scratch", lr, from_source=False)
-    record("scratch", run(scratch))
-    constant = lrtransfer.recipes.Recipe("constant", lr)
-    sweep = run(constant, learning_rates=grid)
-    shape = (len(grid), len(seeds))
-    val = sweep.history["val_accuracy"][:, -1].reshape(shape)
-    test = sweep.test_accuracy.reshape(shape)
-    best = int(np.argmax(val.mean(1)))
-    record("constant_lr_best_of_grid", sweep, test[best], val[best])
-    details["final_learning_rate"]["constant_lr_best_of_grid"] = grid[best]
-    details["grid"] = {
-        "learning_rates": list(grid), "chosen": grid[best],
-        "val_mean": val.mean(1).tolist(), "test_mean": test.mean(1).tolist()}
-    record("optax_reduce_on_plateau", run(optax_plateau_recipe(lr)))
-    suggestion = range_test_lr(task, source, batch_size,
-                               transfer_layers=transfer_layers)
+  if with_grids:
+    for base, label in (("constant", "constant_lr_best_of_grid"),
+                        ("scratch", "scratch_best_of_grid")):
+      method = methods_lib.all_methods([base])[0]
+      grid = _bench.run(prepared, method.make(GRID[0]), seeds,
+                        learning_rates=GRID, epochs=epochs)
+      _bench.log_grid(log, label, grid)
+      best = grid.best_on_val()
+      record(label, grid, best)
+      details["grids"][base] = {
+          "learning_rates": list(GRID), "chosen": GRID[best],
+          "val_mean": grid.val.mean(1).tolist(),
+          "test_mean": grid.test.mean(1).tolist()}
+    suggestion = range_test_lr(prepared)
     details["range_test"] = suggestion
-    suggested = suggestion["suggestion"]
-    if math.isfinite(suggested) and suggested > 0:
-      record("range_test_lr", run(
-          lrtransfer.recipes.Recipe("range_test_lr", suggested)))
+    lr = suggestion["suggestion"]
+    if math.isfinite(lr) and lr > 0:
+      grid = _bench.run(prepared, Recipe("range_test_lr", lr), seeds,
+                        epochs=epochs)
+      _bench.log_grid(log, "range_test_lr", grid)
+      record("range_test_lr", grid)
     else:
-      methods["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
-    if math.isfinite(suggestion["valley"]):
-      record("range_test_lr_valley", run(
-          lrtransfer.recipes.Recipe("range_test_lr_valley", suggestion["valley"])))
-    log(f"  (grid picked lr={grid[best]}, range test suggests "
-        f"lr={suggested:.3g}; fastai's valley rule would say "
-        f"{suggestion['valley']:.3g})")
-  for name, recipe in recipes.items():
-    if name == "scratch":
-      continue
-    record(name, run(recipe))
-  return {"methods": methods, "details": details}
+      out["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
+  for method in methods:
+    lr = recommended_lr if method.name == "recommended" else default_lr
+    grid = _bench.run(prepared, method.make(lr), seeds, epochs=epochs)
+    _bench.log_grid(log, method.name, grid)
+    record(method.name, grid)
+  return {"methods": out, "details": details}
 
 
-# ----------------------------------------------------------------------------
-# Targets, tables, plot.
-
-def _se(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
-  return math.sqrt(a["std"] ** 2 / max(a["n"], 1)
-                   + b["std"] ** 2 / max(b["n"], 1))
-
-
-def check_targets(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-  """The issue's targets, per task.
-
-  * ``best_matches_grid``: some lrtransfer strategy/tool has a mean test
-    accuracy >= that of ``constant_lr_best_of_grid`` minus one standard
-    error of the difference ("matches or beats").
-  * ``all_beat_scratch`` / ``all_beat_optax_plateau``: every lrtransfer
-    strategy/tool has a strictly higher mean than the baseline (every task
-    here is few-shot).
-  """
-  out = {}
-  for task, methods in tasks.items():
-    ours = {m: methods[m] for m in LRTRANSFER if m in methods}
-    entry: dict[str, Any] = {}
-    if ours and "constant_lr_best_of_grid" in methods:
-      grid = methods["constant_lr_best_of_grid"]
-      best_name = max(ours, key=lambda m: ours[m]["mean"])
-      best = ours[best_name]
-      entry["best_lrtransfer"] = best_name
-      entry["best_matches_grid"] = bool(
-          best["mean"] >= grid["mean"] - _se(best, grid))
-    for key, baseline in (("all_beat_scratch", "scratch"),
-                          ("all_beat_optax_plateau",
-                           "optax_reduce_on_plateau")):
-      if ours and baseline in methods:
-        losers = [m for m in ours
-                  if not ours[m]["mean"] > methods[baseline]["mean"]]
-        entry[key] = not losers
-        entry[key.replace("all_beat", "losers_to")] = losers
-    out[task] = entry
-  return out
-
-
-def method_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
-  seen = []
-  for methods in tasks.values():
-    for m in methods:
-      if m not in seen:
-        seen.append(m)
-  ordered = [m for m in BASELINES + LRTRANSFER if m in seen]
-  return ordered + [m for m in seen if m not in ordered]
-
-
-def tables(result: Mapping[str, Any]) -> tuple[str, str]:
-  """(terminal table, markdown) of mean ± std test accuracy."""
+def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
+  """Issue 9: ahead of the peers; escapes negative transfer."""
   tasks = result["tasks"]
-  names = list(tasks)
-  headers = ["method"] + names
+  mean_over = lambda m: (float(np.mean([tasks[t][m]["mean"] for t in tasks]))
+                         if all(m in tasks[t] for t in tasks) else None)
+  rec = mean_over("recommended")
+  peers = {p: mean_over(p) for p in tuning_free.PEERS}
+  behind = {p: v for p, v in peers.items() if v is not None
+            and rec is not None and not rec > v}
+  ran = [p for p, v in peers.items() if v is not None]
+  ahead = {
+      "rule": "recommended's mean test accuracy over the report tasks above "
+              "that of each peer",
+      "recommended_mean": rec, "peer_means": peers,
+      "not_ahead_of": behind,
+      "peers_not_run": [p for p in tuning_free.PEERS if p not in ran],
+      "met": (None if rec is None or not ran
+              else (not behind and len(ran) == len(tuning_free.PEERS)))}
+  rows, met = {}, True
+  for task, by_method in tasks.items():
+    grids = result["details"][task].get("grids", {})
+    if "scratch" not in grids or "constant" not in grids:
+      continue
+    scratch_best = by_method["scratch_best_of_grid"]["mean"]
+    negative = scratch_best > max(grids["constant"]["test_mean"])
+    if not negative or "recommended" not in by_method:
+      rows[task] = {"negative_transfer": bool(negative)}
+      continue
+    ok = (by_method["recommended"]["mean"]
+          >= scratch_best - NEGATIVE_TRANSFER_TOLERANCE)
+    rows[task] = {"negative_transfer": True, "scratch_best": scratch_best,
+                  "recommended": by_method["recommended"]["mean"], "met": ok}
+    met = met and ok
+  negative = {
+      "rule": "on report tasks where scratch's best-of-grid beats fine-tuning"
+              " at every constant rate of the grid, recommended >= scratch's"
+              " best-of-grid - 1 point",
+      "tasks": rows, "met": met if rows else None}
+  return {"ahead_of_peers": ahead, "escapes_negative_transfer": negative}
+
+
+def method_order(result: Mapping[str, Any]) -> list[str]:
+  seen: list[str] = []
+  for by_method in result["tasks"].values():
+    seen += [m for m in by_method if m not in seen]
+  kinds = result["kinds"]
+  rank = {"baseline": 0, "lrtransfer": 1, "peer": 2}
+  return sorted(seen, key=lambda m: rank.get(kinds.get(m, "baseline"), 0))
+
+
+def tables(result: Mapping[str, Any]) -> str:
+  tasks = list(result["tasks"])
+  headers = ["method"] + tasks + ["mean over tasks"]
   rows = []
-  for m in method_order(tasks):
-    row = [m if m not in LRTRANSFER else f"{m} (lrtransfer)"]
-    for t in names:
-      s = tasks[t].get(m)
-      row.append("-" if s is None or not s["n"] else
-                 f"{s['mean']:.3f} ± {s['std']:.3f}")
-    rows.append(row)
-  extra = []
-  for label, key in (("grid-picked lr", ("grid", "chosen")),
-                     ("range-test lr", ("range_test", "suggestion")),
-                     ("range-test lr, valley rule", ("range_test", "valley"))):
-    row = [label]
-    for t in names:
-      d = result.get("details", {}).get(t, {})
-      value = d.get(key[0], {}).get(key[1])
-      row.append("-" if value is None else f"{value:.3g}")
-    extra.append(row)
-  text = _common.text_table(headers, rows + extra)
-  targets = result.get("targets", {})
+  for m in method_order(result):
+    cells, means = [], []
+    for t in tasks:
+      s = result["tasks"][t].get(m)
+      ok = s is not None and s["n"]
+      cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if ok else "-")
+      means.append(s["mean"] if ok else math.nan)
+    label = m + (" (lrtransfer)" if result["kinds"].get(m) == "lrtransfer"
+                 else " (peer)" if result["kinds"].get(m) == "peer" else "")
+    rows.append([label] + cells + [f"{np.mean(means):.3f}"])
+  for label, base in (("grid-picked lr (fine-tuning)", "constant"),
+                      ("grid-picked lr (scratch)", "scratch")):
+    rows.append([label] + [
+        f"{result['details'][t]['grids'][base]['chosen']:g}"
+        if base in result["details"][t].get("grids", {}) else "-"
+        for t in tasks] + [""])
   lines = [
-      f"Target test accuracy, mean ± std over {result['seeds']} seeds "
-      f"({result['epochs']} epochs, batch {result['batch_size']}, base lr "
-      f"{result['learning_rate']}, all seeds of a method in one vmapped "
-      "program). lrtransfer methods with the library's default settings; "
-      + ("targets copy all hidden layers of the source but the last "
-         "(the library default)" if result.get("transfer_layers") is None
-         else f"targets copy {result['transfer_layers']} hidden layer(s) of "
-         "the source")
-      + ".", "",
-      f"Machine: {_common.device_line(result['device'])}.", "",
-      _common.markdown_table(headers, rows + extra), "",
-      "Targets (per task):", ""]
-  for t, entry in targets.items():
-    lines.append(
-        f"* `{t}`: best lrtransfer ({entry.get('best_lrtransfer')}) matches "
-        f"the best constant rate of the grid: "
-        f"{_common.verdict(entry.get('best_matches_grid'))}; every "
-        f"lrtransfer method beats scratch: "
-        f"{_common.verdict(entry.get('all_beat_scratch'))}"
-        + (f" (not: {', '.join(entry['losers_to_scratch'])})"
-           if entry.get("losers_to_scratch") else "")
-        + "; beats optax reduce_on_plateau: "
-        f"{_common.verdict(entry.get('all_beat_optax_plateau'))}"
-        + (f" (not: {', '.join(entry['losers_to_optax_plateau'])})"
-           if entry.get("losers_to_optax_plateau") else "") + ".")
-  return text, "\n".join(lines) + "\n"
+      f"TEST accuracy on the REPORT tasks, mean ± std over {result['seeds']} "
+      f"report seeds ({result['epochs']} epochs, batch "
+      f"{result['batch_size']}; lrtransfer recipes at the default base rate "
+      f"{result['learning_rate']:g}, recommended at "
+      f"{result['recommended_lr']:g}; every seed of a method in one vmapped "
+      f"program). Machine: {_common.device_line(result['device'])}.", "",
+      _common.markdown_table(headers, rows), "", "Targets (issue 9):", ""]
+  for name, target in result["targets"].items():
+    lines.append(f"* {name}: {_common.verdict(target['met'])} "
+                 f"({target['rule']})")
+  return "\n".join(lines) + "\n"
 
 
 def plot(result: Mapping[str, Any], path: Path) -> None:
-  """Grouped bars: one panel per task (its own accuracy range), one bar per
-  method, std error bars; baselines hatched. A bar far below the rest is
-  cut at the panel's floor and labelled with its value."""
+  """Grouped bars, a panel per task; baselines and peers hatched."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  tasks = result["tasks"]
-  names = list(tasks)
-  methods = method_order(tasks)
+  names = list(result["tasks"])
+  methods = method_order(result)
   cmap = plt.get_cmap("tab20")
-  colors = {m: cmap(i % 20) for i, m in enumerate(methods)}
-  cols = min(len(names), 2)
+  cols = min(len(names), 3)
   rows = math.ceil(len(names) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.4 * rows),
-                           dpi=110, squeeze=False)
+  fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.4 * rows),
+                           dpi=100, squeeze=False)
   for ax, task in zip(axes.flat, names):
-    stats = [tasks[task].get(m, {"mean": np.nan, "std": 0.0, "n": 0})
+    stats = [result["tasks"][task].get(m, {"mean": np.nan, "std": 0, "n": 0})
              for m in methods]
-    means = np.array([s_["mean"] if s_["n"] else np.nan for s_ in stats])
-    stds = np.array([s_["std"] if s_["n"] else 0.0 for s_ in stats])
+    means = np.array([s["mean"] if s["n"] else np.nan for s in stats])
     finite = means[np.isfinite(means)]
-    center = np.median(finite)
-    typical = finite[finite > center - 0.15]
-    floor = max(0.0, typical.min() - 0.04)
-    top = min(1.0, (typical + stds[np.isfinite(means)][
-        finite > center - 0.15]).max() + 0.015)
-    xs = np.arange(len(methods))
-    for x, m, mean, std in zip(xs, methods, means, stds):
-      if not np.isfinite(mean):
+    floor = max(0.0, np.median(finite) - 0.2) if finite.size else 0.0
+    for x, (m, s) in enumerate(zip(methods, stats)):
+      if not s["n"] or not np.isfinite(s["mean"]):
         continue
-      ax.bar(x, max(mean, floor) - floor, 0.8, bottom=floor,
-             yerr=std if mean >= floor else None, capsize=2,
-             color=colors[m], hatch="//" if m in BASELINES else None,
-             edgecolor="white", linewidth=0.3, error_kw={"lw": 0.8})
-      if mean < floor:
-        ax.text(x, floor + 0.002, f"{mean:.2f}", rotation=90, ha="center",
+      ax.bar(x, max(s["mean"], floor) - floor, 0.8, bottom=floor,
+             color=cmap(x % 20), edgecolor="white",
+             hatch=None if result["kinds"].get(m) == "lrtransfer" else "//",
+             yerr=s["std"] if s["mean"] >= floor else None, capsize=2)
+      if s["mean"] < floor:
+        ax.text(x, floor, f"{s['mean']:.2f}", rotation=90, ha="center",
                 va="bottom", fontsize=6)
-    ax.set_ylim(floor, top)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=6.5)
+    ax.set_ylim(floor, min(1.0, np.nanmax(means) + 0.05)
+                if finite.size else 1.0)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=6)
     ax.set_title(task, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_ylabel("test accuracy", fontsize=8)
   for ax in list(axes.flat)[len(names):]:
     ax.axis("off")
-  fig.suptitle(
-      f"lrtransfer quality: target test accuracy, mean ± std over "
-      f"{result['seeds']} seeds (library defaults; hatched: baselines) "
-      f"— {result['device'].get('platform', '?')}", fontsize=9)
+  fig.suptitle("Test accuracy on the report tasks, mean ± std over report "
+               "seeds (plain: lrtransfer; hatched: baselines and peers)",
+               fontsize=9)
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path)
   plt.close(fig)
 
 
-# ----------------------------------------------------------------------------
-# Command line.
+def selection_record() -> dict[str, Any]:
+  """How the defaults were chosen: tune_defaults.py's record, if any."""
+  if SELECTION_JSON.exists():
+    data = json.loads(SELECTION_JSON.read_text())
+    return {"source": "benchmarks/results/defaults.json "
+                      "(python benchmarks/tune_defaults.py)",
+            **data.get("selection", {})}
+  return {"source": None, "note": "no tune_defaults.py record found"}
+
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--quick", action="store_true",
-                      help="small run (1 task, 12 epochs) to check the "
-                      "pipeline; the numbers mean little")
+                      help="one report task, 3 seeds, 10 epochs, a few "
+                      "methods: checks the pipeline, the numbers mean little")
   parser.add_argument("--out", type=Path, default=None,
-                      help="JSON output; .md and .png are written beside it (default "
-                      "benchmarks/results/quality.json; with --quick quality"
-                      "_quick.json there, so a quick "
-                      "run never replaces the published results)")
+                      help="JSON output; .md and .png beside it (default "
+                      "results/quality.json; quick: quality_quick.json)")
   parser.add_argument("--tasks", nargs="+", default=None,
-                      choices=sorted(lrtransfer.data.TASKS),
-                      help="default: all (quick: digits_label_split)")
+                      help="default: the report tasks of suite.py")
+  parser.add_argument("--methods", nargs="+", default=None)
   parser.add_argument("--seeds", type=int, default=None,
-                      help="runs per method (default 20; quick 5)")
-  parser.add_argument("--epochs", type=int, default=None,
-                      help="fine-tuning epochs (default 50; quick 12)")
-  parser.add_argument("--shots", type=int, default=None,
-                      help="target shots per class (default: each task's)")
-  parser.add_argument("--batch-size", type=int, default=32)
-  parser.add_argument("--lr", type=float, default=0.05,
-                      help="base learning rate of every non-grid method "
-                      "(the library default)")
-  parser.add_argument("--transfer-layers", type=int, default=None,
-                      help="hidden layers copied from the source (default:"
-                      " all but the last, as lrtransfer.experiment.compare)")
-  parser.add_argument("--source-epochs", type=int, default=None,
-                      help="source pretraining epochs (default 20; quick 5)")
+                      help="first N report seeds (default: all)")
+  parser.add_argument("--epochs", type=int, default=None)
   return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  quick = args.quick
-  tasks = args.tasks or (["digits_label_split"] if quick
-                         else list(lrtransfer.data.TASKS))
-  seeds = list(range(args.seeds or (5 if quick else 20)))
-  epochs = args.epochs or (12 if quick else 50)
-  source_epochs = args.source_epochs or (5 if quick else 20)
-  hidden = (256, 128)
-  out = Path(args.out or (QUICK_OUT if quick else DEFAULT_OUT))
+  split = _bench.split_record()
+  tasks = args.tasks or (split["report"][:1] if args.quick
+                         else split["report"])
+  seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick else None)]
+  epochs = args.epochs or (10 if args.quick else _bench.EPOCHS)
+  names = args.methods or (QUICK_METHODS if args.quick else None)
+  if names is not None:
+    known = {m.name for m in methods_lib.all_methods()}
+    names = [n for n in names if n in known]
+  methods = methods_lib.all_methods(names)
+  out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
   device = _common.device_record()
-  print(f"quality benchmark on {_common.device_line(device)}"
-        f"{' (quick)' if quick else ''}: {len(seeds)} seeds, {epochs} epochs",
-        flush=True)
-  check = optax_metric.reacts_once_per_evaluation()
-  if not check["ok"]:
-    print("warning: optax reduce_on_plateau adapter does not react once per "
-          f"evaluation: {check}", file=sys.stderr)
+  check = optax_metric.reacts_once_per_evaluation(
+      patience=tuning_free.OPTAX_PLATEAU_PATIENCE)
+  print(f"quality on {_common.device_line(device)}"
+        f"{' (quick)' if args.quick else ''}: {len(tasks)} report tasks, "
+        f"{len(seeds)} report seeds, {epochs} epochs", flush=True)
+  if split["missing"]:
+    print(f"note: tasks of suite.py not in lrtransfer.data yet: "
+          f"{split['missing']}", flush=True)
   start = time.perf_counter()
   result: dict[str, Any] = {
-      "device": device, "seeds": len(seeds), "quick": quick,
-      "epochs": epochs, "batch_size": args.batch_size,
-      "learning_rate": args.lr, "grid": list(GRID), "hidden": list(hidden),
-      "source_epochs": source_epochs,
-      "transfer_layers": args.transfer_layers,
-      "recipe_settings": "lrtransfer.recipes.default_recipes(learning_rate)",
-      "optax_plateau": {"factor": PLATEAU_FACTOR,
-                        "patience": PLATEAU_PATIENCE,
-                        "reacts_once_per_epoch": check["ok"]},
-      "tasks": {}, "details": {},
-  }
-  recipes = library_recipes(args.lr)
+      "device": device, "seeds": len(seeds), "seed_values": seeds,
+      "quick": args.quick, "split": split, "selection": selection_record(),
+      "epochs": epochs, "batch_size": _bench.BATCH_SIZE,
+      "learning_rate": methods_lib.DEFAULT_LR,
+      "recommended_lr": methods_lib.recommended_default_lr(),
+      "grid": list(GRID), "hidden": list(_bench.HIDDEN),
+      "kinds": {"scratch_best_of_grid": "baseline",
+                "constant_lr_best_of_grid": "baseline",
+                "range_test_lr": "baseline",
+                **{m.name: m.kind for m in methods}},
+      "notes": {m.name: m.note for m in methods if m.note},
+      "optax_plateau_reacts_once_per_epoch": check["ok"],
+      "tasks": {}, "details": {}}
   for name in tasks:
-    print(f"{name}:", flush=True)
     task_result = run_task(
-        name, recipes, seeds=seeds, epochs=epochs,
-        batch_size=args.batch_size, lr=args.lr, grid=GRID, shots=args.shots,
-        hidden=hidden, source_epochs=source_epochs,
-        transfer_layers=args.transfer_layers,
+        name, methods, seeds=seeds, epochs=epochs,
+        source_epochs=5 if args.quick else _bench.SOURCE_EPOCHS,
+        default_lr=result["learning_rate"],
+        recommended_lr=result["recommended_lr"], with_grids=True,
         log=lambda line: print(line, flush=True))
     result["tasks"][name] = task_result["methods"]
     result["details"][name] = task_result["details"]
-  result["targets"] = check_targets(result["tasks"])
+  result["targets"] = check_targets(result)
   result["seconds"] = time.perf_counter() - start
-  text, markdown = tables(result)
+  markdown = tables(result)
   _common.write_json(out, result)
   out.with_suffix(".md").write_text(markdown)
   plot(result, out.with_suffix(".png"))
   print()
-  print(text)
-  print()
-  print("\n".join(markdown.split("Targets (per task):", 1)[1].strip()
-                  .splitlines()))
-  print(f"\nwrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}"
+  print(markdown)
+  print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}"
         f" in {result['seconds']:.0f}s")
   return 0
 

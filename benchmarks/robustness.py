@@ -252,8 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-QUICK_METHODS = ["scratch", "constant", "adjust", "recommended",
-                 "optax_reduce_on_plateau", "greedy_lr", "dog"]
+QUICK_METHODS = ["constant", "recommended", "greedy_lr", "dog"]
 
 
 def main(argv=None) -> int:
