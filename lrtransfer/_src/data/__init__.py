@@ -14,6 +14,8 @@ Embedded tasks (see `TASKS`):
 * ``teacher_student_close`` / ``teacher_student_far`` -- synthetic tasks whose
   target labelling function is a random teacher network close to (similarity
   0.9) or far from (similarity 0.3) the source teacher.
+* and more: corrupted digits, fewer shots, a similarity sweep, a tabular
+  covariate shift and MNIST tasks (the full list: ``tasks.py``).
 
 Inputs of all splits are standardised with the *source training* statistics:
 the transferred layers were trained on inputs in that frame, so the target must
@@ -34,3 +36,8 @@ from lrtransfer._src.data.types import TransferTask as TransferTask
 from lrtransfer._src.data.tasks import digits_domain_shift as digits_domain_shift
 from lrtransfer._src.data.tasks import digits_label_split as digits_label_split
 from lrtransfer._src.data.tasks import teacher_student as teacher_student
+from lrtransfer._src.data.corruptions import CORRUPTIONS as CORRUPTIONS
+from lrtransfer._src.data.digits import digits_corruption_shift as digits_corruption_shift
+from lrtransfer._src.data.mnist import mnist_label_split as mnist_label_split
+from lrtransfer._src.data.mnist import mnist_to_digits as mnist_to_digits
+from lrtransfer._src.data.tabular import breast_cancer_shift as breast_cancer_shift

