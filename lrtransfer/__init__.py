@@ -33,6 +33,7 @@ from lrtransfer._src.inspection import effective_learning_rate
 from lrtransfer._src.inspection import strategy_states
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.measurement import measurement
+from lrtransfer._src.measurement import check_count_order
 from lrtransfer._src.measurement import no_measurement
 from lrtransfer._src.plateau import PlateauState
 

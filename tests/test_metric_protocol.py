@@ -95,7 +95,7 @@ def test_non_scalar_metric_is_rejected():
   params = {"w": jnp.ones(2)}
   with pytest.raises(ValueError, match=r"scalar, got shape \(3,\)"):
     jax.jit(tx.update)(params, tx.init(params), params,
-                       metric=lrtransfer.Measurement(jnp.ones(3),
+                       metric=lrtransfer.Measurement({"value": jnp.ones(3)},
                                                      jnp.int32(1)))
 
 
@@ -104,7 +104,7 @@ def test_float_count_is_rejected():
   params = {"w": jnp.ones(2)}
   with pytest.raises(TypeError, match="integer"):
     tx.update(params, tx.init(params), params,
-              metric=lrtransfer.Measurement(jnp.float32(1.0),
+              metric=lrtransfer.Measurement({"value": jnp.float32(1.0)},
                                             jnp.float32(1.0)))
 
 
@@ -136,3 +136,144 @@ def test_current_scale_multiplies_chained_strategies_under_jit():
   assert float(jax.jit(lrtransfer.current_scale)(state)) == 0.25
   assert float(lrtransfer.effective_learning_rate(state, 0.1)) == pytest.approx(
       0.025)
+
+
+# Several named values per evaluation.
+
+FIT_NAMES = ("val_loss", "val_accuracy", "train_loss")
+
+
+def fit_measurement(count, val_loss=1.0, val_accuracy=0.5, train_loss=1.0,
+                    monitor="val_loss", **kwargs):
+  return lrtransfer.measurement(count=count, monitor=monitor,
+                                val_loss=val_loss, val_accuracy=val_accuracy,
+                                train_loss=train_loss, **kwargs)
+
+
+def test_single_value_measurement_keeps_its_old_form():
+  m = lrtransfer.measurement(0.3, 5)
+  assert m.values.keys() == {"value"} and (m.monitor, m.mode) == ("value",
+                                                                  "min")
+  assert m.value.dtype == jnp.float32 and m.count.dtype == jnp.int32
+  assert float(m.value) == pytest.approx(0.3) and int(m.count) == 5
+
+
+def test_no_measurement_has_the_structure_of_what_follows():
+  assert (jax.tree.structure(lrtransfer.no_measurement())
+          == jax.tree.structure(lrtransfer.measurement(0.3, 5)))
+  assert (jax.tree.structure(lrtransfer.no_measurement(*FIT_NAMES,
+                                                       monitor="val_loss"))
+          == jax.tree.structure(fit_measurement(3)))
+
+
+@pytest.mark.parametrize("count", [1.5, -1, 2**31, True, "3", 2.0])
+def test_bad_counts_are_refused_eagerly_naming_the_value(count):
+  with pytest.raises(ValueError, match=f"count={count!r}"):
+    lrtransfer.measurement(0.3, count)
+
+
+def test_integer_array_counts_are_accepted_and_range_checked():
+  assert int(lrtransfer.measurement(0.3, np.int64(7)).count) == 7
+  with pytest.raises(ValueError, match="count=-2"):
+    lrtransfer.measurement(0.3, jnp.asarray(-2))
+  with pytest.raises(ValueError, match="count"):
+    lrtransfer.measurement(0.3, jnp.asarray(1.0))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(monitor="val_acc"), "val_acc"),
+    (dict(mode="maximum"), "mode"),
+])
+def test_bad_monitor_or_mode_is_refused(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    fit_measurement(1, **kwargs)
+
+
+def test_several_values_need_a_monitor():
+  with pytest.raises(ValueError, match="monitor="):
+    lrtransfer.measurement(count=1, a=1.0, b=2.0)
+
+
+def test_strategy_follows_the_measurements_monitor_and_mode():
+  # The monitored accuracy rises: improvements in "max" mode, so the scale
+  # goes down by improve_factor at each evaluation after the first.
+  kwargs = dict(patience=0, cooldown=0, improve_factor=0.5, min_scale=0.01)
+  tx = lrtransfer.adjust(**kwargs)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  for k, accuracy in enumerate([0.5, 0.6, 0.7], start=1):
+    metric = lrtransfer.measurement(count=k, monitor="val_accuracy",
+                                    mode="max", val_loss=1.0,
+                                    val_accuracy=accuracy)
+    _, state = jax.jit(tx.update)(params, state, params, metric=metric)
+  assert float(state.scale) == 0.125
+  # The same values judged on val_loss (constant): no improvement after the
+  # first, so no cut below 0.5.
+  tx = lrtransfer.adjust(monitor="val_loss", mode="min", **kwargs)
+  state = tx.init(params)
+  for k, accuracy in enumerate([0.5, 0.6, 0.7], start=1):
+    metric = lrtransfer.measurement(count=k, monitor="val_accuracy",
+                                    mode="max", val_loss=1.0,
+                                    val_accuracy=accuracy)
+    _, state = tx.update(params, state, params, metric=metric)
+  assert float(state.scale) >= 0.5
+
+
+def test_strategy_monitoring_a_missing_name_fails_naming_the_available():
+  tx = lrtransfer.adjust(monitor="val_acc")
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match=r"'val_acc'.*\['train_loss', "
+                     r"'val_accuracy', 'val_loss'\]"):
+    jax.jit(tx.update)(params, tx.init(params), params,
+                       metric=fit_measurement(1))
+
+
+def test_multi_value_measurement_through_scan_vmap_and_nnx():
+  from flax import nnx
+  tx = lrtransfer.adjust(patience=0, cooldown=0, improve_factor=0.5,
+                         min_scale=0.01)
+  params = {"w": jnp.ones(2)}
+
+  def body(state, inputs):
+    k, loss = inputs
+    metric = lrtransfer.measurement(count=k, monitor="val_loss",
+                                    val_loss=loss, val_accuracy=1 - loss,
+                                    train_loss=loss)
+    _, state = tx.update(params, state, params, metric=metric)
+    return state, state.scale
+
+  ks = jnp.arange(1, 4, dtype=jnp.int32)
+  losses = jnp.asarray([1.0, 0.5, 0.25])
+  _, scales = jax.jit(lambda s: jax.lax.scan(body, s, (ks, losses)))(
+      tx.init(params))
+  np.testing.assert_array_equal(scales, [0.5, 0.25, 0.125])
+  batched = jax.vmap(lambda loss: tx.update(
+      params, tx.init(params), params,
+      metric=fit_measurement(1, val_loss=loss))[1].plateau.best)(losses)
+  np.testing.assert_array_equal(batched, losses)
+
+  model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, optax.chain(optax.sgd(0.1), tx),
+                            wrt=nnx.Param)
+  grads = nnx.state(model, nnx.Param)
+  for k, loss in enumerate([1.0, 0.5], start=1):
+    optimizer.update(model, grads, metric=fit_measurement(k, val_loss=loss))
+  assert float(lrtransfer.current_scale(optimizer)) == 0.25
+
+
+def test_count_order_debug_check_catches_a_count_that_goes_back():
+  params = {"w": jnp.ones(2)}
+  tx = lrtransfer.adjust()
+  state = tx.init(params)
+  _, state = tx.update(params, state, params,
+                       metric=lrtransfer.measurement(1.0, 5))
+
+  @jax.jit
+  def checked(metric, last_count):
+    lrtransfer.check_count_order(metric, last_count)
+    return metric.count
+
+  checked(lrtransfer.measurement(1.0, 6), state.plateau.last_count)
+  with pytest.raises(Exception, match="went back from 5 to 1"):
+    jax.block_until_ready(checked(lrtransfer.measurement(1.0, 1),
+                                  state.plateau.last_count))

@@ -20,7 +20,7 @@ class AdjustState(NamedTuple):
   plateau: plateau_lib.PlateauState  # evaluation bookkeeping (float32/int32)
 
 
-def adjust(*, mode: str = "min", patience: int = 3, cooldown: int = 1,
+def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None, patience: int = 3, cooldown: int = 1,
            threshold: float = 1e-4, threshold_mode: str = "rel",
            plateau_factor: float = 1.5, improve_factor: float = 0.98,
            target: Optional[float] = None, init_scale: float = 1.0,
@@ -67,7 +67,10 @@ def adjust(*, mode: str = "min", patience: int = 3, cooldown: int = 1,
   positive factors above and is clipped to ``[min_scale, max_scale]``.
 
   Args:
-    mode: "min" (a loss) or "max" (an accuracy).
+    monitor: the name of the measurement's value to judge; None: the
+      measurement's ``monitor``. A name the measurement lacks fails at trace
+      time, naming the ones it has.
+    mode: "min" (a loss) or "max" (an accuracy); None: the measurement's.
     patience: bad evaluations tolerated; the action fires at the
       ``patience + 1``-th in a row (PyTorch's convention).
     cooldown: evaluations after an action during which bad ones are not
@@ -100,7 +103,7 @@ def adjust(*, mode: str = "min", patience: int = 3, cooldown: int = 1,
     methods" (bold driver), Complex Systems 3, 1989.
   """
   rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
-                                    cooldown, target)
+                                    cooldown, target, monitor)
   validation.check_positive("plateau_factor", plateau_factor)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
@@ -120,7 +123,8 @@ def adjust(*, mode: str = "min", patience: int = 3, cooldown: int = 1,
   def update_fn(updates, state, params=None, **extra_args):
     del params
     metric = read_measurement(extra_args, "lrtransfer.adjust")
-    judged, verdict = plateau_lib.observe(rule, state.plateau, metric)
+    judged, verdict = plateau_lib.observe(rule, state.plateau, metric,
+                                          "lrtransfer.adjust")
     factor = (jnp.where(verdict.good, improve_factor, 1.0)
               * jnp.where(verdict.plateau, plateau_factor, 1.0))
     scale = clip_scale(state.scale * factor, min_scale, max_scale)
@@ -132,7 +136,8 @@ def adjust(*, mode: str = "min", patience: int = 3, cooldown: int = 1,
 
 def reduce_on_plateau(*, factor: float = 0.1, patience: int = 10,
                       cooldown: int = 0, threshold: float = 1e-4,
-                      threshold_mode: str = "rel", mode: str = "min",
+                      threshold_mode: str = "rel", mode: Optional[str] = None,
+                      monitor: Optional[str] = None,
                       min_scale: float = 0.0, eps: float = 0.0
                       ) -> optax.GradientTransformationExtraArgs:
   """Reduce-on-plateau as an :func:`adjust` configuration.
@@ -160,14 +165,16 @@ def reduce_on_plateau(*, factor: float = 0.1, patience: int = 10,
   validation.check_in_interval("factor", factor, 0.0, 1.0, low_open=True,
                                high_open=True)
   validation.check_in_interval("min_scale", min_scale, 0.0, 1.0)
-  return adjust(mode=mode, patience=patience, cooldown=cooldown,
+  return adjust(monitor=monitor, mode=mode, patience=patience,
+                cooldown=cooldown,
                 threshold=threshold, threshold_mode=threshold_mode,
                 plateau_factor=factor, improve_factor=1.0,
                 min_scale=min_scale, max_scale=1.0, eps=eps)
 
 
 def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
-                mode: str = "min", min_scale: float = 1e-3,
+                mode: Optional[str] = None, monitor: Optional[str] = None,
+                min_scale: float = 1e-3,
                 max_scale: float = 10.0
                 ) -> optax.GradientTransformationExtraArgs:
   """The "bold driver" rule as an :func:`adjust` configuration.
@@ -197,7 +204,7 @@ def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
   if validation.is_concrete_number(increase) and increase < 1:
     raise ValueError(f"increase must be >= 1, got increase={increase!r}")
   validation.check_in_interval("decrease", decrease, 0.0, 1.0, low_open=True)
-  return adjust(mode=mode, patience=0, cooldown=0, improve_factor=increase,
+  return adjust(monitor=monitor, mode=mode, patience=0, cooldown=0, improve_factor=increase,
                 plateau_factor=decrease, init_scale=min(max(1.0, min_scale),
                                                         max_scale),
                 min_scale=min_scale, max_scale=max_scale)

@@ -24,7 +24,8 @@ class DynamicState(NamedTuple):
 
 def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             progress_gain: float = 1.0, stall_gain: float = 2.0,
-            mode: str = "min", patience: int = 3, cooldown: int = 1,
+            monitor: Optional[str] = None, mode: Optional[str] = None,
+            patience: int = 3, cooldown: int = 1,
             threshold: float = 1e-4, threshold_mode: str = "rel",
             plateau_factor: float = 1.5, improve_factor: float = 1.0,
             target: Optional[float] = None, min_scale: float = 0.01,
@@ -60,7 +61,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
     stall_gain: decay multiplier while the metric is not improving (>= 1
       speeds it up, 1 disables it).
-    mode, patience, cooldown, threshold, threshold_mode, target: as in
+    monitor, mode, patience, cooldown, threshold, threshold_mode, target: as in
       :func:`adjust`.
     plateau_factor: multiplier on a plateau (>1 raises).
     improve_factor: multiplier on each good evaluation.
@@ -83,7 +84,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     https://arxiv.org/abs/1905.04753
   """
   rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
-                                    cooldown, target)
+                                    cooldown, target, monitor)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
@@ -110,7 +111,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   def update_fn(updates, state, params=None, **extra_args):
     del params
     metric = read_measurement(extra_args, "lrtransfer.dynamic")
-    judged, verdict = plateau_lib.observe(rule, state.plateau, metric)
+    judged, verdict = plateau_lib.observe(rule, state.plateau, metric,
+                                          "lrtransfer.dynamic")
     progress = jnp.minimum(state.count.astype(jnp.float32) / total_steps, 1.0)
     stalling = judged.num_bad > 0
     log_decay = (base_log_decay * (1.0 + progress_gain * progress)

@@ -8,6 +8,8 @@ gives PyTorch's learning rates) with three fixes:
   as an improvement when the metric is negative (PyTorch and Optax compare
   with ``best * (1 - threshold)``, which is wrong below zero);
 * ``mode="max"`` works directly (the metric is negated internally);
+* the judged value is one of the measurement's named values: the strategy's
+  ``monitor``/``mode``, or the measurement's own when those are None;
 * a non-finite metric (NaN, +-inf) is a bad evaluation and never becomes best.
 
 With the metric turned into a quantity to minimise, ``v = sign * value``, an
@@ -39,19 +41,24 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import validation
+from lrtransfer._src.measurement import MODES
 from lrtransfer._src.measurement import Measurement
+from lrtransfer._src.measurement import monitored
 
-MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")
 
 
 class PlateauState(NamedTuple):
   """Bookkeeping of evaluations; all metric values in float32."""
-  best: jax.Array  # float32 scalar, best value in the user's sign; +-inf unset
+  # float32 scalar, best value in minimisation space (sign * value; a "max"
+  # metric is stored negated), +inf unset: init need not know the mode.
+  best: jax.Array
   num_bad: jax.Array  # int32 scalar, consecutive bad evaluations (saturating)
   cooldown_left: jax.Array  # int32 scalar, evaluations left in cooldown
   last_count: jax.Array  # int32 scalar, count of the last measurement seen
-  last_value: jax.Array  # float32 scalar, value of that measurement (NaN: none)
+  # float32 scalar, that measurement's judged value in minimisation space
+  # (NaN: none yet)
+  last_value: jax.Array
 
 
 class Verdict(NamedTuple):
@@ -63,35 +70,37 @@ class Verdict(NamedTuple):
 
 class PlateauRule(NamedTuple):
   """Static configuration of the judgement (Python values, validated)."""
-  mode: str = "min"
+  mode: Optional[str] = None  # None: the measurement's mode
+  monitor: Optional[str] = None  # None: the measurement's monitor
   threshold: float = 1e-4
   threshold_mode: str = "rel"
   patience: int = 10
   cooldown: int = 0
   target: Optional[float] = None
 
-  @property
-  def sign(self) -> float:
-    return 1.0 if self.mode == "min" else -1.0
-
 
 def validated_rule(mode, threshold, threshold_mode, patience, cooldown,
-                   target) -> PlateauRule:
+                   target, monitor=None) -> PlateauRule:
   """Checks the rule's hyperparameters eagerly (ValueError naming them)."""
-  validation.check_choice("mode", mode, MODES)
+  if mode is not None:
+    validation.check_choice("mode", mode, MODES)
+  if monitor is not None and not isinstance(monitor, str):
+    raise ValueError(f"monitor must be a name (str) or None, got "
+                     f"monitor={monitor!r}")
   validation.check_choice("threshold_mode", threshold_mode, THRESHOLD_MODES)
   validation.check_non_negative("threshold", threshold)
   validation.check_int("patience", patience, 0)
   validation.check_int("cooldown", cooldown, 0)
   if target is not None:
     validation.check_finite("target", target)
-  return PlateauRule(mode, threshold, threshold_mode, patience, cooldown,
-                     target)
+  return PlateauRule(mode, monitor, threshold, threshold_mode, patience,
+                     cooldown, target)
 
 
 def init_plateau(rule: PlateauRule) -> PlateauState:
+  del rule  # the state is the same whatever the rule
   return PlateauState(
-      best=jnp.asarray(rule.sign * jnp.inf, jnp.float32),
+      best=jnp.asarray(jnp.inf, jnp.float32),
       num_bad=jnp.zeros([], jnp.int32),
       cooldown_left=jnp.zeros([], jnp.int32),
       last_count=jnp.zeros([], jnp.int32),
@@ -99,12 +108,14 @@ def init_plateau(rule: PlateauRule) -> PlateauState:
   )
 
 
-def observe(rule: PlateauRule, state: PlateauState,
-            metric: Measurement) -> tuple[PlateauState, Verdict]:
+def observe(rule: PlateauRule, state: PlateauState, metric: Measurement,
+            who: str = "lrtransfer strategy"
+            ) -> tuple[PlateauState, Verdict]:
   """Judges ``metric`` if it is new; otherwise returns ``state`` unchanged."""
-  sign = jnp.float32(rule.sign)
-  v = sign * metric.value
-  best = sign * state.best  # minimisation space; +inf when unset
+  value, sign = monitored(metric, rule.monitor, rule.mode, who)
+  sign = jnp.float32(sign)
+  v = (sign * value).astype(jnp.float32)
+  best = state.best  # minimisation space; +inf when unset
   finite = jnp.isfinite(v)
   if rule.threshold_mode == "rel":
     margin = rule.threshold * jnp.abs(best)
@@ -126,11 +137,11 @@ def observe(rule: PlateauRule, state: PlateauState,
   num_bad = jnp.where(plateau, 0, num_bad)
 
   judged = PlateauState(
-      best=jnp.where(improved, metric.value, state.best).astype(jnp.float32),
+      best=jnp.where(improved, v, state.best).astype(jnp.float32),
       num_bad=num_bad.astype(jnp.int32),
       cooldown_left=cooldown_left.astype(jnp.int32),
       last_count=metric.count,
-      last_value=metric.value,
+      last_value=v,
   )
   is_new = metric.count > state.last_count
   new_state = jax.tree.map(lambda n, o: jnp.where(is_new, n, o), judged, state)
