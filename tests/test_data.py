@@ -233,7 +233,9 @@ def test_load_user_task(tmp_path):
     np.testing.assert_array_equal(np.unique(split.y), np.arange(n_classes))
   # Per class 10 target examples: 2 val, 2 test, 6 train.
   np.testing.assert_array_equal(np.bincount(task.target_train.y), [6, 6, 6])
-  np.testing.assert_allclose(task.source_train.x.mean(0), 0.0, atol=1e-5)
+  # Features on one scale share one mean and scale (common_scale).
+  np.testing.assert_allclose(task.source_train.x.mean(), 0.0, atol=1e-5)
+  np.testing.assert_allclose(task.source_train.x.std(), 1.0, rtol=1e-5)
   # The target went through the source transform, not its own.
   assert np.abs(task.target_train.x.mean(0)).max() > 0.1
   rows = {name: _rows(split) for name, split in _splits(task).items()}
@@ -360,3 +362,92 @@ def test_user_task_rejects_bad_fractions(tmp_path, kwargs, match):
 def test_task_is_frozen(task):
   with pytest.raises(dataclasses.FrozenInstanceError):
     task.name = "other"
+
+
+# ----------------------------------------------------------------------------
+# Issue 10 item 5: Split dtypes and ranks, the user's own splits, shots,
+# standardisation.
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int16, np.uint8, np.uint32])
+def test_split_accepts_any_integer_labels_that_fit_int32(dtype):
+  split = Split(np.zeros((3, 2), np.float32), np.array([0, 1, 2], dtype))
+  assert split.y.dtype == np.int32
+  np.testing.assert_array_equal(split.y, [0, 1, 2])
+
+
+def test_split_refuses_labels_beyond_int32_and_non_integers():
+  x = np.zeros((1, 2), np.float32)
+  with pytest.raises(ValueError, match="outside the int32 range"):
+    Split(x, np.array([2**31], np.int64))
+  with pytest.raises(ValueError, match="integer labels"):
+    Split(x, np.array([0.0]))
+  with pytest.raises(ValueError, match="at least 2-D"):
+    Split(np.zeros(3, np.float32), np.zeros(3, np.int32))
+
+
+def test_split_takes_images_of_any_rank():
+  split = Split(np.zeros((4, 8, 8, 1), np.float32), np.arange(4))
+  assert split.feature_shape == (8, 8, 1)
+  assert split.num_features == 64
+
+
+def test_user_task_from_explicit_splits(tmp_path):
+  files = {}
+  for name, (n, seed) in {"s_train": (20, 0), "s_val": (5, 1),
+                          "t_train": (8, 2), "t_val": (4, 3),
+                          "t_test": (6, 4)}.items():
+    x, y = _dataset(n_per_class=n, seed=seed)
+    files[name] = _write_npz(tmp_path / f"{name}.npz", x=x, y=y)
+  task = data.load_user_task((files["s_train"], files["s_val"]),
+                             (files["t_train"], files["t_val"],
+                              files["t_test"]))
+  sizes = [len(getattr(task, s)) for s in SPLITS]
+  assert sizes == [60, 15, 24, 12, 18]  # the files as given, not re-split
+
+
+def test_user_task_refuses_a_val_label_missing_from_train(tmp_path):
+  x, y = _dataset()
+  train = _write_npz(tmp_path / "train.npz", x=x[y < 2], y=y[y < 2])
+  val = _write_npz(tmp_path / "val.npz", x=x, y=y)
+  with pytest.raises(DataError, match="val.npz: label 2 does not occur"):
+    data.load_user_task((train, val), (train, val, val))
+
+
+def test_user_task_shots_subsample_the_target_training_split(tmp_path):
+  x, y = _dataset(n_per_class=30)
+  path = _write_npz(tmp_path / "a.npz", x=x, y=y)
+  task = data.load_user_task(path, path, shots_per_class=5)
+  np.testing.assert_array_equal(np.bincount(task.target_train.y), [5, 5, 5])
+  with pytest.raises(DataError, match="fewer than the 50 shots"):
+    data.load_user_task(path, path, shots_per_class=50)
+
+
+def test_pixel_like_features_share_one_scale_tabular_ones_do_not():
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 17, size=(50, 64)).astype(float)
+  pixels[:, 0] = 0.0  # a blank border pixel
+  pixels[:3, 1] = 1.0  # almost blank
+  assert data.splitting.common_scale(pixels)
+  table = np.stack([rng.normal(size=50), 1e4 * rng.normal(size=50)], 1)
+  assert not data.splitting.common_scale(table)
+
+
+@pytest.mark.parametrize("mode", ["source", "target", "none"])
+def test_standardize_modes(tmp_path, mode):
+  xs, ys = _dataset(n_per_class=30)
+  xt, yt = _dataset(n_per_class=30, seed=1)
+  task = data.load_user_task(
+      _write_npz(tmp_path / "s.npz", x=xs, y=ys),
+      _write_npz(tmp_path / "t.npz", x=3 * xt + 5, y=yt), standardize=mode)
+  target_mean = float(task.target_train.x.mean())
+  expected = {"source": lambda m: m > 1.0,  # the shift stays visible
+              "target": lambda m: abs(m) < 1e-5,  # its own frame
+              "none": lambda m: m > 5.0}[mode]
+  assert expected(target_mean), target_mean
+
+
+def test_keep_head_check_refuses_a_new_label_set():
+  with pytest.raises(DataError, match="same label set"):
+    data.get_task("digits_label_split").check_keep_head()
+  data.get_task("digits_domain_shift").check_keep_head()  # same digits

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from lrtransfer._src.data.splitting import split_per_class, standardized_task
+from lrtransfer._src.data.splitting import (check_shots, split_per_class,
+                                            standardized_task,
+                                            subsample_per_class)
 from lrtransfer._src.data.types import (MAX_CLASSES, SUPPORTED_EXTENSIONS,
                                         DataError, Split, TransferTask)
 
@@ -216,35 +219,70 @@ def _num_classes(path: Path, split: Split) -> int:
   return num_classes
 
 
+def _check_labels_within(path: Path, split: Split, num_classes: int,
+                         train_path: Path) -> None:
+  if split.y.max() >= num_classes:
+    raise DataError(
+        f"{path}: label {int(split.y.max())} does not occur in the training"
+        f" file {train_path} (labels 0..{num_classes - 1})"
+    )
+
+
+def _as_paths(files, count: int, what: str) -> list[Path]:
+  """One path (to be split) or ``count`` paths (the user's own splits)."""
+  if isinstance(files, (str, Path)):
+    return [Path(files)]
+  files = [Path(f) for f in files]
+  if len(files) != count:
+    raise ValueError(f"{what}: pass one file to split, or {count} files"
+                     f" (train, validation{', test' if count == 3 else ''}),"
+                     f" got {len(files)}")
+  return files
+
+
 def load_user_task(
-    source_path: str | Path,
-    target_path: str | Path,
+    source: str | Path | Sequence[str | Path],
+    target: str | Path | Sequence[str | Path],
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     seed: int = 0,
+    *,
+    shots_per_class: int | None = None,
+    standardize: str = "source",
 ) -> TransferTask:
   """Builds a `TransferTask` from the user's source and target files.
 
-  The source file is split (per class) into train and validation, the target
-  file into train, validation and test; every class gets at least one example
-  in every split. Features are standardised with the source-train statistics
-  (see the module docstring).
+  Each side is either one file, split per class (source: train and
+  validation; target: train, validation and test; every class gets at least
+  one example in every split), or the user's own splits: ``(train, val)``
+  files for the source, ``(train, val, test)`` for the target. Features are
+  standardised as ``standardize`` says (see `standardized_task`): with one
+  mean and scale for all features when they share a scale, like pixels, per
+  feature otherwise (`common_scale`).
 
   Args:
-    source_path: source data (see `load_split_file` for the formats).
-    target_path: target data, with the same number of features.
-    val_fraction: fraction of each class held out for validation.
+    source: source data (see `load_split_file` for the formats), or its
+      ``(train, val)`` files.
+    target: target data with the same number of features, or its
+      ``(train, val, test)`` files.
+    val_fraction: fraction of each class held out for validation (one file).
     test_fraction: fraction of each target class held out for testing.
-    seed: seed of the shuffles.
+    seed: seed of the shuffles and of the ``shots_per_class`` draw.
+    shots_per_class: keep only this many random target training examples of
+      every class (few-shot); None keeps them all.
+    standardize: ``"source"``, ``"target"`` or ``"none"``.
 
   Returns:
-    The `TransferTask`, named after the two files.
+    The `TransferTask`, named after the files.
 
   Raises:
     DataError: a file is unusable (see `load_split_file`), the feature counts
-      differ, a file has fewer than 2 classes or a class without examples, or
-      a class is too small to give every split an example.
-    ValueError: the fractions are not in (0, 1) or sum to 1 or more.
+      differ, a training file has fewer than 2 classes or a class without
+      examples, a validation or test file has a label its training file
+      lacks, a class is too small to give every split an example, or fewer
+      than ``shots_per_class``.
+    ValueError: the fractions are not in (0, 1) or sum to 1 or more, or a
+      side has neither 1 nor its 2 (source) / 3 (target) files.
   """
   for name, value in (("val_fraction", val_fraction),
                       ("test_fraction", test_fraction)):
@@ -255,29 +293,56 @@ def load_user_task(
         f"val_fraction + test_fraction must be < 1 to leave training data, got"
         f" {val_fraction} + {test_fraction}"
     )
-  source_path, target_path = Path(source_path), Path(target_path)
-  source = load_split_file(source_path)
-  target = load_split_file(target_path)
-  if source.num_features != target.num_features:
-    raise DataError(
-        f"feature counts differ: {source_path} has {source.num_features},"
-        f" {target_path} has {target.num_features}"
-    )
-  num_source_classes = _num_classes(source_path, source)
-  num_target_classes = _num_classes(target_path, target)
-
+  if shots_per_class is not None:
+    check_shots(shots_per_class)
+  source_paths = _as_paths(source, 2, "source")
+  target_paths = _as_paths(target, 3, "target")
   rng = np.random.default_rng(seed)
-  src_val, src_train = split_per_class(
-      source.y, [val_fraction], rng, what=str(source_path)
-  )
-  tgt_val, tgt_test, tgt_train = split_per_class(
-      target.y, [val_fraction, test_fraction], rng, what=str(target_path)
-  )
+  source_splits, num_source_classes = _user_splits(
+      source_paths, [val_fraction], rng)
+  target_splits, num_target_classes = _user_splits(
+      target_paths, [val_fraction, test_fraction], rng)
+  shapes = {}  # file -> feature shape; a split file is named once
+  for paths, splits in ((source_paths, source_splits),
+                        (target_paths, target_splits)):
+    for i, split in enumerate(splits):
+      shapes.setdefault(str(paths[min(i, len(paths) - 1)]),
+                        split.feature_shape)
+  if len(set(shapes.values())) > 1:
+    raise DataError("feature counts differ: " + ", ".join(
+        f"{p} has {int(np.prod(w))}" for p, w in shapes.items()))
+  if shots_per_class is not None:
+    train = target_splits[0]
+    keep = subsample_per_class(train.y, shots_per_class, rng,
+                               what=str(target_paths[0]))
+    target_splits[0] = Split(train.x[keep], train.y[keep])
+  source_name = source_paths[0].stem
+  target_name = target_paths[0].stem
   return standardized_task(
-      f"{source_path.stem}->{target_path.stem}",
-      f"user data: source {source_path}, target {target_path}",
-      tuple((source.x[i], source.y[i]) for i in (src_train, src_val)),
-      tuple((target.x[i], target.y[i]) for i in (tgt_train, tgt_val, tgt_test)),
+      f"{source_name}->{target_name}",
+      f"user data: source {', '.join(map(str, source_paths))}; target"
+      f" {', '.join(map(str, target_paths))}",
+      tuple((s.x, s.y) for s in source_splits),
+      tuple((s.x, s.y) for s in target_splits),
       num_source_classes=num_source_classes,
       num_target_classes=num_target_classes,
+      per_feature=None,
+      standardize=standardize,
   )
+
+
+def _user_splits(paths: list[Path], held_out: list[float],
+                 rng: np.random.Generator) -> tuple[list[Split], int]:
+  """Training split first, then the held-out ones; and the class count."""
+  if len(paths) == 1:
+    whole = load_split_file(paths[0])
+    num_classes = _num_classes(paths[0], whole)
+    *held, train = split_per_class(whole.y, held_out, rng,
+                                   what=str(paths[0]))
+    return [Split(whole.x[i], whole.y[i]) for i in (train, *held)], (
+        num_classes)
+  splits = [load_split_file(p) for p in paths]
+  num_classes = _num_classes(paths[0], splits[0])
+  for path, split in zip(paths[1:], splits[1:]):
+    _check_labels_within(path, split, num_classes, paths[0])
+  return splits, num_classes
