@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +14,8 @@ from jax.sharding import Mesh
 from lrtransfer._src.data import Split
 from lrtransfer._src.models import MLP, transferred_mask
 from lrtransfer._src.recipes import Recipe
-from lrtransfer._src.run_checkpoint import RunCheckpointer
+from lrtransfer._src import sizes
+from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
 from lrtransfer._src.train.program import EpochLog
 
 
@@ -25,7 +26,14 @@ def data_arrays(train: Split, val: Split) -> tuple:
 
 def empty_history(logs_shape: EpochLog, epochs: int, epoch_axis: int
                    ) -> dict[str, np.ndarray]:
-  """Full-length, NaN-filled history buffers (fixed shapes: checkpointable)."""
+  """Full-length, NaN-filled history buffers (fixed shapes: checkpointable).
+
+  Raises:
+    SizeError: the buffers would not fit in memory (checked first).
+  """
+  per_epoch = sum(leaf.size * leaf.dtype.itemsize
+                  for leaf in logs_shape._asdict().values())
+  sizes.check_fits(f"a history of epochs={epochs}", float(per_epoch) * epochs)
   def buffer(leaf):
     shape = list(leaf.shape)
     shape[epoch_axis] = epochs
@@ -43,8 +51,10 @@ class ChunkedRun:
   """
 
   def __init__(self, chunk, carry, epochs: int, every: int, epoch_axis: int,
-               checkpointer: Optional[RunCheckpointer], resume: bool):
+               checkpointer: Optional[RunCheckpointer], resume: bool,
+               on_chunk: Optional[Callable[[int], None]] = None):
     self.chunk = chunk
+    self.on_chunk = on_chunk  # called with the epochs of each finished chunk
     self.carry = carry
     self.epochs = epochs
     self.every = every
@@ -86,6 +96,8 @@ class ChunkedRun:
       self.done += length
       if self.checkpointer is not None:
         self.checkpointer.save(self.done, (self.carry, self.history))
+      if self.on_chunk is not None:
+        self.on_chunk(length)
     if self.checkpointer is not None:
       self.checkpointer.close()
     return seconds
@@ -121,7 +133,7 @@ def run_description(model_like, recipe: Recipe, train: Split, val: Split,
   return {
       "model": repr(config) if config is not None else type(model_like)
       .__name__,
-      "recipe": recipe.name, "epochs": epochs, "batch_size": batch_size,
+      "recipe": recipe_identity(recipe), "epochs": epochs, "batch_size": batch_size,
       "num_train": len(train), "num_val": len(val),
       "seeds": [int(s) for s in seeds],
       "learning_rates": [float(lr) for lr in learning_rates],

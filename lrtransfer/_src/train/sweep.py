@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
              epochs: int = 50, batch_size: int = 32,
              source_params: Any = None, test: Optional[Split] = None,
              checkpoint_dir: Any = None,
-             checkpoint_every: Optional[int] = None, resume: bool = False
+             checkpoint_every: Optional[int] = None, resume: bool = False,
+             on_chunk: Optional[Callable[[int], None]] = None
              ) -> SweepResult:
   """Runs several fits of one structure as a single ``jax.vmap``-ed program.
 
@@ -52,6 +53,9 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
   seeds). Checkpointing and resuming work as in :func:`fit`:
   ``results[i] = fit(models[i], recipe with learning_rates[i], seed=seeds[i])``
   up to float reassociation, computed as ``jax.vmap`` over ``i``.
+
+  ``on_chunk(epochs)`` is called after each compiled call (every
+  ``checkpoint_every`` epochs, or once), e.g. to move a progress bar.
 
   Returns:
     A :class:`SweepResult` with a leading run axis.
@@ -93,7 +97,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Split,
     checkpointer = RunCheckpointer(checkpoint_dir, run_description(
         models[0], recipe, train, val, epochs, batch_size, seeds,
         learning_rates))
-  run = ChunkedRun(chunk, carry, epochs, every, 1, checkpointer, resume)
+  run = ChunkedRun(chunk, carry, epochs, every, 1, checkpointer, resume,
+                   on_chunk)
   seconds = run.run()
   accuracy = None
   if test is not None:
