@@ -48,6 +48,7 @@ from lrtransfer._src.transfer import l2sp
 from lrtransfer._src.transfer import layer_depths
 from lrtransfer._src.transfer import layerwise_scale
 from lrtransfer._src.transfer import layerwise_scales
+from lrtransfer._src.transfer import normalize_path
 from lrtransfer._src.transfer import lr_range_test
 from lrtransfer._src.transfer import unfrozen_levels
 

@@ -70,8 +70,10 @@ def test_layer_depths_custom_depth_fn_and_errors():
   depth_fn = lambda path: 2 if path[0] == "classifier" else path[1]
   assert layer_depths(params, depth_fn) == {
       "encoder": [{"w": 0}, {"w": 1}], "classifier": {"w": 2}}
-  with pytest.raises(ValueError, match=r"\('classifier', 'w'\).*depth_fn"):
-    layer_depths(params)
+  # Without depth_fn the definition order gives the same depths.
+  assert layer_depths(params) == layer_depths(params, depth_fn)
+  with pytest.raises(ValueError, match="head='decoder' names no parameter"):
+    layer_depths(params, head="decoder")
   with pytest.raises(ValueError, match="depth_fn must return a Python int"):
     layer_depths(params, lambda path: 1.5)
 

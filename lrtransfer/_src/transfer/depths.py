@@ -1,33 +1,64 @@
-"""Which depth (layer index) each parameter leaf belongs to.
+"""Which depth (layer level) each parameter leaf belongs to.
 
-The transfer tools (layer-wise rates, gradual unfreezing, head-first training)
-all act per *depth level*. A depth is a Python ``int`` attached to each leaf
-of the parameter tree; larger means closer to the output. It is a function of
-the tree's *structure* only, so the tools evaluate it at trace time and bake
-the result into the compiled update as Python constants.
+The transfer tools (layer-wise rates, gradual unfreezing, head-first training,
+L2-SP's head) all act per *depth level*. A depth is a Python ``int`` attached
+to each leaf of the parameter tree; larger means closer to the output. It is
+a function of the model's *structure* only, so the tools evaluate it at trace
+time and bake the result into the compiled update as Python constants.
 
-The default convention is the one of our Flax NNX MLP: leaves under
-``('hidden', i, ...)`` have depth ``i`` and leaves under ``('head', ...)``
-have the top depth, ``1 + max(i)`` (the number of hidden layers). Any other
-model passes ``depth_fn(path) -> int``, where ``path`` is the leaf's path as a
-tuple of plain Python keys (see :func:`normalize_path`).
+The inference rule, for any Flax NNX module, Linen-style params dict or
+nested container of arrays:
+
+1. A *layer* is the set of parameters held directly by one node (an
+   ``nnx.Linear``'s ``kernel`` and ``bias``, a Linen ``{'kernel', 'bias'}``
+   dict). Each element of a list or sequence (``nnx.List``,
+   ``nnx.Sequential``, a Python list) is one layer as a whole, however many
+   sub-modules it holds: a stack of blocks gets one level per block.
+2. Layers are numbered in the order the model defines them: an NNX module's
+   attributes in assignment order (``vars(module)``), a dict in insertion
+   order (Linen keeps creation order), sequences by index.
+3. A normalisation layer (only ``scale``/``bias`` parameters: BatchNorm,
+   LayerNorm, RMSNorm) shares the level of the layer before it.
+4. The head is the top level: the layer under the key ``head=`` (a name or a
+   path prefix), by default one under a key named ``'head'``, else the last
+   layer defined.
+
+``depth_fn`` overrides the rule: a function ``depth_fn(path) -> int`` of the
+normalized path (see :func:`normalize_path`), or the depth tree that
+:func:`layer_depths` returned for the whole model. Pass the latter to the
+Optax transformations of an NNX model: an ``nnx.State`` is sorted by name
+(NNX sorts attributes), so a transformation that sees only the state cannot
+know the definition order; ``lrtransfer.train.fit`` does this for you.
+
+Inside ``optax.masked`` / ``optax.partition`` a transformation sees a
+sub-tree in which the other leaves are ``optax.MaskedNode`` placeholders; the
+rule counts those positions, so depths (and the top) are those of the whole
+tree, not of the sub-tree.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import numbers
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple, Union
 
 import jax
+import optax
+from flax import nnx
 
-DepthFn = Callable[[tuple[Hashable, ...]], int]
+Path = tuple[Hashable, ...]
+DepthFn = Callable[[Path], int]
+# A function of the path, or a tree of ints from `layer_depths(model)`.
+DepthSpec = Union[DepthFn, Any, None]
+# A name, or a path prefix such as ('decoder', 'out').
+HeadSpec = Union[str, tuple, None]
 
-HIDDEN_KEY = "hidden"
 HEAD_KEY = "head"
+_NORM_PARAM_NAMES = frozenset({"scale", "bias"})
 
 
-def normalize_path(path: tuple[Any, ...]) -> tuple[Hashable, ...]:
+def normalize_path(path: tuple[Any, ...]) -> Path:
   """Turns a JAX key path into a tuple of plain Python keys.
 
   ``DictKey('hidden')`` becomes ``'hidden'``, ``SequenceKey(0)`` becomes ``0``,
@@ -61,56 +92,141 @@ def normalize_path(path: tuple[Any, ...]) -> tuple[Hashable, ...]:
   return tuple(keys)
 
 
-def _as_index(key: Hashable) -> int | None:
-  """``0``, ``np.int64(0)`` or ``'0'`` -> ``0``; anything else -> None."""
-  if isinstance(key, bool):
-    return None
-  if isinstance(key, numbers.Integral):
-    return int(key)
-  if isinstance(key, str) and key.isdigit():
-    return int(key)
-  return None
-
-
-def _hidden_index(path: tuple[Hashable, ...]) -> int | None:
-  for position, key in enumerate(path[:-1]):
-    if key == HIDDEN_KEY:
-      return _as_index(path[position + 1])
-  return None
-
-
-def is_head_path(path: tuple[Hashable, ...]) -> bool:
+def is_head_path(path: Path) -> bool:
   """Whether a normalized path lies under a ``'head'`` key."""
   return any(isinstance(key, str) and key == HEAD_KEY for key in path)
 
 
-def _paths(tree: Any) -> list[tuple[Hashable, ...]]:
-  return [normalize_path(path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+def _is_masked(node: Any) -> bool:
+  return isinstance(node, optax.MaskedNode)
 
 
-def _default_depth_fn(tree: Any) -> DepthFn:
-  """The hidden/head convention, with the head's depth read off ``tree``."""
-  top = 1 + max((i for i in map(_hidden_index, _paths(tree)) if i is not None),
-                default=-1)
+def _is_namedtuple(node: Any) -> bool:
+  return isinstance(node, tuple) and hasattr(node, "_fields")
 
-  def depth(path: tuple[Hashable, ...]) -> int:
-    index = _hidden_index(path)
-    if index is not None:
-      return index
-    if is_head_path(path):
-      return top
-    raise ValueError(
-        f"Cannot assign a depth to the parameter at path {path!r}: the "
-        f"default convention expects paths under ({HIDDEN_KEY!r}, <int>, "
-        f"...) or ({HEAD_KEY!r}, ...). Pass depth_fn(path) -> int for "
-        "other models.")
 
-  return depth
+def _children(node: Any) -> list[tuple[Hashable, Any]] | None:
+  """Ordered ``(key, child)`` pairs of a container; None for a leaf."""
+  if _is_masked(node) or isinstance(node, nnx.Variable):
+    return None
+  if isinstance(node, nnx.Module):
+    if isinstance(node, collections.abc.Sequence):  # nnx.List
+      return list(enumerate(node))
+    return [(name, value) for name, value in vars(node).items()
+            if not name.startswith("_pytree__")]
+  if isinstance(node, collections.abc.Mapping):  # dict, nnx.State, FrozenDict
+    return list(node.items())
+  if _is_namedtuple(node):
+    return [(name, getattr(node, name)) for name in node._fields]
+  if isinstance(node, (list, tuple)):
+    return list(enumerate(node))
+  return None
+
+
+def _is_param_leaf(node: Any, in_module: bool) -> bool:
+  if node is None or isinstance(node, (str, bytes)) or callable(node) and (
+      not isinstance(node, nnx.Variable)):
+    return False
+  if in_module:  # Of a module's variables only Params are parameters.
+    return isinstance(node, nnx.Param)
+  if isinstance(node, nnx.Variable):
+    return isinstance(node, nnx.Param)
+  return True
+
+
+class _Layer(NamedTuple):
+  paths: list  # normalized paths of the layer's leaves (MaskedNode included)
+  names: set  # the leaves' last keys, e.g. {'kernel', 'bias'}
+
+
+def _collect(node: Any, prefix: Path, layers: list[_Layer],
+             in_module: bool, seen: set | None = None) -> None:
+  """Appends ``node``'s layers to ``layers`` in definition order."""
+  children = _children(node)
+  if children is None:
+    return
+  seen = set() if seen is None else seen
+  if isinstance(node, nnx.Module):
+    if id(node) in seen:  # a shared module counts where it first appears
+      return
+    seen.add(id(node))
+  in_module = in_module or isinstance(node, nnx.Module)
+  is_sequence = (isinstance(node, (list, tuple)) and not _is_namedtuple(node)
+                 ) or (isinstance(node, nnx.Module) and isinstance(
+                     node, collections.abc.Sequence))
+  direct: _Layer | None = None
+  for key, child in children:
+    path = prefix + (key,)
+    if _children(child) is None:
+      if _is_masked(child) or _is_param_leaf(child, in_module):
+        if direct is None:
+          direct = _Layer([], set())
+          layers.append(direct)
+        direct.paths.append(path)
+        direct.names.add(key)
+      continue
+    if is_sequence:
+      # One level per element, whatever it holds.
+      inner: list[_Layer] = []
+      _collect(child, path, inner, in_module, seen)
+      if inner:
+        layers.append(_Layer([p for layer in inner for p in layer.paths],
+                             set().union(*(layer.names for layer in inner))))
+    else:
+      _collect(child, path, layers, in_module, seen)
+
+
+def _matches_head(path: Path, head: HeadSpec) -> bool:
+  if head is None:
+    return is_head_path(path)
+  if isinstance(head, str):
+    return head in path
+  head = tuple(head)
+  return path[:len(head)] == head
+
+
+def _infer(tree: Any, head: HeadSpec) -> dict[Path, int]:
+  """The rule of the module docstring: normalized path -> depth."""
+  layers: list[_Layer] = []
+  _collect(tree, (), layers, False)
+  if not layers:
+    return {}
+  head_layers = [layer for layer in layers
+                 if any(_matches_head(p, head) for p in layer.paths)]
+  if head is not None and not head_layers:
+    raise ValueError(f"head={head!r} names no parameter; parameters are at "
+                     f"{[layer.paths[0] for layer in layers]}")
+  if not head_layers:
+    head_layers = [layers[-1]]
+  body = [layer for layer in layers
+          if not any(layer is h for h in head_layers)]
+  depths: dict[Path, int] = {}
+  level = -1
+  pending: list[_Layer] = []  # leading norms wait for the next layer's level
+  for layer in body:
+    if layer.names <= _NORM_PARAM_NAMES:
+      if level >= 0:
+        depths.update((path, level) for path in layer.paths)
+      else:
+        pending.append(layer)
+      continue
+    level += 1
+    for member in [*pending, layer]:
+      depths.update((path, level) for path in member.paths)
+    pending = []
+  if pending:  # a body of norms only
+    level += 1
+    for member in pending:
+      depths.update((path, level) for path in member.paths)
+  top = level + 1
+  for layer in head_layers:
+    for path in layer.paths:
+      depths[path] = top
+  return depths
 
 
 def _checked(depth_fn: DepthFn) -> DepthFn:
-  def depth(path: tuple[Hashable, ...]) -> int:
+  def depth(path: Path) -> int:
     value = depth_fn(path)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
       raise ValueError(
@@ -121,52 +237,145 @@ def _checked(depth_fn: DepthFn) -> DepthFn:
   return depth
 
 
-def _resolve(tree: Any, depth_fn: DepthFn | None) -> DepthFn:
-  return _default_depth_fn(tree) if depth_fn is None else _checked(depth_fn)
+def _table(depth_tree: Any) -> dict[Path, int]:
+  """``{path: depth}`` of a depth tree such as ``layer_depths(model)``."""
+  table = {}
+  for path, value in jax.tree_util.tree_flatten_with_path(depth_tree)[0]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+      raise ValueError(
+          "depth_fn must be a function or a tree of ints (from "
+          f"layer_depths(model)), got {value!r} at path "
+          f"{normalize_path(path)!r}.")
+    table[normalize_path(path)] = int(value)
+  return table
 
 
-def leaf_depths(tree: Any, depth_fn: DepthFn | None = None) -> list[int]:
+def _lookup(table: dict[Path, int], path: Path) -> int:
+  if path not in table:
+    raise ValueError(f"Cannot assign a depth to the parameter at path "
+                     f"{path!r}: pass depth_fn(path) -> int.")
+  return table[path]
+
+
+def _positions(tree: Any) -> list[Path]:
+  """Paths of every leaf position, MaskedNode placeholders included."""
+  return [normalize_path(path) for path, _ in
+          jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)[0]]
+
+
+class Depths(NamedTuple):
+  """Depths of a tree's leaves, and the levels of the whole tree."""
+  leaves: list  # int per leaf of jax.tree.leaves(tree), in that order
+  levels: list  # sorted distinct depths of the whole tree (masked included)
+
+
+def resolve_depths(tree: Any, depth_fn: DepthSpec = None,
+                   head: HeadSpec = None) -> Depths:
+  """Depths of ``jax.tree.leaves(tree)`` and the whole tree's levels.
+
+  Args:
+    tree: parameters, gradients or updates, possibly with
+      ``optax.MaskedNode`` placeholders (inside ``optax.masked``).
+    depth_fn: None (the inference rule), ``depth_fn(path) -> int``, or a depth
+      tree from :func:`layer_depths`.
+    head: the head's key or path prefix for the inference rule.
+
+  Returns:
+    A :class:`Depths`.
+
+  Raises:
+    ValueError: ``depth_fn`` returns a non-int, or a depth tree lacks a path.
+  """
+  positions = _positions(tree)
+  if depth_fn is None:
+    table = _infer(tree, head)
+    missing = [p for p in positions if p not in table]
+    if missing:  # leaves the walker does not reach (an unknown pytree)
+      raise ValueError(
+          f"Cannot assign a depth to the parameter at path {missing[0]!r}: "
+          "pass depth_fn(path) -> int, or the tree of layer_depths(model).")
+  elif callable(depth_fn):
+    depth = _checked(depth_fn)
+    table = {p: depth(p) for p in positions}
+  else:
+    table = _table(depth_fn)
+    for path in positions:
+      if path not in table:
+        raise ValueError(f"depth_fn (a depth tree) has no depth for the "
+                         f"parameter at path {path!r}.")
+  leaves = [table[normalize_path(path)] for path, _ in
+            jax.tree_util.tree_flatten_with_path(tree)[0]]
+  levels = sorted(set(table.values()) if depth_fn is None or not callable(
+      depth_fn) else set(table[p] for p in positions))
+  return Depths(leaves, levels)
+
+
+def leaf_depths(tree: Any, depth_fn: DepthSpec = None,
+                head: HeadSpec = None) -> list[int]:
   """Depths of ``jax.tree.leaves(tree)``, in the same order.
 
   Args:
     tree: a parameter-shaped pytree (params, grads or updates).
-    depth_fn: optional ``depth_fn(path) -> int`` on normalized paths; None
-      uses the ``hidden``/``head`` convention.
+    depth_fn: see :func:`layer_depths`.
+    head: see :func:`layer_depths`.
 
   Returns:
     A list of Python ints, one per leaf.
   """
-  depth = _resolve(tree, depth_fn)
-  return [depth(path) for path in _paths(tree)]
+  return resolve_depths(tree, depth_fn, head).leaves
 
 
-def layer_depths(params: Any, depth_fn: DepthFn | None = None) -> Any:
+def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
+                 head: HeadSpec = None) -> Any:
   """Depth of every parameter leaf, as a pytree of Python ints.
 
-  Default convention (our NNX MLP): ``('hidden', i, ...)`` has depth ``i``;
-  ``('head', ...)`` has depth ``top = 1 + max(i)``, the number of hidden
-  layers. Works on ``nnx.State`` (Param-wrapped or pure) and on plain nested
-  dicts or lists.
+  Inference rule (see the module docstring): each parameterised layer is one
+  level in definition order, each element of a list/sequence of blocks one
+  level, normalisation layers share the level before them, and the head is
+  the top level. For our MLP, ``('hidden', i, ...)`` has depth ``i`` and
+  ``('head', ...)`` the number of hidden layers.
+
+  Pass the module itself, not its state: NNX sorts a state's keys by name,
+  so only the module knows the order of its layers.
 
   Args:
-    params: the parameter tree.
-    depth_fn: optional ``depth_fn(path) -> int`` for other models, where
-      ``path`` is a tuple of plain keys such as ``('encoder', 3, 'kernel')``.
+    params: an ``nnx.Module`` (depths of its ``nnx.Param`` leaves), an
+      ``nnx.State`` (Param-wrapped or pure), a Linen-style params dict, or
+      any nested dict/list/tuple of arrays.
+    depth_fn: overrides the rule: ``depth_fn(path) -> int`` where ``path`` is
+      a tuple of plain keys such as ``('encoder', 3, 'kernel')``.
+    head: the head's attribute name or path prefix (default: a key named
+      ``'head'``, else the layer defined last).
 
   Returns:
-    A pytree with the structure of ``params`` whose leaves are Python ints.
+    A pytree of Python ints with the structure of ``params`` (for a module:
+    of ``nnx.as_pure(nnx.state(module, nnx.Param))``). Pass it as
+    ``depth_fn=`` to :func:`lrtransfer.layerwise_scale` and the other
+    transformations.
 
   Raises:
-    ValueError: a leaf fits neither the default convention nor, with
-      ``depth_fn``, maps to an int.
+    ValueError: ``head`` names no parameter, or ``depth_fn`` returns a
+      non-int.
 
   Example::
 
-    params = {'hidden': {0: {'kernel': jnp.ones((2, 3))}},
-              'head': {'kernel': jnp.ones((3, 1))}}
-    layer_depths(params)
-    # -> {'head': {'kernel': 1}, 'hidden': {0: {'kernel': 0}}}
+    class CNN(nnx.Module):
+      def __init__(self, rngs):
+        self.conv = nnx.Conv(1, 8, (3, 3), rngs=rngs)    # depth 0
+        self.norm = nnx.BatchNorm(8, rngs=rngs)          # depth 0 (a norm)
+        self.blocks = nnx.List([Block(rngs), Block(rngs)])  # depths 1, 2
+        self.classifier = nnx.Linear(8, 10, rngs=rngs)   # depth 3, the top
+    depths = layer_depths(CNN(nnx.Rngs(0)))
+    tx = optax.chain(optax.sgd(0.1), layerwise_scale(0.8, depth_fn=depths))
   """
-  depth = _resolve(params, depth_fn)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: depth(normalize_path(path)), params)
+  if isinstance(params, nnx.Module):
+    if depth_fn is None:
+      table = _infer(params, head)
+      params = nnx.as_pure(nnx.state(params, nnx.Param))
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: _lookup(table, normalize_path(path)), params)
+    params = nnx.as_pure(nnx.state(params, nnx.Param))
+  depths = resolve_depths(params, depth_fn, head)
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  del leaves
+  return jax.tree_util.tree_unflatten(treedef, depths.leaves)

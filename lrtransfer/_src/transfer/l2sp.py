@@ -12,7 +12,8 @@ import numpy as np
 import optax
 
 from lrtransfer._src import validation
-from lrtransfer._src.transfer.depths import is_head_path, normalize_path
+from lrtransfer._src.transfer.depths import (DepthSpec, normalize_path,
+                                             resolve_depths)
 
 Path = tuple[Hashable, ...]
 
@@ -47,16 +48,39 @@ def _leaves_by_path(tree: Any, what: str) -> dict[Path, Any]:
   return by_path
 
 
+def _head_paths(tree: Any, depth_fn: DepthSpec) -> set[Path]:
+  """Paths of the top depth level (the head) of the whole tree.
+
+  Masked-out positions (``optax.MaskedNode``) count: inside ``optax.masked``
+  the head is still the whole model's head.
+  """
+  is_masked = lambda node: isinstance(node, optax.MaskedNode)
+  positions = [normalize_path(path) for path, _ in
+               jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_masked)[0]]
+  placeholders = jax.tree.map(lambda _: 0, tree, is_leaf=is_masked)
+  depths = resolve_depths(placeholders, depth_fn).leaves
+  top = max(depths, default=0)
+  return {path for path, depth in zip(positions, depths) if depth == top}
+
+
 def _transferred_mask(
     params: Any, source: dict[Path, Any], transferred: Any,
+    depth_fn: DepthSpec = None, source_tree: Any = None,
 ) -> list[bool]:
   """Which params leaves are pulled to the source, checking the trees."""
   param_paths = [
       (normalize_path(path), leaf)
       for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
   ]
-  param_keys = {path for path, _ in param_paths}
+  param_keys = {normalize_path(path) for path, _ in
+                jax.tree_util.tree_flatten_with_path(
+                    params,
+                    is_leaf=lambda x: isinstance(x, optax.MaskedNode))[0]}
   if transferred is None:
+    head = _head_paths(params, depth_fn)
+    source_head = _head_paths(source_tree, None)
+    is_head_path = lambda path: path in head
+
     # Outside the head the two trees must have the same paths; a shape
     # change makes a leaf new (e.g. a resized layer).
     for path, _ in param_paths:
@@ -65,7 +89,7 @@ def _transferred_mask(
             "source_params does not match params: no source leaf at path "
             f"{path!r}. Pass `transferred` to mark new leaves.")
     for path in source:
-      if not is_head_path(path) and path not in param_keys:
+      if path not in head | source_head and path not in param_keys:
         raise ValueError(
             "source_params does not match params: source leaf at path "
             f"{path!r} has no counterpart in params.")
@@ -102,6 +126,7 @@ def l2sp(
     alpha: float = 1e-2,
     beta: float = 1e-4,
     transferred: Any = None,
+    depth_fn: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""L2-SP: pulls transferred weights toward their source values.
 
@@ -132,9 +157,13 @@ def l2sp(
     alpha: strength of the pull toward the source, a number >= 0.
     beta: plain weight decay on new leaves, a number >= 0.
     transferred: optional pytree of Python bools with the paths of ``params``:
-      which leaves are pulled toward the source. Default: every leaf not under
-      ``'head'`` whose source leaf has the same shape; then, outside the head,
-      the two trees must have the same paths.
+      which leaves are pulled toward the source. Default: every leaf outside
+      the head (the top depth level of :func:`lrtransfer.layer_depths`)
+      whose source leaf has the same shape; then, outside the head, the two
+      trees must have the same paths.
+    depth_fn: how to find the head when ``transferred`` is None:
+      ``depth_fn(path) -> int`` or the depth tree ``layer_depths(model)``
+      (default: the inference rule of :func:`lrtransfer.layer_depths`).
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs` whose ``update`` requires
@@ -162,7 +191,8 @@ def l2sp(
 
   def init_fn(params):
     source = _leaves_by_path(source_params, "source_params")
-    mask = _transferred_mask(params, source, transferred)
+    mask = _transferred_mask(params, source, transferred, depth_fn,
+                             source_params)
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     copies = [
         # copy=True: the state must own its buffer even when the target was
@@ -186,7 +216,7 @@ def l2sp(
     # recomputed at trace time rather than stored in the state.
     mask = _transferred_mask(params, _leaves_by_path(source_params,
                                                      "source_params"),
-                             transferred)
+                             transferred, depth_fn, source_params)
     mask_tree = jax.tree_util.tree_unflatten(
         jax.tree_util.tree_structure(params), mask)
 

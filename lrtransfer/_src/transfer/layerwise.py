@@ -8,20 +8,21 @@ import jax
 import optax
 
 from lrtransfer._src import validation
-from lrtransfer._src.transfer.depths import DepthFn, leaf_depths
+from lrtransfer._src.transfer.depths import (DepthSpec, leaf_depths,
+                                             resolve_depths)
 
 
 class LayerwiseScaleState(NamedTuple):
   """State of :func:`layerwise_scale`: empty, the factors are constants."""
 
 
-def _depth_scales(depths: list[int], factor: Any) -> dict[int, Any]:
-  top = max(depths, default=0)
-  return {depth: factor ** (top - depth) for depth in set(depths)}
+def _depth_scales(levels: list[int], factor: Any) -> dict[int, Any]:
+  top = max(levels, default=0)
+  return {depth: factor ** (top - depth) for depth in set(levels)}
 
 
 def layerwise_scales(params: Any, factor: float,
-                     depth_fn: DepthFn | None = None) -> dict[int, float]:
+                     depth_fn: DepthSpec = None) -> dict[int, float]:
   """The multiplier :func:`layerwise_scale` applies to each depth level.
 
   Useful to log the per-group learning rate: multiply by the base rate.
@@ -29,8 +30,8 @@ def layerwise_scales(params: Any, factor: float,
   Args:
     params: the parameter tree (or any tree with its structure).
     factor: the per-level factor, as in :func:`layerwise_scale`.
-    depth_fn: optional ``depth_fn(path) -> int``; see
-      :func:`lrtransfer.layer_depths`.
+    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree of
+      :func:`lrtransfer.layer_depths` (default: its inference rule).
 
   Returns:
     ``{depth: factor ** (top - depth)}`` for every depth present, sorted by
@@ -45,13 +46,13 @@ def layerwise_scales(params: Any, factor: float,
   """
   # Traced values (e.g. under optax.inject_hyperparams) are not checked.
   validation.check_positive("factor", factor)
-  scales = _depth_scales(leaf_depths(params, depth_fn), factor)
+  scales = _depth_scales(resolve_depths(params, depth_fn).levels, factor)
   return {depth: float(scales[depth]) for depth in sorted(scales)}
 
 
 def layerwise_scale(
     factor: float,
-    depth_fn: DepthFn | None = None,
+    depth_fn: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Discriminative learning rates: scales each layer's update by its depth.
 
@@ -78,8 +79,12 @@ def layerwise_scale(
 
   Args:
     factor: per-level multiplier, a positive number (usually in ``(0, 1]``).
-    depth_fn: optional ``depth_fn(path) -> int`` for models other than the
-      ``hidden``/``head`` MLP; see :func:`lrtransfer.layer_depths`.
+    depth_fn: optional ``depth_fn(path) -> int`` or, for an NNX model, the
+      depth tree ``lrtransfer.layer_depths(model)`` (the definition order
+      of its layers, which its sorted state alone does not tell); default:
+      the inference rule of :func:`lrtransfer.layer_depths` on the tree.
+      Depths and the top are those of the whole tree, also inside
+      ``optax.masked``/``optax.partition``.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
@@ -111,9 +116,9 @@ def layerwise_scale(
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree_util.tree_flatten(updates)
-    depths = leaf_depths(updates, depth_fn)
-    scales = _depth_scales(depths, factor)
-    top = max(depths, default=0)
+    depths, levels = resolve_depths(updates, depth_fn)
+    scales = _depth_scales(levels, factor)
+    top = max(levels, default=0)
     scaled = [
         leaf if depth == top else (leaf * scales[depth]).astype(leaf.dtype)
         for leaf, depth in zip(leaves, depths)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrtransfer._src.transfer.depths import DepthFn, leaf_depths
+from lrtransfer._src.transfer.depths import DepthSpec, resolve_depths
 
 _INT32_MAX = int(jnp.iinfo(jnp.int32).max)
 
@@ -34,13 +34,13 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         f"got {name}={value!r}.")
 
 
-def _num_levels(depths: list[int]) -> int:
-  return max(depths) - min(depths) + 1 if depths else 0
+def _num_levels(levels: list[int]) -> int:
+  return max(levels) - min(levels) + 1 if levels else 0
 
 
 def _masking_transform(
     open_levels_fn: OpenLevelsFn,
-    depth_fn: DepthFn | None,
+    depth_fn: DepthSpec,
 ) -> optax.GradientTransformationExtraArgs:
   """Zeroes the updates of every leaf deeper than the open levels.
 
@@ -49,7 +49,7 @@ def _masking_transform(
   """
 
   def init_fn(params):
-    num_levels = _num_levels(leaf_depths(params, depth_fn))
+    num_levels = _num_levels(resolve_depths(params, depth_fn).levels)
     count = jnp.zeros([], jnp.int32)
     return UnfreezeState(count=count,
                          num_open=open_levels_fn(count, num_levels))
@@ -57,9 +57,9 @@ def _masking_transform(
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree_util.tree_flatten(updates)
-    depths = leaf_depths(updates, depth_fn)
-    top = max(depths, default=0)
-    num_levels = _num_levels(depths)
+    depths, levels = resolve_depths(updates, depth_fn)
+    top = max(levels, default=0)
+    num_levels = _num_levels(levels)
     num_open = open_levels_fn(state.count, num_levels)
     # A select, not a multiply by 0/1: a NaN gradient stays out of frozen
     # layers, and their optimizer state (momentum) sees exact zeros.
@@ -77,7 +77,7 @@ def _masking_transform(
 
 def gradual_unfreeze(
     every_steps: int,
-    depth_fn: DepthFn | None = None,
+    depth_fn: DepthSpec = None,
     start_open: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gradual unfreezing: opens one more depth level every ``every_steps``.
@@ -110,8 +110,10 @@ def gradual_unfreeze(
   Args:
     every_steps: updates between two openings, an int >= 1. ULMFiT opens one
       layer per epoch: pass the number of steps per epoch.
-    depth_fn: optional ``depth_fn(path) -> int`` for models other than the
-      ``hidden``/``head`` MLP; see :func:`lrtransfer.layer_depths`.
+    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree
+      ``lrtransfer.layer_depths(model)``; default: the inference rule of
+      :func:`lrtransfer.layer_depths` (whole-tree levels, also inside
+      ``optax.masked``).
     start_open: levels open from the first step, an int >= 1 (1: the head).
 
   Returns:
@@ -144,7 +146,7 @@ def gradual_unfreeze(
 
 def head_first(
     probe_steps: int,
-    depth_fn: DepthFn | None = None,
+    depth_fn: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Head-first training (LP-FT): linear probe, then fine-tune everything.
 
@@ -162,8 +164,8 @@ def head_first(
   Args:
     probe_steps: number of head-only updates, an int >= 0 (0: fine-tune from
       the first step).
-    depth_fn: optional ``depth_fn(path) -> int``; see
-      :func:`lrtransfer.layer_depths`.
+    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree
+      ``lrtransfer.layer_depths(model)``; see :func:`gradual_unfreeze`.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
