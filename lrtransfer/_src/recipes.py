@@ -16,11 +16,12 @@ and the strategy scale the final step.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 import lrtransfer._src.adjust as adjust_lib
 import lrtransfer._src.decay as decay_lib
@@ -30,7 +31,8 @@ from lrtransfer._src import validation
 from lrtransfer._src.transfer import depths as depths_lib
 from lrtransfer._src.transfer.l2sp import l2sp
 from lrtransfer._src.transfer import unfreeze as unfreeze_lib
-from lrtransfer._src.transfer.layerwise import layerwise_scale
+from lrtransfer._src.transfer.layerwise import (LayerwiseScaleState,
+                                                layerwise_scale)
 
 # strategy_factory(steps_per_epoch, total_steps) -> GradientTransformation
 StrategyFactory = Callable[[int, int], optax.GradientTransformation]
@@ -61,6 +63,10 @@ class Recipe:
       optax.GradientTransformation``, e.g. ``lambda lr: optax.adamw(lr)`` or
       ``optax.contrib.schedule_free_sgd``; the rate may be a traced scalar.
       None: ``optax.sgd(lr, momentum=momentum)``.
+    depth_fn: ``depth_fn(path) -> int`` for the transfer tools; None: the
+      inference rule of :func:`lrtransfer.layer_depths` on the model.
+    head: the head's attribute name or path prefix for that rule (default:
+      a key named ``'head'``, else the layer defined last).
     eval_params: ``eval_params(base_state, params) -> params`` gives the
       parameters to validate, test and return, where ``base_state`` is the
       state of the base optimizer alone (not of the whole chain), e.g.
@@ -85,6 +91,8 @@ class Recipe:
   l2sp_beta: float = 1e-4
   optimizer: Optional[OptimizerFactory] = None
   eval_params: Optional[EvalParamsFn] = None
+  depth_fn: Optional[Callable[[tuple], int]] = None
+  head: Optional[Union[str, tuple]] = None
 
   def __post_init__(self):
     validation.check_positive("learning_rate", self.learning_rate)
@@ -107,7 +115,10 @@ class Recipe:
         raise ValueError("l2sp_alpha needs from_source=True: L2-SP pulls "
                          "toward source weights")
     validation.check_non_negative("l2sp_beta", self.l2sp_beta)
-    for field in ("strategy", "optimizer", "eval_params"):
+    if self.head is not None and not isinstance(self.head, (str, tuple)):
+      raise ValueError(f"head must be an attribute name or a path tuple, got "
+                       f"{self.head!r}")
+    for field in ("strategy", "optimizer", "eval_params", "depth_fn"):
       value = getattr(self, field)
       if value is not None and not callable(value):
         raise ValueError(f"{field} must be a function or None, got {value!r}"
@@ -118,7 +129,7 @@ class Recipe:
 
 def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
                     source_params: Any = None, learning_rate: Any = None,
-                    transferred: Any = None
+                    transferred: Any = None, depths: Any = None
                     ) -> optax.GradientTransformationExtraArgs:
   """The recipe's Optax chain (see the module docstring for the order).
 
@@ -132,30 +143,49 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
     transferred: which parameters came from the source (a pytree of bools,
       :func:`lrtransfer.models.transferred_mask`); L2-SP pulls only those toward the
       source. Default: every non-head leaf whose shape matches the source's.
+    depths: the depth levels for the transfer tools: an ``nnx.Module`` (its
+      :func:`lrtransfer.layer_depths` with the recipe's ``depth_fn`` and
+      ``head``: pass the model, NNX sorts a state's keys so only the module
+      knows its layers' order), a depth tree, or ``depth_fn(path) -> int``.
+      Default: ``recipe.depth_fn``, else the inference rule on the tree.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` reading ``metric``.
   """
   lr = recipe.learning_rate if learning_rate is None else learning_rate
+  depths = recipe_depths(recipe, depths)
   parts = []
   if recipe.l2sp_alpha:
     if source_params is None:
       raise ValueError(f"recipe {recipe.name!r} uses L2-SP: pass "
                        "source_params")
     parts.append(l2sp(source_params, alpha=recipe.l2sp_alpha,
-                      beta=recipe.l2sp_beta, transferred=transferred))
+                      beta=recipe.l2sp_beta, transferred=transferred,
+                      depth_fn=depths))
   if recipe.unfreeze_every_epochs:
     parts.append(unfreeze_lib.gradual_unfreeze(
-        recipe.unfreeze_every_epochs * steps_per_epoch))
+        recipe.unfreeze_every_epochs * steps_per_epoch, depth_fn=depths))
   if recipe.head_first_epochs:
     parts.append(unfreeze_lib.head_first(
-        recipe.head_first_epochs * steps_per_epoch))
+        recipe.head_first_epochs * steps_per_epoch, depth_fn=depths))
   parts.append(base_optimizer(recipe, lr))
   if recipe.layerwise_factor is not None:
-    parts.append(layerwise_scale(recipe.layerwise_factor))
+    parts.append(layerwise_scale(recipe.layerwise_factor, depth_fn=depths))
   if recipe.strategy is not None:
     parts.append(recipe.strategy(steps_per_epoch, total_steps))
   return optax.chain(*parts)
+
+
+def recipe_depths(recipe: Recipe, depths: Any = None) -> Any:
+  """The depth spec the transfer tools get (see :func:`build_optimizer`)."""
+  if isinstance(depths, nnx.Module):
+    return depths_lib.layer_depths(depths, recipe.depth_fn, head=recipe.head)
+  if depths is not None:
+    return depths
+  if recipe.head is not None and recipe.depth_fn is None:
+    raise ValueError(f"recipe {recipe.name!r} names head={recipe.head!r}: "
+                     "pass the model as depths= so its layers can be found")
+  return recipe.depth_fn
 
 
 def base_optimizer(recipe: Recipe, learning_rate: Any
@@ -190,29 +220,47 @@ def eval_params(recipe: Recipe, opt_state: Any, params: Any) -> Any:
 
 
 def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
-                         learning_rate: Any = None) -> jax.Array:
+                         learning_rate: Any = None,
+                         depths: Any = None) -> jax.Array:
   """Effective learning rate of each depth level, input side first.
 
-  ``lr_d = lr * scale * layerwise_factor ** (top - d) * open_d`` where
-  ``scale`` is :func:`lrtransfer.current_scale` (1 without a strategy) and
-  ``open_d`` is 0 for levels still frozen by unfreezing or head-first.
+  ``lr_d = lr * scale * factor_d * open_d``, each term read from the
+  transformations' state: ``scale`` is :func:`lrtransfer.current_scale` (1
+  without a strategy), ``factor_d`` the ``level_factors`` of a
+  :func:`lrtransfer.layerwise_scale` state (1 without one) and ``open_d`` 0
+  for levels still frozen by a :func:`lrtransfer.gradual_unfreeze` or
+  :func:`lrtransfer.head_first` state (1 without one).
+
+  Args:
+    recipe: gives the default ``learning_rate``.
+    opt_state: the state of :func:`build_optimizer`'s chain.
+    params: the parameter tree (for the number of levels).
+    learning_rate: the base rate (default ``recipe.learning_rate``).
+    depths: as in :func:`build_optimizer`.
 
   Returns:
     float32 array ``[num_levels]``.
   """
   lr = recipe.learning_rate if learning_rate is None else learning_rate
-  levels = sorted(set(depths_lib.leaf_depths(params)))
-  top = levels[-1]
+  num_levels = len(depths_lib.resolve_depths(
+      params, recipe_depths(recipe, depths)).levels)
   scale = inspection.current_scale(opt_state, missing=1.0)
-  depth = jnp.asarray(levels, jnp.float32)
-  factor = (jnp.float32(recipe.layerwise_factor) ** (top - depth)
-            if recipe.layerwise_factor is not None else jnp.ones_like(depth))
-  if recipe.unfreeze_every_epochs or recipe.head_first_epochs:
+  factors = _find_states(opt_state, LayerwiseScaleState)
+  factor = (factors[0].level_factors if factors
+            else jnp.ones([num_levels], jnp.float32))
+  if _find_states(opt_state, unfreeze_lib.UnfreezeState):
     num_open = unfreeze_lib.unfrozen_levels(opt_state)
-    is_open = (top - depth) < num_open
+    from_top = jnp.arange(num_levels - 1, -1, -1)
+    is_open = from_top < num_open
   else:
-    is_open = jnp.ones_like(depth, bool)
+    is_open = jnp.ones([num_levels], bool)
   return (lr * scale * factor * is_open).astype(jnp.float32)
+
+
+def _find_states(opt_state: Any, kind: type) -> list:
+  return [node for node in jax.tree_util.tree_leaves(
+      opt_state, is_leaf=lambda node: isinstance(node, kind))
+          if isinstance(node, kind)]
 
 
 def default_recipes(learning_rate: float = 0.05) -> dict[str, Recipe]:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import validation
-from lrtransfer._src.transfer.depths import (DepthSpec, leaf_depths,
-                                             resolve_depths)
+from lrtransfer._src.transfer.depths import DepthSpec, resolve_depths
 
 
 class LayerwiseScaleState(NamedTuple):
-  """State of :func:`layerwise_scale`: empty, the factors are constants."""
+  """State of :func:`layerwise_scale`: the factors, for logging only."""
+  # float32 [levels]: factor ** (top - level) of each depth level, input side
+  # first. The update uses trace-time constants; this copy lets a training
+  # loop log per-level rates without knowing the model's structure.
+  level_factors: jax.Array
 
 
 def _depth_scales(levels: list[int], factor: Any) -> dict[int, Any]:
@@ -110,13 +114,18 @@ def layerwise_scale(
   validation.check_positive("factor", factor)
 
   def init_fn(params):
-    leaf_depths(params, depth_fn)  # Fail early on a tree without depths.
-    return LayerwiseScaleState()
+    levels = resolve_depths(params, depth_fn).levels
+    top = max(levels, default=0)
+    exponents = jnp.asarray([top - level for level in levels], jnp.float32)
+    return LayerwiseScaleState(
+        level_factors=jnp.asarray(factor, jnp.float32) ** exponents)
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree_util.tree_flatten(updates)
     depths, levels = resolve_depths(updates, depth_fn)
+    # The factors are recomputed as trace-time constants (a multiply by a
+    # Python float), not read from the state.
     scales = _depth_scales(levels, factor)
     top = max(levels, default=0)
     scaled = [
