@@ -7,3 +7,5 @@ from lrtransfer._src.experiment import MethodResult as MethodResult
 from lrtransfer._src.experiment import compare as compare
 from lrtransfer._src.experiment import default_transfer_layers as default_transfer_layers
 from lrtransfer._src.experiment import pretrain_source as pretrain_source
+from lrtransfer._src.experiment import check_sizes as check_sizes
+from lrtransfer._src.sizes import SizeError as SizeError

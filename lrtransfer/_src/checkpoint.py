@@ -25,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from lrtransfer._src import interrupts
 from lrtransfer._src.models import MLP, MLPConfig
 
 _FORMAT = "lrtransfer.params"
@@ -104,7 +105,9 @@ def save_params(
       ),
   }
   params = nnx.to_pure_dict(_param_state(model_or_state))
-  with _checkpointer() as checkpointer:
+  # An interrupt waits for the save (interrupts.deferred): no half-written
+  # or temporary folder is left behind.
+  with interrupts.deferred(), _checkpointer() as checkpointer:
     checkpointer.save(
         path,
         ocp.args.Composite(

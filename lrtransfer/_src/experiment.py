@@ -8,6 +8,8 @@ per-recipe summaries.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -17,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import checkpoint
+from lrtransfer._src import sizes
 from lrtransfer._src.data import TransferTask
 from lrtransfer._src.models import MLP, target_from_source
 from lrtransfer._src.recipes import Recipe
@@ -41,9 +44,26 @@ class MethodResult:
   compile_seconds: float
 
   @property
-  def best_val_epoch(self) -> int:
-    """1-based epoch of the best mean validation accuracy."""
-    return int(np.argmax(self.history["val_accuracy"].mean(0))) + 1
+  def diverged(self) -> np.ndarray:
+    """``[seeds]`` bool: a training or validation loss became NaN or inf.
+
+    A diverged run's parameters are not finite; its test accuracy (that of
+    a constant prediction) means nothing and is reported as None.
+    """
+    bad = np.zeros(len(self.test_accuracy), bool)
+    for name in ("train_loss", "val_loss"):
+      losses = self.history[name].reshape(len(bad), -1)
+      bad |= ~np.isfinite(losses).all(1)
+    return bad
+
+  @property
+  def best_val_epoch(self) -> Optional[int]:
+    """1-based epoch of the best mean validation accuracy of the runs that
+    did not diverge (None if all did)."""
+    kept = self.history["val_accuracy"][~self.diverged]
+    if not len(kept):
+      return None
+    return int(np.argmax(kept.mean(0))) + 1
 
   @property
   def final_learning_rate(self) -> float:
@@ -51,15 +71,23 @@ class MethodResult:
     return float(self.history["group_lr"][:, -1, -1].mean())
 
   def summary(self) -> dict[str, Any]:
-    acc = self.test_accuracy
+    """JSON-able figures; a diverged run's accuracy is None, and the mean
+    and std are over the other runs (None if every run diverged)."""
+    diverged = self.diverged
+    kept = self.test_accuracy[~diverged]
     return {
-        "test_accuracy_mean": float(acc.mean()),
-        "test_accuracy_std": float(acc.std()),
-        "test_accuracy": [float(a) for a in acc],
+        "diverged": bool(diverged.any()),
+        "diverged_runs": int(diverged.sum()),
+        "test_accuracy_mean": float(kept.mean()) if len(kept) else None,
+        "test_accuracy_std": float(kept.std()) if len(kept) else None,
+        "test_accuracy": [None if d else float(a)
+                          for a, d in zip(self.test_accuracy, diverged)],
         "best_val_epoch": self.best_val_epoch,
         "final_learning_rate": self.final_learning_rate,
         "seconds": self.seconds,
         "compile_seconds": self.compile_seconds,
+        # Non-finite values (a diverged run) stay NaN here; report.write_json
+        # writes them as null.
         "history_mean": {k: v.mean(0).tolist()
                          for k, v in self.history.items()},
     }
@@ -112,15 +140,74 @@ def target_models(source: MLP, recipe: Recipe, num_classes: int,
           for s in seeds]
 
 
+def check_sizes(task: TransferTask, *, seeds: int, epochs: int,
+                batch_size: int, hidden: Sequence[int] = (256, 128)) -> None:
+  """Refuses a comparison that cannot fit in memory or in int32 counters.
+
+  :func:`compare` checks before anything is built: ``seeds`` target MLPs
+  of widths ``hidden`` (vmapped on the device), a history of ``epochs`` x
+  ``seeds`` (on the host), and the step counter (int32).
+
+  Raises:
+    SizeError: naming the setting.
+  """
+  layer_sizes = [task.in_features, *hidden, task.num_target_classes]
+  num_params = sum((a + 1) * b for a, b in zip(layer_sizes, layer_sizes[1:]))
+  levels = len(hidden) + 1
+  steps = math.ceil(len(task.target_train) / batch_size) * epochs
+  if steps > np.iinfo(np.int32).max:
+    raise sizes.SizeError(
+        f"epochs={epochs} x {steps // epochs} steps per epoch = {steps}"
+        " steps, beyond the int32 step counters; ask for fewer epochs")
+  sizes.check_fits(f"seeds={seeds} runs of a {num_params}-parameter model",
+                   sizes.sweep_bytes(seeds, num_params), on="device")
+  # train_loss, val_loss, val_accuracy, scale and one rate per level.
+  sizes.check_fits(f"a history of epochs={epochs} x seeds={seeds}",
+                   sizes.history_bytes(epochs, seeds, 4 + levels))
+
+
+def progress_chunk(epochs: int) -> int:
+  """Epochs per compiled call when only progress is reported: about a tenth.
+
+  A divisor of ``epochs`` when there is one near a tenth, so every call has
+  the same length and compiles once.
+  """
+  target = max(1, epochs // 10)
+  for length in range(target, max(1, target // 2) - 1, -1):
+    if epochs % length == 0:
+      return length
+  return target
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _run_folder(root: Path, name: str) -> Path:
+  if not _SAFE_NAME.fullmatch(name):
+    raise checkpoint.CheckpointError(
+        f"recipe name {name!r} cannot name a checkpoint folder under {root};"
+        " use letters, digits, '.', '_' and '-'")
+  return root / name
+
+
+def _is_run_checkpoint_folder(folder: Path) -> bool:
+  """Only step folders ("12") and orbax's temporary ones: safe to delete."""
+  return all(p.is_dir() and (p.name.isdigit() or ".orbax-checkpoint-tmp"
+                             in p.name) for p in folder.iterdir())
+
+
 def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             epochs: int = 50, seeds: Sequence[int] = (0, 1, 2),
             batch_size: int = 32, source_epochs: int = 20,
             hidden: Sequence[int] = (256, 128),
+            source: Optional[MLP] = None,
             transfer_layers: Optional[int] = None, keep_head: bool = False,
             source_dir: Optional[Path] = None,
             checkpoint_root: Optional[Path] = None,
             checkpoint_every: Optional[int] = None, resume: bool = False,
-            on_method: Optional[Callable[[str], None]] = None
+            replace_checkpoints: bool = False,
+            on_method: Optional[Callable[[str], None]] = None,
+            on_epochs: Optional[Callable[[int], None]] = None
             ) -> dict[str, MethodResult]:
   """Pretrains the source and fine-tunes the target with every recipe.
 
@@ -132,50 +219,96 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     batch_size: minibatch size.
     source_epochs: epochs of source pretraining.
     hidden: hidden widths of the MLP.
+    source: an already trained source `MLP` (on ``task``'s inputs): no
+      pretraining, ``source_dir`` and ``hidden`` unused.
     transfer_layers: hidden layers copied from the source (default: all but
       the last, :func:`default_transfer_layers`).
-    keep_head: copy every layer and the source head (same label set).
+    keep_head: copy every layer and the source head (same label set; see
+      ``TransferTask.check_keep_head``).
     source_dir: where to save the source checkpoint (orbax); the targets
       are built from the restored parameters. None: skip the round trip.
-    checkpoint_root: folder for run checkpoints, one subfolder per recipe.
+    checkpoint_root: folder for run checkpoints, one subfolder per recipe
+      name (each holds the last 2 checkpoints: parameters, optimizer state
+      and history of every seed).
     checkpoint_every: epochs between run checkpoints.
     resume: reuse the saved source model and continue each recipe's run
       from its latest checkpoint (finished recipes are restored, not rerun).
-      Without it, old run checkpoints under ``checkpoint_root`` are removed.
+    replace_checkpoints: without ``resume``, delete a recipe's earlier run
+      checkpoints under ``checkpoint_root``; otherwise they are refused.
     on_method: called with each recipe's name once it is done (progress).
+    on_epochs: called with a number of epochs after each compiled chunk of
+      a recipe's run (progress within a method; chunks of about a tenth of
+      the run when ``checkpoint_every`` is not set).
 
   Returns:
     name -> :class:`MethodResult`.
+
+  Raises:
+    SizeError: the runs cannot fit in memory (checked before training).
+    CheckpointError: earlier run checkpoints exist and neither ``resume``
+      nor ``replace_checkpoints`` is set, or a folder there is not a run
+      checkpoint.
   """
-  if resume and source_dir is not None and Path(source_dir).exists():
-    source = checkpoint.load_source_model(Path(source_dir).absolute())
-  else:
-    source = pretrain_source(task, hidden=hidden, epochs=source_epochs,
-                             batch_size=batch_size)
-    if source_dir is not None:
-      checkpoint.save_params(Path(source_dir).absolute(), source,
-                             overwrite=True)
-      source = checkpoint.load_source_model(Path(source_dir).absolute())
+  if source is not None and not isinstance(source, MLP):
+    raise TypeError(f"source must be an lrtransfer MLP, got "
+                    f"{type(source).__name__}")
+  if source is not None and source.config.in_features != task.in_features:
+    raise ValueError(f"source takes {source.config.in_features} features, "
+                     f"the task has {task.in_features}")
+  check_sizes(task, seeds=len(seeds), epochs=epochs, batch_size=batch_size,
+              hidden=source.config.hidden if source is not None else hidden)
+  run_dirs = {}
+  if checkpoint_root is not None:
+    root = Path(checkpoint_root).absolute()
+    for name in recipes:
+      run_dirs[name] = folder = _run_folder(root, name)
+      if resume or not folder.exists():
+        continue
+      if not replace_checkpoints:
+        raise checkpoint.CheckpointError(
+            f"{folder} holds run checkpoints of an earlier run; pass "
+            "resume=True to continue it or replace_checkpoints=True to "
+            "delete them")
+      if not _is_run_checkpoint_folder(folder):
+        raise checkpoint.CheckpointError(
+            f"{folder} holds files that are not run checkpoints; not "
+            "deleting it, choose another checkpoint_root")
+  if source is None:
+    source = _source_model(task, hidden, source_epochs, batch_size,
+                           source_dir, resume)
   source_params = nnx.as_pure(nnx.state(source, nnx.Param))
+  chunk = checkpoint_every
+  if chunk is None and on_epochs is not None:
+    chunk = progress_chunk(epochs)
   results = {}
   for name, recipe in recipes.items():
     models = target_models(source, recipe, task.num_target_classes, seeds,
                            transfer_layers, keep_head)
-    run_dir = None
-    if checkpoint_root is not None:
-      run_dir = Path(checkpoint_root).absolute() / name
-      if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
+    run_dir = run_dirs.get(name)
+    if run_dir is not None and not resume and run_dir.exists():
+      shutil.rmtree(run_dir)  # replace_checkpoints, checked above
     sweep = fit_many(models, recipe, task.target_train, task.target_val,
                      seeds=list(seeds), epochs=epochs, batch_size=batch_size,
                      source_params=source_params, test=task.target_test,
-                     checkpoint_dir=run_dir,
-                     checkpoint_every=checkpoint_every, resume=resume)
+                     checkpoint_dir=run_dir, checkpoint_every=chunk,
+                     resume=resume, on_chunk=on_epochs)
     results[name] = MethodResult(name, sweep.test_accuracy, sweep.history,
                                  sweep.seconds, sweep.compile_seconds)
     if on_method is not None:
       on_method(name)
   return results
+
+
+def _source_model(task, hidden, epochs, batch_size, source_dir, resume):
+  """Pretrains (or, resuming, reloads) the source; round trip via orbax."""
+  if resume and source_dir is not None and Path(source_dir).exists():
+    return checkpoint.load_source_model(Path(source_dir).absolute())
+  source = pretrain_source(task, hidden=hidden, epochs=epochs,
+                           batch_size=batch_size)
+  if source_dir is None:
+    return source
+  checkpoint.save_params(Path(source_dir).absolute(), source, overwrite=True)
+  return checkpoint.load_source_model(Path(source_dir).absolute())
 
 
 def device_description() -> dict[str, str]:

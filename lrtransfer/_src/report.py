@@ -1,8 +1,12 @@
 """Tables, plots and JSON of a comparison, written so nothing half-done looks done.
 
 Every file is written to a temporary name in the output folder and renamed
-into place (an atomic rename on POSIX), and ``results.json`` -- the file that
-says a run is complete -- is written last.
+into place (an atomic rename on POSIX), with the permissions a plain ``open``
+would give (``0o666 & ~umask``), and ``results.json`` -- the file that says a
+run is complete -- is written last. It is strict JSON: a non-finite number
+(a diverged run's loss) is written as ``null``, never as bare ``NaN``.
+Plots are drawn on a standalone ``Figure``: writing them neither imports
+pyplot nor changes matplotlib's global backend.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lrtransfer._src import interrupts
 from lrtransfer._src.experiment import MethodResult
 
 
 def format_table(results: Mapping[str, MethodResult]) -> str:
-  """A plain-text table: one row per method."""
+  """A plain-text table: one row per method; diverged runs are marked."""
   header = ("method", "test acc (mean ± std)", "best val epoch",
             "final lr", "wall s")
   rows = [header]
   for name, result in results.items():
-    acc = result.test_accuracy
-    rows.append((name, f"{acc.mean():.3f} ± {acc.std():.3f}",
-                 str(result.best_val_epoch),
+    rows.append((name, _accuracy_cell(result),
+                 str(result.best_val_epoch or "-"),
                  f"{result.final_learning_rate:.3g}",
                  f"{result.seconds:.2f}"))
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -36,25 +40,55 @@ def format_table(results: Mapping[str, MethodResult]) -> str:
   return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write) -> None:
-  """Writes via ``write(tmp_path)`` to a temporary file, then renames."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  os.close(fd)
+def _accuracy_cell(result: MethodResult) -> str:
+  diverged, runs = int(result.diverged.sum()), len(result.diverged)
+  if diverged == runs:
+    return f"DIVERGED ({runs}/{runs} runs)"
+  acc = result.test_accuracy[~result.diverged]
+  cell = f"{acc.mean():.3f} ± {acc.std():.3f}"
+  return cell + (f" ({diverged}/{runs} DIVERGED)" if diverged else "")
+
+
+def _file_mode() -> int:
+  """What ``open(path, "w")`` would give a new file: 0o666 minus the umask."""
   try:
-    write(Path(tmp))
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("Umask:"):
+          return 0o666 & ~int(line.split()[1], 8)
+  except OSError:
+    pass
+  umask = os.umask(0o022)  # The only portable way to read it is to set it.
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def _atomic_write(path: Path, write) -> None:
+  """Writes via ``write(tmp_path)`` to a temporary file, then renames.
+
+  An interrupt (see ``interrupts``) waits for the rename, so it never leaves
+  the temporary file behind.
+  """
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with interrupts.deferred():
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+      # mkstemp creates 0600 files; results are meant to be shared as usual.
+      os.chmod(tmp, _file_mode())
+      write(Path(tmp))
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def write_plots(results: Mapping[str, MethodResult], out_dir: Path,
                 title: str = "") -> list[Path]:
   """Learning rate and validation accuracy per epoch, one line per method."""
-  import matplotlib
-  matplotlib.use("Agg")  # no display; must precede pyplot
-  import matplotlib.pyplot as plt
+  # A standalone Figure draws with Agg when saved to PNG: no pyplot, no
+  # display, and the user's global backend is left alone.
+  from matplotlib.figure import Figure
 
   written = []
   panels = [("learning_rate.png", "effective learning rate (head)",
@@ -62,7 +96,8 @@ def write_plots(results: Mapping[str, MethodResult], out_dir: Path,
             ("val_accuracy.png", "validation accuracy",
              lambda r: r.history["val_accuracy"].mean(0), False)]
   for filename, ylabel, series, log_scale in panels:
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig = Figure(figsize=(7, 4.2), dpi=110)
+    ax = fig.subplots()
     for name, result in results.items():
       values = series(result)
       ax.plot(np.arange(1, len(values) + 1), values, label=name)
@@ -76,12 +111,26 @@ def write_plots(results: Mapping[str, MethodResult], out_dir: Path,
     fig.tight_layout()
     path = out_dir / filename
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
     written.append(path)
   return written
 
 
+def strict_json(value: Any) -> Any:
+  """``value`` with every non-finite float (NaN, ±inf) replaced by None."""
+  if isinstance(value, Mapping):
+    return {str(k): strict_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [strict_json(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return strict_json(value.tolist())
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
 def write_json(payload: Mapping[str, Any], path: Path) -> None:
-  """Writes ``payload`` as indented JSON, atomically."""
-  _atomic_write(path, lambda tmp: tmp.write_text(
-      json.dumps(payload, indent=1)))
+  """Writes ``payload`` as indented strict JSON (NaN/inf as null), atomically."""
+  text = json.dumps(strict_json(payload), indent=1, allow_nan=False)
+  _atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,259 @@
+"""`lrtransfer run` under hostile or unlucky use (issue 11), and user data.
+
+Each test names the row of the issue it checks. Runs are tiny (a few epochs,
+one or two seeds) so the file stays fast.
+"""
+
+import contextlib
+import io
+import json
+import os
+import stat
+
+import matplotlib
+import numpy as np
+import pytest
+from flax import nnx
+
+import lrtransfer
+from lrtransfer._src import cli, experiment, report, sizes
+
+TINY = ["--epochs", "3", "--source-epochs", "1", "--seeds", "2",
+        "--methods", "constant,adjust"]
+
+
+def _run(*argv):
+  """Runs the command in-process; returns (exit code, stdout, stderr)."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main(["run", *map(str, argv)])
+  return code, out.getvalue(), err.getvalue()
+
+
+def _strict_json(path):
+  def refuse(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+  return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+  """`--lr 1e6`, under umask 022, with the progress bar on."""
+  out = tmp_path_factory.mktemp("diverged") / "out"
+  old_umask = os.umask(0o022)
+  try:
+    result = _run(*TINY, "--lr", "1e6", "--out", out)
+  finally:
+    os.umask(old_umask)
+  return out, result
+
+
+def test_diverged_run_writes_strict_json(diverged):
+  out, (code, _, _) = diverged
+  assert code == 0
+  _strict_json(out / "results.json")  # no bare NaN / Infinity
+
+
+def test_diverged_run_is_flagged_with_null_accuracy(diverged):
+  out, _ = diverged
+  methods = _strict_json(out / "results.json")["methods"]
+  assert {name: (m["diverged"], m["test_accuracy"], m["test_accuracy_mean"])
+          for name, m in methods.items()} == {
+              "constant": (True, [None, None], None),
+              "adjust": (True, [None, None], None)}
+
+
+def test_diverged_run_is_marked_in_the_table(diverged):
+  _, (_, printed, _) = diverged
+  rows = [line for line in printed.splitlines()
+          if line.startswith(("constant", "adjust"))]
+  assert len(rows) == 2 and all("DIVERGED (2/2 runs)" in r for r in rows)
+
+
+def test_output_files_get_the_umask_permissions(diverged):
+  out, _ = diverged
+  modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+           for p in [out / "results.json", out / "learning_rate.png",
+                     out / "val_accuracy.png"]}
+  assert set(modes.values()) == {0o644}, modes
+
+
+def test_run_checkpoints_only_when_asked(diverged):
+  out, _ = diverged
+  assert not (out / "checkpoints").exists()
+
+
+def test_progress_is_reported_per_epoch_chunk(diverged):
+  _, (_, _, err) = diverged
+  # 2 methods x 3 epochs, counted in epochs (not in methods).
+  assert "6/6" in err and "epoch/s" in err
+
+
+def test_absurd_epochs_is_one_named_error(tmp_path):
+  code, _, err = _run("--epochs", "1000000000000", "--out", tmp_path / "o")
+  assert (code, err.count("\n"), "epochs=1000000000000" in err,
+          "Traceback" in err) == (2, 1, True, False), err
+
+
+def test_absurd_seeds_is_one_named_error(tmp_path, monkeypatch):
+  # The same machine for everyone: 8 GiB of host and device memory.
+  monkeypatch.setattr(sizes, "host_memory_bytes", lambda: 8 * 2**30)
+  monkeypatch.setattr(sizes, "device_memory_bytes", lambda: 8 * 2**30)
+  code, _, err = _run("--seeds", "100000", "--out", tmp_path / "o")
+  assert (code, err.count("\n"), "seeds=100000" in err) == (2, 1, True), err
+
+
+def _unwritable_folder(tmp_path):
+  folder = tmp_path / "read-only"
+  folder.mkdir()
+  folder.chmod(0o555)
+  try:
+    (folder / "probe").write_text("")
+  except OSError:
+    return folder
+  # Root ignores permissions; /proc refuses new files even to root.
+  return "/proc"
+
+
+def test_unwritable_out_fails_before_pretraining(tmp_path, monkeypatch):
+  def pretrain(*args, **kwargs):
+    raise AssertionError("pretrained the source before checking --out")
+  monkeypatch.setattr(experiment, "pretrain_source", pretrain)
+  code, _, err = _run(*TINY, "--out", _unwritable_folder(tmp_path))
+  assert (code, "cannot write to --out" in err) == (2, True), err
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+  code, _, err = _run("--epochs", "1", "--source-epochs", "1", "--seeds", "1",
+                      "--methods", "constant", "--no-progress", "--resume",
+                      "--out", tmp_path / "o")
+  assert (code, err.strip().splitlines()) == (
+      0, [f"lrtransfer: nothing to resume in {tmp_path / 'o'}; starting "
+          "fresh"])
+
+
+def test_keep_head_on_a_new_label_set_is_refused(tmp_path):
+  code, _, err = _run("--task", "digits_label_split", "--keep-head",
+                      "--out", tmp_path / "o")
+  assert (code, "same label set" in err) == (2, True), err
+
+
+def test_internal_errors_are_not_reported_as_bad_input(tmp_path, monkeypatch):
+  def broken(*args, **kwargs):
+    raise ValueError("an internal inconsistency")
+  monkeypatch.setattr(experiment, "compare", broken)
+  code, _, err = _run(*TINY, "--out", tmp_path / "o")
+  assert (code, "Traceback" in err, "this is a bug" in err) == (
+      1, True, True), err
+
+
+def test_writing_plots_keeps_the_global_matplotlib_backend(tmp_path):
+  history = {name: np.ones((1, 2)) for name in
+             ("train_loss", "val_loss", "val_accuracy", "scale")}
+  history["group_lr"] = np.ones((1, 2, 3))
+  result = experiment.MethodResult("m", np.ones(1), history, 0.0, 0.0)
+  before = matplotlib.get_backend()
+  matplotlib.use("pdf")
+  try:
+    report.write_plots({"m": result}, tmp_path)
+    assert matplotlib.get_backend() == "pdf"
+  finally:
+    matplotlib.use(before)
+
+
+# ----------------------------------------------------------------------------
+# compare: earlier checkpoints, a trained source.
+
+
+def test_compare_refuses_to_delete_earlier_checkpoints_silently(tmp_path):
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  (tmp_path / "constant" / "3").mkdir(parents=True)
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError,
+                     match="earlier run.*replace_checkpoints"):
+    lrtransfer.experiment.compare(
+        task, {"constant": lrtransfer.recipes.Recipe("constant")},
+        epochs=1, seeds=[0], checkpoint_root=tmp_path, checkpoint_every=1)
+  assert (tmp_path / "constant" / "3").is_dir()
+
+
+def test_compare_never_deletes_a_folder_that_is_not_a_checkpoint(tmp_path):
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  (tmp_path / "constant").mkdir()
+  (tmp_path / "constant" / "notes.txt").write_text("mine")
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError,
+                     match="not run checkpoints"):
+    lrtransfer.experiment.compare(
+        task, {"constant": lrtransfer.recipes.Recipe("constant")},
+        epochs=1, seeds=[0], checkpoint_root=tmp_path, checkpoint_every=1,
+        replace_checkpoints=True)
+
+
+def test_compare_takes_an_already_trained_source(monkeypatch):
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  source = lrtransfer.models.MLP(task.in_features, (8,),
+                                 task.num_source_classes, rngs=nnx.Rngs(0))
+
+  def pretrain(*args, **kwargs):
+    raise AssertionError("pretrained although a source was given")
+  monkeypatch.setattr(experiment, "pretrain_source", pretrain)
+  results = lrtransfer.experiment.compare(
+      task, {"constant": lrtransfer.recipes.Recipe("constant")}, epochs=1,
+      seeds=[0], source=source)
+  assert results["constant"].history["val_loss"].shape == (1, 1)
+
+
+# ----------------------------------------------------------------------------
+# The user's own data through the command (issue 10, item 5).
+
+
+def _blurred_digits(tmp_path):
+  """Clean sklearn digits as the source, blurred low-contrast ones as the
+  target: per-pixel source statistics put these inputs in the hundreds."""
+  from scipy.ndimage import gaussian_filter
+  from sklearn.datasets import load_digits
+  x, y = load_digits(return_X_y=True)
+  order = np.random.default_rng(0).permutation(len(y))
+  source, target = order[:900], order[900:]
+  blurred = np.stack([gaussian_filter(image, 1.0)
+                      for image in x[target].reshape(-1, 8, 8)])
+  low_contrast = 0.25 * blurred.reshape(-1, 64) + 6.0
+  np.savez(tmp_path / "clean.npz", x=x[source], y=y[source])
+  np.savez(tmp_path / "blurred.npz", x=low_contrast, y=y[target])
+  return tmp_path / "clean.npz", tmp_path / "blurred.npz"
+
+
+def test_blurred_low_contrast_digits_train_with_the_default(tmp_path):
+  clean, blurred = _blurred_digits(tmp_path)
+  code, _, err = _run("--source-data", clean, "--target-data", blurred,
+                      "--methods", "constant", "--epochs", "10",
+                      "--source-epochs", "5", "--seeds", "1", "--no-progress",
+                      "--out", tmp_path / "o")
+  assert code == 0, err
+  accuracy = _strict_json(tmp_path / "o" / "results.json")["methods"][
+      "constant"]["test_accuracy_mean"]
+  assert accuracy > 0.5  # chance is 0.1 (it stayed there before)
+
+
+def test_shots_on_user_data_are_used_and_recorded(tmp_path):
+  clean, blurred = _blurred_digits(tmp_path)
+  code, _, err = _run("--source-data", clean, "--target-data", blurred,
+                      "--shots", "3", "--methods", "constant", "--epochs",
+                      "1", "--source-epochs", "1", "--seeds", "1",
+                      "--no-progress", "--out", tmp_path / "o")
+  assert code == 0, err
+  settings = _strict_json(tmp_path / "o" / "results.json")["settings"]
+  assert (settings["shots"], settings["target_train_per_class"]) == (
+      3, [3] * 10)
+
+
+def test_user_splits_through_the_command(tmp_path):
+  clean, blurred = _blurred_digits(tmp_path)
+  code, _, err = _run("--source-data", clean, "--target-train", blurred,
+                      "--target-val", blurred, "--target-test", blurred,
+                      "--methods", "constant", "--epochs", "1",
+                      "--source-epochs", "1", "--seeds", "1", "--no-progress",
+                      "--out", tmp_path / "o")
+  assert code == 0, err
+  counts = _strict_json(tmp_path / "o" / "results.json")["settings"][
+      "target_train_per_class"]
+  assert sum(counts) == len(np.load(blurred)["y"])  # the file, not 60% of it
