@@ -32,20 +32,29 @@ def per_step_measurements(values, steps_per_eval):
   return step_values, step_counts
 
 
-def scales_over_steps(tx, step_values, step_counts, params=None):
-  """Runs ``tx`` inside one ``lax.scan``; returns the scale after each step."""
+def scales_over_steps(tx, step_values, step_counts, params=None,
+                      step_train=None):
+  """Runs ``tx`` inside one ``lax.scan``; returns the scale after each step.
+
+  With ``step_train``, each measurement also carries ``train_loss``.
+  """
   params = {"w": jnp.ones((3,), jnp.float32)} if params is None else params
+  if step_train is None:
+    train_kwargs = lambda train: {}
+    step_train = np.zeros(len(step_values), np.float32)
+  else:
+    train_kwargs = lambda train: {"train_loss": train}
 
   def body(state, inputs):
-    value, count = inputs
+    value, count, train = inputs
     grads = jax.tree.map(jnp.ones_like, params)
-    _, state = tx.update(grads, state, params,
-                         metric=lrtransfer.measurement(value, count))
+    metric = lrtransfer.measurement(value, count, **train_kwargs(train))
+    _, state = tx.update(grads, state, params, metric=metric)
     return state, lrtransfer.current_scale(state)
 
   _, scales = jax.jit(lambda s: jax.lax.scan(
-      body, s, (jnp.asarray(step_values), jnp.asarray(step_counts))))(
-          tx.init(params))
+      body, s, (jnp.asarray(step_values), jnp.asarray(step_counts),
+                jnp.asarray(step_train, jnp.float32))))(tx.init(params))
   return np.asarray(scales)
 
 
@@ -78,52 +87,118 @@ class _Judge:
     if plateau:
       self.cooldown_left = self.cooldown
       self.num_bad = 0
+    self.last = v
     return good, plateau
 
 
-def adjust_reference(values, *, mode="min", patience=3, cooldown=1,
-                     threshold=1e-4, threshold_mode="rel", plateau_factor=1.5,
-                     improve_factor=0.98, target=None, init_scale=1.0,
-                     min_scale=0.05, max_scale=2.0):
-  """Scale after each evaluation, per the docstring of ``adjust``."""
-  judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
-  scale = f32(init_scale)
-  out = []
-  for value in values:
-    good, plateau = judge(value)
+class _Guard:
+  """The guarded plateau action of ``lrtransfer._src.raising``, in float32."""
+
+  def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
+               train_threshold):
+    self.patience, self.max_raises = patience, max_raises
+    self.plateau_factor = f32(plateau_factor)
+    self.overfit_factor = f32(overfit_factor)
+    self.train_threshold = f32(train_threshold)
+    self.train_best, self.train_num_bad = f32(np.inf), 0
+    self.raises, self.raise_value = 0, None
+
+  def __call__(self, v, train, good, plateau):
+    """One evaluation; returns (plateau factor, undo, raised)."""
+    fails_to_fit = False
+    if train is not None:
+      train = f32(train)
+      improved = bool(np.isfinite(train)) and (
+          self.train_best == np.inf
+          or train < self.train_best - self.train_threshold * abs(
+              self.train_best))
+      if improved:
+        self.train_best = train
+      self.train_num_bad = 0 if improved else self.train_num_bad + 1
+      fails_to_fit = bool(np.isfinite(train)) and (
+          self.train_num_bad > self.patience)
+    undo = self.raise_value is not None and not v < self.raise_value
+    raised = (plateau and fails_to_fit and self.plateau_factor > 1
+              and self.raises < self.max_raises and not undo
+              and bool(np.isfinite(v)))
     factor = f32(1.0)
-    if good:
-      factor *= f32(improve_factor)
     if plateau:
-      factor *= f32(plateau_factor)
-    scale = f32(min(max(scale * factor, f32(min_scale)), f32(max_scale)))
+      if raised or self.plateau_factor <= 1:
+        factor = self.plateau_factor
+      else:
+        factor = self.overfit_factor
+    self.raises = 0 if good else self.raises + int(raised)
+    self.raise_value = v if raised else None
+    return factor, undo, raised
+
+
+def _clip(x, low, high):
+  return f32(min(max(f32(x), f32(low)), f32(high)))
+
+
+def adjust_reference(values, train=None, *, mode="min", patience=3,
+                     cooldown=1, threshold=1e-4, threshold_mode="rel",
+                     plateau_factor=1.5, improve_factor=0.98,
+                     overfit_factor=1.0, max_raises=2, train_threshold=0.01,
+                     target=None, init_scale=1.0, min_scale=0.05,
+                     max_scale=2.0):
+  """Scale after each evaluation, per the docstring of ``adjust``.
+
+  ``train``: the training value of each evaluation, or None (not passed).
+  """
+  judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
+  guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
+                 train_threshold)
+  scale, pre_raise = f32(init_scale), f32(init_scale)
+  out = []
+  for k, value in enumerate(values):
+    good, plateau = judge(value)
+    action, undo, raised = guard(judge.last, None if train is None
+                                 else train[k], good, plateau)
+    improve = f32(improve_factor) if good else f32(1.0)
+    new = _clip(scale * (improve * action), min_scale, max_scale)
+    if undo:
+      new = min(new, pre_raise)
+    if raised:
+      pre_raise = _clip(scale * improve, min_scale, max_scale)
+    scale = new
     out.append(scale)
   return np.asarray(out, np.float32)
 
 
-def dynamic_reference(step_values, step_counts, *, total_steps,
-                      every_steps=1, rate=0.99, progress_gain=1.0,
+def dynamic_reference(step_values, step_counts, step_train=None, *,
+                      total_steps, every_steps=1, rate=0.99, progress_gain=1.0,
                       stall_gain=2.0, mode="min", patience=3, cooldown=1,
                       threshold=1e-4, threshold_mode="rel",
-                      plateau_factor=1.5, improve_factor=1.0, target=None,
-                      min_scale=0.01, max_scale=2.0):
+                      plateau_factor=1.5, improve_factor=1.0,
+                      overfit_factor=1.0, max_raises=2, train_threshold=0.01,
+                      target=None, min_scale=0.01, max_scale=2.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
-  last_count, scale = 0, 1.0
+  guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
+                 train_threshold)
+  last_count, scale, pre_raise = 0, 1.0, 1.0
   lambda0 = -math.log(rate) / every_steps
   out = []
   for t, (value, count) in enumerate(zip(step_values, step_counts)):
-    factor = 1.0
+    improve, action, undo, raised = 1.0, 1.0, False, False
     if count > last_count:
       last_count = count
       good, plateau = judge(value)
-      factor *= (improve_factor if good else 1.0) * (
-          plateau_factor if plateau else 1.0)
+      action, undo, raised = guard(judge.last, None if step_train is None
+                                   else step_train[t], good, plateau)
+      improve = improve_factor if good else 1.0
     progress = min(t / total_steps, 1.0)
     log_decay = (lambda0 * (1 + progress_gain * progress)
                  * (stall_gain if judge.num_bad > 0 else 1.0))
-    scale = min(max(scale * factor * math.exp(-log_decay), min_scale),
-                max_scale)
+    decay = math.exp(-log_decay)
+    new = min(max(scale * improve * action * decay, min_scale), max_scale)
+    pre_raise = pre_raise * decay
+    if undo:
+      new = min(new, pre_raise)
+    if raised:
+      pre_raise = min(max(scale * improve * decay, min_scale), max_scale)
+    scale = new
     out.append(scale)
   return np.asarray(out)
 

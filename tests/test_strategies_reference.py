@@ -24,6 +24,17 @@ def _metric_sequence(seed, n=200, negative=False, with_nan=False):
   return values.astype(np.float32)
 
 
+def _train_sequence(seed, n=200, with_nan=False):
+  """A training loss that falls, then stalls and wanders: both diagnoses."""
+  rng = np.random.default_rng(seed + 1000)
+  trend = 1.5 * np.exp(-np.arange(n) / 15.0) + 0.3
+  stalls = np.repeat(rng.uniform(0, 0.2, n // 20), 20)[:n]
+  values = np.round(trend + stalls + rng.normal(0, 0.01, n), 3)
+  if with_nan:
+    values[rng.choice(n, size=n // 20, replace=False)] = np.nan
+  return values.astype(np.float32)
+
+
 ADJUST_CASES = {
     "defaults": {},
     "reduce_rel": dict(plateau_factor=0.5, improve_factor=1.0, patience=2,
@@ -39,15 +50,21 @@ ADJUST_CASES = {
                    patience=2, cooldown=1, min_scale=0.1, max_scale=2.0),
     "tight_bounds": dict(plateau_factor=3.0, improve_factor=0.1, patience=0,
                          min_scale=0.5, max_scale=1.5),
+    "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
+                        cooldown=0, max_raises=3, train_threshold=0.02,
+                        min_scale=0.01, max_scale=8.0),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ADJUST_CASES))
 @pytest.mark.parametrize("variant", ["positive", "negative", "max", "nan"])
-def test_adjust_matches_reference(case, variant):
+@pytest.mark.parametrize("with_train", [False, True])
+def test_adjust_matches_reference(case, variant, with_train):
   kwargs = dict(ADJUST_CASES[case])
   values = _metric_sequence(seed=len(case), negative=variant == "negative",
                             with_nan=variant == "nan")
+  train = (_train_sequence(seed=len(case), with_nan=variant == "nan")
+           if with_train else None)
   if variant == "max":  # an accuracy-like metric, to be maximised
     values = (1.0 - values / 4.0).astype(np.float32)
     kwargs["mode"] = "max"
@@ -55,10 +72,12 @@ def test_adjust_matches_reference(case, variant):
       kwargs["target"] = 0.8
   if variant == "negative" and "target" in kwargs:
     kwargs["target"] = -2.2
-  expected = adjust_reference(values, **kwargs)
+  expected = adjust_reference(values, train, **kwargs)
   steps_per_eval = 3
+  step_train = None if train is None else np.repeat(train, steps_per_eval)
   got = scales_over_steps(lrtransfer.adjust(**kwargs),
-                          *per_step_measurements(values, steps_per_eval))
+                          *per_step_measurements(values, steps_per_eval),
+                          step_train=step_train)
   np.testing.assert_allclose(got[steps_per_eval - 1::steps_per_eval],
                              expected, rtol=1e-5)
   assert np.all(np.isfinite(got))
@@ -116,12 +135,15 @@ DYNAMIC_CASES = {
                    cooldown=0, rate=0.95),
     "max_target": dict(mode="max", target=-0.5, improve_factor=0.97,
                        patience=2, threshold=0.01, threshold_mode="abs"),
+    "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
+                        cooldown=0, max_raises=3, max_scale=8.0),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DYNAMIC_CASES))
 @pytest.mark.parametrize("with_nan", [False, True])
-def test_dynamic_matches_reference(case, with_nan):
+@pytest.mark.parametrize("with_train", [False, True])
+def test_dynamic_matches_reference(case, with_nan, with_train):
   kwargs = dict(DYNAMIC_CASES[case])
   values = _metric_sequence(seed=7, n=80, with_nan=with_nan)
   if kwargs.get("mode") == "max":
@@ -131,11 +153,13 @@ def test_dynamic_matches_reference(case, with_nan):
   repeats = rng.integers(1, 7, size=len(values))
   step_values = np.repeat(values, repeats)
   step_counts = np.repeat(np.arange(1, len(values) + 1), repeats)
+  step_train = (np.repeat(_train_sequence(7, n=80, with_nan=with_nan),
+                          repeats) if with_train else None)
   total = len(step_values)
-  expected = dynamic_reference(step_values, step_counts,
+  expected = dynamic_reference(step_values, step_counts, step_train,
                                total_steps=total // 2, every_steps=4, **kwargs)
   got = scales_over_steps(
       lrtransfer.dynamic(total // 2, every_steps=4, **kwargs), step_values,
-      step_counts.astype(np.int32))
+      step_counts.astype(np.int32), step_train=step_train)
   np.testing.assert_allclose(got, expected, rtol=2e-4)
   assert np.all(np.isfinite(got))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import plateau as plateau_lib
+from lrtransfer._src import raising
 from lrtransfer._src import validation
 from lrtransfer._src.measurement import read_measurement
 from lrtransfer._src.scaling import clip_scale, scale_updates
@@ -20,20 +21,26 @@ class DynamicState(NamedTuple):
   count: jax.Array  # int32 scalar, updates done so far (saturating)
   decay_rate: jax.Array  # float32 scalar, log-decay per step last applied
   plateau: plateau_lib.PlateauState  # evaluation bookkeeping
+  guard: raising.RaiseGuardState  # guarded raises: train trend, undo target
 
 
 def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             progress_gain: float = 1.0, stall_gain: float = 2.0,
             monitor: Optional[str] = None, mode: Optional[str] = None,
-            patience: int = 3, cooldown: int = 1,
-            threshold: float = 1e-4, threshold_mode: str = "rel",
-            plateau_factor: float = 1.5, improve_factor: float = 1.0,
+            train_monitor: Optional[str] = "train_loss", patience: int = 3,
+            cooldown: int = 1, threshold: float = 1e-4,
+            threshold_mode: str = "rel", plateau_factor: float = 1.5,
+            improve_factor: float = 1.0, overfit_factor: float = 1.0,
+            max_raises: int = 2, train_threshold: float = 0.01,
             target: Optional[float] = None, min_scale: float = 0.01,
             max_scale: float = 2.0) -> optax.GradientTransformationExtraArgs:
   """Combines performance and progress: a decay whose rate itself adapts.
 
   At update ``t`` (``t`` updates done before it), with the evaluation rules
-  of :func:`adjust` (threshold, patience, cooldown, target, NaN policy)::
+  of :func:`adjust` (threshold, patience, cooldown, target, NaN policy, and
+  its guarded plateau action ``A``: a raise only when the training value
+  stalls too, never on over-fitting, undone if the next evaluation is not
+  better, at most ``max_raises`` between good evaluations)::
 
     p_t      = min(t / total_steps, 1)                  progress of the budget
     lambda_0 = -ln(rate) / every_steps                  base log-decay per step
@@ -41,17 +48,24 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
                         * (stall_gain if num_bad_t > 0 else 1)
                                                         so does a stalling metric
     f_t      = improve_factor  if a new evaluation is good
-               plateau_factor  if it completes a plateau
+               A               if it completes a plateau
                1               otherwise (and between evaluations)
     scale_t  = clip(scale_{t-1} * f_t * exp(-lambda_t), min_scale, max_scale)
+    scale_t  = min(scale_t, u_t)   if a raise failed at t (undo), where
+    u_t      = the scale the raise started from, decayed since by the same
+               exp(-lambda) factors (the scale as if it had not raised)
 
   with ``scale_{-1} = 1`` and ``num_bad_t`` the count of consecutive bad
   evaluations after the measurement seen at ``t``. The metric moves the
-  learning rate (``f_t``: by default a plateau early in training raises it to
-  move away from the source solution), while progress and the metric's trend
-  move the decay rate ``lambda_t`` (late in the budget, or while the metric
-  stalls, the rate falls faster, keeping what the source and the target have
-  taught).
+  learning rate (``f_t``: a plateau while training stalls too raises it to
+  move away from the source solution; a plateau while training improves is
+  over-fitting and holds or lowers it, ``overfit_factor``), while progress
+  and the metric's trend move the decay rate ``lambda_t``: late in the
+  budget, or while the metric stalls, the rate falls faster, keeping what the
+  source and the target have taught (the budget-aware decay of Li et al.,
+  "Budgeted Training": a schedule that reaches small rates by the end of the
+  budget). The upward factor is subject to the same undo and bound as in
+  :func:`adjust`, decay or not, so the decay cannot hide a failed raise.
 
   Args:
     total_steps: the training budget in updates (for the progress ``p_t``).
@@ -61,9 +75,10 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
     stall_gain: decay multiplier while the metric is not improving (>= 1
       speeds it up, 1 disables it).
-    monitor, mode, patience, cooldown, threshold, threshold_mode, target: as in
-      :func:`adjust`.
-    plateau_factor: multiplier on a plateau (>1 raises).
+    monitor, mode, train_monitor, patience, cooldown, threshold,
+      threshold_mode, overfit_factor, max_raises, train_threshold, target: as
+      in :func:`adjust`.
+    plateau_factor: multiplier on a plateau (>1 raises, guarded).
     improve_factor: multiplier on each good evaluation.
     min_scale, max_scale: bounds of the scale.
 
@@ -75,26 +90,32 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     steps = epochs * steps_per_epoch
     tx = optax.chain(optax.sgd(0.05, momentum=0.9),
                      lrtransfer.dynamic(steps, every_steps=steps_per_epoch))
+    metric = lrtransfer.measurement(count=epoch + 1, monitor="val_loss",
+                                    val_loss=val_loss, train_loss=train_loss)
+    updates, state = tx.update(grads, state, params, metric=metric)
 
   References:
-    Smith, "Cyclical Learning Rates for Training Neural Networks" (budget-
-    aware schedules), 2017, https://arxiv.org/abs/1506.01186
     Li, Yumer, Ramanan, "Budgeted Training: Rethinking Deep Neural Network
     Training Under Resource Constraints", ICLR 2020,
     https://arxiv.org/abs/1905.04753
+    Smith, "Cyclical Learning Rates for Training Neural Networks" (budget-
+    aware schedules), 2017, https://arxiv.org/abs/1506.01186
+    Battiti 1989 (undo), Baydin et al. 2018 (raise on training evidence),
+    Prodigy / DoG (bounded growth), GreedyLR: see :func:`adjust`.
   """
   rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
                                     cooldown, target, monitor)
+  raise_rule = raising.validated_raise_rule(
+      train_monitor, train_threshold, patience, max_raises, plateau_factor,
+      overfit_factor)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
   validation.check_non_negative("progress_gain", progress_gain)
   validation.check_positive("stall_gain", stall_gain)
-  validation.check_positive("plateau_factor", plateau_factor)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
-  if (validation.is_concrete_number(min_scale)
-      and validation.is_concrete_number(max_scale)
+  if (validation.all_concrete(min_scale, max_scale)
       and not min_scale <= 1.0 <= max_scale):
     raise ValueError(
         "dynamic starts at scale 1, so min_scale <= 1 <= max_scale is needed,"
@@ -104,27 +125,34 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
 
   def init_fn(params):
     del params
-    return DynamicState(jnp.ones([], jnp.float32), jnp.zeros([], jnp.int32),
+    scale = jnp.ones([], jnp.float32)
+    return DynamicState(scale, jnp.zeros([], jnp.int32),
                         jnp.asarray(base_log_decay, jnp.float32),
-                        plateau_lib.init_plateau(rule))
+                        plateau_lib.init_plateau(rule),
+                        raising.init_guard(scale))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params
     metric = read_measurement(extra_args, "lrtransfer.dynamic")
     judged, verdict = plateau_lib.observe(rule, state.plateau, metric,
                                           "lrtransfer.dynamic")
+    guard, step = raising.guard_step(raise_rule, state.guard, verdict,
+                                     judged.last_value, metric)
     progress = jnp.minimum(state.count.astype(jnp.float32) / total_steps, 1.0)
     stalling = judged.num_bad > 0
     log_decay = (base_log_decay * (1.0 + progress_gain * progress)
                  * jnp.where(stalling, stall_gain, 1.0)).astype(jnp.float32)
-    factor = (jnp.where(verdict.good, improve_factor, 1.0)
-              * jnp.where(verdict.plateau, plateau_factor, 1.0))
+    decay = jnp.exp(-log_decay)
+    improve = jnp.where(verdict.good, improve_factor, 1.0)
     # Factor and decay first: scale * factor could overflow to inf and then
     # meet a decay of 0 (inf * 0 = NaN); their product cannot.
-    scale = clip_scale(state.scale * (factor * jnp.exp(-log_decay)),
+    scale = clip_scale(state.scale * (improve * step.plateau_factor * decay),
                        min_scale, max_scale)
+    without_raise = clip_scale(state.scale * (improve * decay), min_scale,
+                               max_scale)
+    scale, guard = raising.finish(guard, step, scale, without_raise, decay)
     new_state = DynamicState(scale, optax.safe_increment(state.count),
-                             log_decay, judged)
+                             log_decay, judged, guard)
     return scale_updates(updates, scale), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

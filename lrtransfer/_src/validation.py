@@ -6,6 +6,8 @@ wrong learning rate after compilation. Values that are not concrete Python
 numbers (for example arrays injected by ``optax.inject_hyperparams``, which
 calls the factory with traced values) are skipped: a Python ``if`` on a tracer
 would fail, and those values are the user's responsibility at run time.
+Anything else that is not a number (a string such as ``"3"`` or ``"nan"``,
+None, a list, a NumPy array) is refused with a ValueError naming it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,32 @@ import math
 import numbers
 from typing import Any
 
+import jax
+
 
 def is_concrete_number(value: Any) -> bool:
   """True for Python (or NumPy scalar) numbers, False for arrays and tracers."""
   return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def is_jax_value(value: Any) -> bool:
+  """A JAX array or tracer: what ``optax.inject_hyperparams`` passes."""
+  return isinstance(value, (jax.Array, jax.core.Tracer))
+
+
+def all_concrete(*values: Any) -> bool:
+  """True when every value is a concrete Python number (safe for ``if``)."""
+  return all(is_concrete_number(v) for v in values)
+
+
+def check_number(name: str, value: Any) -> None:
+  """A real number (not bool, not complex) or a JAX array/tracer."""
+  if is_jax_value(value):
+    return
+  if (not is_concrete_number(value)
+      or not isinstance(value, numbers.Real)):
+    raise ValueError(f"{name} must be a number, got {name}={value!r} "
+                     f"({type(value).__name__})")
 
 
 def _fail(name: str, value: Any, requirement: str):
@@ -37,6 +61,7 @@ def check_finite(name: str, value: Any) -> None:
   """
   if isinstance(value, bool):
     _fail(name, value, "a number, not a bool")
+  check_number(name, value)
   if is_concrete_number(value) and not (
       math.isfinite(value) and abs(value) <= FLOAT32_MAX):
     _fail(name, value, "a finite number within the float32 range")
@@ -56,6 +81,8 @@ def check_non_negative(name: str, value: Any) -> None:
 
 def check_int(name: str, value: Any, minimum: int) -> None:
   """Integer (not bool, not float) and at least ``minimum``."""
+  if not isinstance(value, bool):
+    check_number(name, value)
   if isinstance(value, bool) or (
       is_concrete_number(value) and not float(value).is_integer()):
     _fail(name, value, f"an integer >= {minimum}")

@@ -1,0 +1,177 @@
+"""Guarded raises: raise the rate only when the model fails to fit, and undo.
+
+Shared by :func:`lrtransfer.adjust` and :func:`lrtransfer.dynamic`. A rising
+validation loss is read two ways: *under*-fitting (training stalls too: the
+rate is too low or the model is stuck, so raise it) or *over*-fitting
+(training keeps improving while validation worsens: the model fits its few
+examples at the expense of what the source taught, so lower or hold). Only
+the training loss can tell them apart, so a raise needs it; and a raise is a
+bet that is checked at the next evaluation and undone if it lost. Per new
+evaluation, with ``v`` the judged (monitored) value in minimisation space,
+``tr`` the training value (``train_monitor``), ``p`` the patience::
+
+  train_improved = isfinite(tr) and (tr < train_best - train_threshold *
+                                     |train_best|   or train_best unset)
+  train_num_bad  = 0 if train_improved else train_num_bad + 1
+  fails_to_fit   = isfinite(tr) and train_num_bad > p       (stalled too)
+  failed_raise   = a raise is pending and not v < raise_value
+  raise_now      = plateau and fails_to_fit and plateau_factor > 1
+                   and raises < max_raises and not failed_raise
+                   and isfinite(v)
+  plateau action = plateau_factor  if raise_now
+                   overfit_factor  if plateau and plateau_factor > 1
+                                   and not raise_now (over-fitting, or no
+                                   training value, or raises exhausted)
+                   plateau_factor  if plateau and plateau_factor <= 1
+                                   (the classic reduce-on-plateau)
+  after a failed raise: scale <- min(scale, pre_raise_scale)   (undo)
+  raises         = 0 after a good evaluation, + 1 after a raise
+  raise_value    = v if raise_now else unset (a raise is judged once)
+
+Without ``train_monitor`` in the measurement (a user feeding one number) no
+plateau ever raises: the safe reading of a plateau one cannot diagnose is to
+lower or hold. So a metric that gets worse after every raise leaves the scale
+above its pre-raise level for exactly one evaluation per raise, and at most
+``max_raises`` raises happen between two good evaluations.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrtransfer._src import validation
+from lrtransfer._src.measurement import Measurement
+from lrtransfer._src.plateau import Verdict
+
+
+class RaiseGuardState(NamedTuple):
+  """Bookkeeping of guarded raises; float32/int32 scalars."""
+  train_best: jax.Array  # float32, best training value so far (+inf unset)
+  # int32, evaluations in a row whose training value did not improve
+  # (saturating)
+  train_num_bad: jax.Array
+  raises: jax.Array  # int32, raises since the last good evaluation
+  # float32, judged value (minimisation space) of the evaluation that raised,
+  # NaN when no raise waits for its check
+  raise_value: jax.Array
+  # float32, the scale the last raise would have left without its factor
+  # (decayed along with the scale by dynamic); where an undo goes back to
+  pre_raise_scale: jax.Array
+
+
+class RaiseRule(NamedTuple):
+  """Static configuration of the guard (Python values or traced arrays)."""
+  train_monitor: Optional[str]
+  train_threshold: float
+  patience: int
+  max_raises: int
+  plateau_factor: float
+  overfit_factor: float
+
+
+def validated_raise_rule(train_monitor, train_threshold, patience, max_raises,
+                         plateau_factor, overfit_factor) -> RaiseRule:
+  if train_monitor is not None and not isinstance(train_monitor, str):
+    raise ValueError("train_monitor must be a name (str) or None, got "
+                     f"train_monitor={train_monitor!r}")
+  validation.check_non_negative("train_threshold", train_threshold)
+  validation.check_int("max_raises", max_raises, 0)
+  validation.check_positive("plateau_factor", plateau_factor)
+  validation.check_in_interval("overfit_factor", overfit_factor, 0.0, 1.0,
+                               low_open=True)
+  return RaiseRule(train_monitor, train_threshold, patience, max_raises,
+                   plateau_factor, overfit_factor)
+
+
+def init_guard(scale) -> RaiseGuardState:
+  return RaiseGuardState(
+      train_best=jnp.asarray(jnp.inf, jnp.float32),
+      train_num_bad=jnp.zeros([], jnp.int32),
+      raises=jnp.zeros([], jnp.int32),
+      raise_value=jnp.asarray(jnp.nan, jnp.float32),
+      pre_raise_scale=jnp.asarray(scale, jnp.float32))
+
+
+class GuardedStep(NamedTuple):
+  """What the guard decided at one update."""
+  plateau_factor: jax.Array  # float32, the plateau action's factor (1: none)
+  undo: jax.Array  # bool, a raise failed: cap the scale at pre_raise_scale
+  raised: jax.Array  # bool, this update raises
+
+
+def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
+               judged_value: jax.Array, metric: Measurement
+               ) -> tuple[RaiseGuardState, GuardedStep]:
+  """The guard's decision at an update (no-op unless ``verdict.is_new``).
+
+  ``judged_value`` is the monitored value in minimisation space. The returned
+  state's ``pre_raise_scale`` is left for the caller to set
+  (:func:`finish`), since only the caller knows the scale without the raise.
+  """
+  v = judged_value
+  has_train = (rule.train_monitor is not None
+               and rule.train_monitor in metric.values)
+  if has_train:
+    tr = metric.values[rule.train_monitor].astype(jnp.float32)
+    margin = rule.train_threshold * jnp.abs(guard.train_best)
+    # `train_best == inf` apart: inf - inf * threshold is NaN.
+    train_improved = jnp.isfinite(tr) & (
+        (guard.train_best == jnp.inf) | (tr < guard.train_best - margin))
+    train_best = jnp.where(train_improved, tr, guard.train_best)
+    train_num_bad = jnp.where(train_improved, 0,
+                              optax.safe_increment(guard.train_num_bad))
+    fails_to_fit = jnp.isfinite(tr) & (train_num_bad > rule.patience)
+  else:
+    train_best, train_num_bad = guard.train_best, guard.train_num_bad
+    fails_to_fit = jnp.zeros([], bool)
+
+  is_new = verdict.is_new
+  pending = ~jnp.isnan(guard.raise_value)
+  failed = is_new & pending & ~(v < guard.raise_value)
+  raising_rule = jnp.asarray(rule.plateau_factor) > 1
+  raise_now = (verdict.plateau & fails_to_fit & raising_rule
+               & (guard.raises < rule.max_raises) & ~failed
+               & jnp.isfinite(v))
+  not_raised = jnp.where(raising_rule, rule.overfit_factor,
+                         rule.plateau_factor)
+  factor = jnp.where(verdict.plateau,
+                     jnp.where(raise_now, rule.plateau_factor, not_raised),
+                     1.0).astype(jnp.float32)
+  raises = jnp.where(verdict.good, 0,
+                     guard.raises + raise_now.astype(jnp.int32))
+  new_guard = RaiseGuardState(
+      train_best=jnp.where(is_new, train_best, guard.train_best),
+      train_num_bad=jnp.where(is_new, train_num_bad, guard.train_num_bad),
+      raises=raises.astype(jnp.int32),
+      raise_value=jnp.where(
+          is_new, jnp.where(raise_now, v, jnp.nan),
+          guard.raise_value).astype(jnp.float32),
+      pre_raise_scale=guard.pre_raise_scale)
+  return new_guard, GuardedStep(factor, failed, raise_now)
+
+
+def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,
+           scale_without_raise: jax.Array, decay: jax.Array = 1.0
+           ) -> tuple[jax.Array, RaiseGuardState]:
+  """Applies the undo and records where a new raise would be undone to.
+
+  Args:
+    guard: the state from :func:`guard_step`.
+    step: its decision.
+    scale: the new scale, raise (or other plateau action) included, clipped.
+    scale_without_raise: the new scale had the update not raised, clipped.
+    decay: the time factor this update applied (``dynamic``'s decay), so the
+      undo target follows the scale as it would have been without the raise.
+
+  Returns:
+    The final scale and guard state.
+  """
+  decayed_target = (guard.pre_raise_scale * decay).astype(jnp.float32)
+  scale = jnp.where(step.undo, jnp.minimum(scale, decayed_target), scale)
+  pre = jnp.where(step.raised, scale_without_raise, decayed_target)
+  return scale.astype(jnp.float32), guard._replace(
+      pre_raise_scale=pre.astype(jnp.float32))
