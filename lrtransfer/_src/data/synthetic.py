@@ -145,4 +145,5 @@ def teacher_student(
       tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
       num_source_classes=num_classes,
       num_target_classes=num_classes,
+      shared_labels=True,  # Class k of both teachers: the same argmax slot.
   )

@@ -101,4 +101,5 @@ def breast_cancer_shift(
       tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
       num_source_classes=2,
       num_target_classes=2,
+      shared_labels=True,
   )
