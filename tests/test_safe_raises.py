@@ -1,0 +1,147 @@
+"""adjust and dynamic cannot run away: raises are diagnosed, undone, bounded.
+
+Issue 9: a validation loss that rises because the model over-fits was read
+as a plateau, the rate raised, validation got worse, the rate raised again,
+until pinned at max_scale. These tests pin the redesigned rules
+(``lrtransfer._src.raising``).
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lrtransfer
+
+PARAMS = {"w": jnp.ones(3, jnp.float32)}
+EVALS = 30
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+FACTORIES = {
+    "adjust": lambda **kw: lrtransfer.adjust(**kw),
+    "dynamic": lambda **kw: lrtransfer.dynamic(EVALS, **kw),
+}
+
+
+@functools.cache
+def _update(kind, **kwargs):
+  return jax.jit(FACTORIES[kind](**kwargs).update)
+
+
+def _fit_metric(k, val_loss, train_loss):
+  return lrtransfer.measurement(count=k, monitor="val_loss",
+                                val_loss=val_loss, train_loss=train_loss)
+
+
+def _scales(kind, val, train, **kwargs):
+  tx = FACTORIES[kind](**kwargs)
+  state, update, out = tx.init(PARAMS), _update(kind, **kwargs), []
+  for k, (v, t) in enumerate(zip(val, train), start=1):
+    _, state = update(PARAMS, state, PARAMS, metric=_fit_metric(k, v, t))
+    out.append(float(state.scale))
+  return np.asarray(out)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_over_fitting_never_raises(kind):
+  # Issue 9's trace: training keeps improving while validation worsens.
+  k = np.arange(EVALS)
+  train = 1.5 * np.exp(-k / 6.0)
+  val = np.where(k < 8, 1.0 - 0.05 * k, 0.6 + 0.08 * (k - 8))
+  scales = _scales(kind, val, train)
+  assert np.all(np.diff(np.concatenate([[1.0], scales])) <= 0), scales
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_under_fitting_raises(kind):
+  # Training and validation stall together: the model fails to fit.
+  val = np.full(EVALS, 1.0)
+  train = np.full(EVALS, 2.0)
+  scales = _scales(kind, val, train)
+  assert np.any(np.diff(scales) > 0), scales
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_without_a_training_value_a_plateau_never_raises(kind):
+  tx = FACTORIES[kind]()
+  state = tx.init(PARAMS)
+  update = jax.jit(tx.update)
+  previous = 1.0
+  for k in range(1, EVALS + 1):
+    _, state = update(PARAMS, state, PARAMS,
+                      metric=lrtransfer.measurement(1.0, k))
+    assert float(state.scale) <= previous
+    previous = float(state.scale)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_non_finite_training_value_never_raises(kind):
+  scales = _scales(kind, np.full(EVALS, 1.0), np.full(EVALS, np.nan))
+  assert np.all(np.diff(np.concatenate([[1.0], scales])) <= 0), scales
+
+
+CONFIGS = [
+    ("adjust", ()),
+    ("adjust", (("plateau_factor", 3.0), ("patience", 0), ("cooldown", 0),
+                ("max_raises", 4), ("max_scale", 50.0))),
+    ("dynamic", ()),
+    ("dynamic", (("plateau_factor", 2.0), ("patience", 0), ("cooldown", 0),
+                 ("max_raises", 3), ("improve_factor", 0.9))),
+]
+
+
+@SETTINGS
+@given(config=st.sampled_from(CONFIGS),
+       drawn=st.lists(st.floats(0.0, 3.0, width=32), min_size=EVALS,
+                      max_size=EVALS),
+       train=st.one_of(
+           st.just([2.0] * EVALS),  # stalled: every plateau may raise
+           st.lists(st.floats(0.0, 3.0, width=32), min_size=EVALS,
+                    max_size=EVALS)),
+       worse_by=st.sampled_from([0.0, 1e-3, 1.0, math.inf, math.nan]))
+def test_a_metric_worse_after_every_raise_is_above_start_boundedly(
+    config, drawn, train, worse_by):
+  """The bound: after a raise at evaluation k, the scale after k + 1 is at
+  most the scale before k (each failed raise lasts one evaluation), and at
+  most ``max_raises`` raises happen between two good evaluations, so the
+  scale is above where it started after at most max_raises * (1 + number of
+  good evaluations) evaluations; max_raises if none is good."""
+  kind, kwargs = config
+  kwargs = dict(kwargs)
+  max_raises = kwargs.get("max_raises", 2)
+  tx = FACTORIES[kind](**kwargs)
+  update = _update(kind, **kwargs)
+  state = tx.init(PARAMS)
+  start = float(state.scale)
+  scales, raised, good, last = [start], [], [], 1.0
+  for k in range(1, EVALS + 1):
+    value = drawn[k - 1]
+    if raised and raised[-1]:  # the adversary: worse after every raise
+      value = last + worse_by if not math.isnan(worse_by) else math.nan
+    best_before = float(state.plateau.best)
+    _, state = update(PARAMS, state, PARAMS,
+                      metric=_fit_metric(k, value, train[k - 1]))
+    raised.append(not math.isnan(float(state.guard.raise_value)))
+    good.append(float(state.plateau.best) < best_before)  # no target here
+    scales.append(float(state.scale))
+    last = value if not math.isnan(value) else last
+  scales = np.asarray(scales)
+  for k in np.flatnonzero(raised)[:-1] + 1:  # k: 1-based evaluation
+    assert scales[k + 1] <= scales[k - 1], (k, scales)
+  above = int(np.sum(scales[1:] > start))
+  assert above <= max_raises * (1 + sum(good)), (above, scales)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_metric_that_only_worsens_is_above_start_at_most_max_raises(kind):
+  # Validation worse at every evaluation, training stalled: every plateau is
+  # a candidate raise, and every raise fails.
+  val = 1.0 + 0.1 * np.arange(EVALS)
+  scales = _scales(kind, val, np.full(EVALS, 2.0), patience=0, cooldown=0)
+  assert 0 < np.sum(scales > 1.0) <= 2, scales
