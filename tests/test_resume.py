@@ -155,3 +155,13 @@ def test_checkpoint_every_must_be_positive(small, tmp_path):
     lrtransfer.train.fit_many([target], lrtransfer.recipes.Recipe("c"), task.target_train,
                         task.target_val, seeds=[0], epochs=2,
                         checkpoint_every=0)
+
+
+def test_resume_refuses_a_recipe_changed_under_the_same_name(small, tmp_path):
+  def mine(patience):
+    return lrtransfer.recipes.Recipe(
+        "mine", strategy=lambda spe, total: lrtransfer.adjust(
+            patience=patience))
+  _fit(small, tmp_path / "ck", recipe=mine(3))
+  with pytest.raises(lrtransfer.checkpoint.CheckpointError, match="recipe"):
+    _fit(small, tmp_path / "ck", recipe=mine(5), resume=True)

@@ -231,6 +231,7 @@ class _Interrupted:
   def __init__(self):
     self.out: Optional[Path] = None
     self.checkpoints: Optional[Path] = None
+    self.progress_bar = False  # a bar line to end before ours
 
   def __call__(self, signum: int) -> None:
     # Runs in the watcher thread, no save in progress; must end the process.
@@ -244,7 +245,8 @@ class _Interrupted:
       advice = "no run checkpoints to resume (see --checkpoint-every)"
     try:
       sys.stdout.flush()
-      sys.stderr.write(f"\nlrtransfer: interrupted by "
+      end_bar = "\n" if self.progress_bar else ""
+      sys.stderr.write(f"{end_bar}lrtransfer: interrupted by "
                        f"{signal.Signals(signum).name}; {advice}\n")
       sys.stderr.flush()
     finally:
@@ -277,6 +279,7 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
   checkpoints = out / "checkpoints"
   if interrupted is not None:
     interrupted.out, interrupted.checkpoints = out, checkpoints
+    interrupted.progress_bar = not args.no_progress
   task = _load_task(args)
   if args.keep_head:
     task.check_keep_head()

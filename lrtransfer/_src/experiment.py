@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import checkpoint
+from lrtransfer._src import interrupts
 from lrtransfer._src import sizes
 from lrtransfer._src.data import TransferTask
 from lrtransfer._src.models import MLP, target_from_source
@@ -286,7 +287,8 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
                            transfer_layers, keep_head)
     run_dir = run_dirs.get(name)
     if run_dir is not None and not resume and run_dir.exists():
-      shutil.rmtree(run_dir)  # replace_checkpoints, checked above
+      with interrupts.deferred():  # never half a checkpoint folder
+        shutil.rmtree(run_dir)  # replace_checkpoints, checked above
     sweep = fit_many(models, recipe, task.target_train, task.target_val,
                      seeds=list(seeds), epochs=epochs, batch_size=batch_size,
                      source_params=source_params, test=task.target_test,

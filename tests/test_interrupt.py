@@ -1,0 +1,90 @@
+"""SIGINT / SIGTERM at random moments of `lrtransfer run` (issue 11).
+
+A chain of real `lrtransfer run --resume` processes, each sent SIGINT or
+SIGTERM (to its process group, as Ctrl-C does) at a random moment after it
+started working: while the source is compiled or trained, a method compiles,
+a step runs or a run checkpoint is saved. Every interrupted process must end
+with exit status 130 / 143 and one line, no traceback from any library and
+no temporary checkpoint folder; the next process resumes from what the last
+one left, and a final uninterrupted `--resume` completes.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+INTERRUPTS = 20
+WINDOW_SECONDS = 3.0  # the random moment: up to this long after the start
+COMMAND = [sys.executable, "-m", "lrtransfer._src.cli", "run", "--methods",
+           "adjust,l2sp", "--epochs", "6", "--source-epochs", "1", "--seeds",
+           "2", "--shots", "4", "--checkpoint-every", "1", "--resume"]
+
+
+def _started(stderr_path, proc):
+  """Waits for the progress bar: the command is past its imports."""
+  deadline = time.monotonic() + 120
+  while stderr_path.stat().st_size == 0 and proc.poll() is None:
+    assert time.monotonic() < deadline, "the command never started"
+    time.sleep(0.01)
+
+
+def _interrupt_once(out, tmp_path, rng, signum):
+  """Runs the command, signals it at a random moment; returns (code, err)."""
+  stderr_path = tmp_path / "stderr.txt"
+  with open(stderr_path, "w") as stderr:
+    proc = subprocess.Popen(COMMAND + ["--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=stderr,
+                            start_new_session=True)
+    _started(stderr_path, proc)
+    time.sleep(rng.uniform(0.0, WINDOW_SECONDS))
+    try:
+      os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+      pass  # it finished first
+    proc.wait(timeout=120)
+  return proc.returncode, stderr_path.read_text()
+
+
+def _problems(code, err, out, signum):
+  """What an interrupted run did wrong (empty: nothing)."""
+  problems = []
+  if code != 128 + signum:
+    problems.append(f"exit status {code}")
+  messages = [line for line in err.replace("\r", "\n").splitlines()
+              if line.strip() and not line.startswith("fine-tuning")]
+  if (len(messages) != 1
+      or not messages[0].startswith("lrtransfer: interrupted by")) and not (
+          len(messages) == 2 and "nothing to resume" in messages[0]):
+    problems.append(f"stderr: {messages}")
+  leftovers = [str(p) for p in out.rglob("*orbax-checkpoint-tmp*")]
+  if leftovers:
+    problems.append(f"temporary folders {leftovers}")
+  if (out / "results.json").exists():
+    problems.append("results.json of an interrupted run")
+  return problems
+
+
+def test_random_interrupts_end_cleanly_and_the_run_resumes(tmp_path):
+  rng = random.Random(11)
+  out = tmp_path / "out"
+  failures, interrupted, attempts = [], 0, 0
+  while interrupted < INTERRUPTS and attempts < 2 * INTERRUPTS:
+    attempts += 1
+    signum = (signal.SIGINT, signal.SIGTERM)[attempts % 2]
+    code, err = _interrupt_once(out, tmp_path, rng, signum)
+    if code == 0:  # finished before the signal: start the chain again
+      subprocess.run(["rm", "-rf", str(out)], check=True)
+      continue
+    interrupted += 1
+    failures += [f"attempt {attempts} ({signal.Signals(signum).name}): {p}"
+                 for p in _problems(code, err, out, signum)]
+  finished = subprocess.run(COMMAND + ["--out", str(out), "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+  assert (interrupted, failures, finished.returncode) == (
+      INTERRUPTS, [], 0), finished.stderr
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["methods"]) == {"adjust", "l2sp"}
