@@ -30,6 +30,7 @@ from lrtransfer._src.dynamic import DynamicState
 from lrtransfer._src.dynamic import dynamic
 from lrtransfer._src.inspection import current_scale
 from lrtransfer._src.inspection import effective_learning_rate
+from lrtransfer._src.inspection import group_scales
 from lrtransfer._src.inspection import strategy_states
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.measurement import measurement

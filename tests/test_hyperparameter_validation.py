@@ -43,6 +43,23 @@ BAD = [
     (lrtransfer.dynamic, dict(total_steps=10, min_scale=1.5, max_scale=2.0),
      "min_scale"),
     (lrtransfer.dynamic, dict(total_steps=10, mode="up"), "mode"),
+    # Strings, None and arrays that are not JAX's are not numbers (issue 9).
+    (lrtransfer.adjust, dict(patience="3"), "patience='3'"),
+    (lrtransfer.adjust, dict(plateau_factor="1.5"), "plateau_factor='1.5'"),
+    (lrtransfer.adjust, dict(max_raises=-1), "max_raises"),
+    (lrtransfer.adjust, dict(overfit_factor=1.5), "overfit_factor"),
+    (lrtransfer.adjust, dict(overfit_factor=0.0), "overfit_factor"),
+    (lrtransfer.adjust, dict(train_threshold=-0.1), "train_threshold"),
+    (lrtransfer.adjust, dict(train_monitor=3), "train_monitor"),
+    (lrtransfer.adjust, dict(monitor=["val_loss"]), "monitor"),
+    (lrtransfer.adjust, dict(eps=None), "eps=None"),
+    (lrtransfer.dynamic, dict(total_steps=10, rate="nan"), "rate='nan'"),
+    (lrtransfer.dynamic, dict(total_steps=10, rate="1.5"), "rate='1.5'"),
+    (lrtransfer.dynamic, dict(total_steps="10"), "total_steps='10'"),
+    (lrtransfer.decay, dict(rate="0.9"), "rate='0.9'"),
+    (lrtransfer.decay, dict(staircase="yes"), "staircase"),
+    (lrtransfer.bold_driver, dict(increase="1.1"), "increase='1.1'"),
+    (lrtransfer.reduce_on_plateau, dict(factor=[0.5]), "factor"),
 ]
 
 
@@ -60,3 +77,9 @@ def test_defaults_construct():
   lrtransfer.bold_driver()
   lrtransfer.decay()
   lrtransfer.dynamic(100)
+
+
+def test_jax_arrays_are_skipped_as_inject_hyperparams_passes_them():
+  import jax.numpy as jnp
+  lrtransfer.adjust(patience=jnp.int32(3), plateau_factor=jnp.float32(1.5))
+  lrtransfer.dynamic(jnp.int32(100), rate=jnp.float32(0.9))

@@ -277,3 +277,38 @@ def test_count_order_debug_check_catches_a_count_that_goes_back():
   with pytest.raises(Exception, match="went back from 5 to 1"):
     jax.block_until_ready(checked(lrtransfer.measurement(1.0, 1),
                                   state.plateau.last_count))
+
+
+def _partition_state(head_strategy):
+  params = {"body": jnp.ones(2), "head": jnp.ones(2)}
+  labels = {"body": "body", "head": "head"}
+  tx = optax.chain(
+      lrtransfer.decay(0.5, every_steps=1),  # acts on both groups
+      optax.partition({"body": optax.chain(optax.sgd(0.1),
+                                           lrtransfer.decay(0.5)),
+                       "head": head_strategy}, labels))
+  state = tx.init(params)
+  for _ in range(3):
+    _, state = tx.update(params, state, params,
+                         metric=lrtransfer.measurement(1.0, 1))
+  return state
+
+
+def test_current_scale_refuses_strategies_in_several_partition_groups():
+  state = _partition_state(optax.chain(optax.sgd(0.1),
+                                       lrtransfer.decay(0.25)))
+  with pytest.raises(ValueError, match="group_scales"):
+    lrtransfer.current_scale(state)
+  scales = jax.jit(lrtransfer.group_scales)(state)
+  # The outer decay (0.5 ** 2 at the third update) times each group's own.
+  assert {k: float(v) for k, v in scales.items()} == {
+      "body": 0.25 * 0.5 ** 2, "head": 0.25 * 0.25 ** 2}
+
+
+def test_current_scale_with_one_strategy_group_is_that_groups_rate():
+  state = _partition_state(optax.sgd(0.1))
+  assert float(lrtransfer.current_scale(state)) == 0.25 * 0.5 ** 2
+  scales = lrtransfer.group_scales(state)
+  assert {k: float(v) for k, v in scales.items()} == {
+      "body": 0.25 * 0.5 ** 2, "head": 0.25}
+  assert float(lrtransfer.current_scale(state, missing=1.0)) == 0.0625

@@ -288,3 +288,44 @@ def test_works_under_inject_hyperparams(factory, kwargs):
                            metric=lrtransfer.measurement(0.5, count))
   after = float(lrtransfer.current_scale(s_injected.inner_state))
   assert after < before * 0.1 * 1.0001
+
+
+INJECT_CASES = {
+    "reduce_on_plateau": (lrtransfer.reduce_on_plateau, (),
+                          dict(factor=0.5, patience=1), ()),
+    "bold_driver": (lrtransfer.bold_driver, (), {}, ()),
+    "decay": (lrtransfer.decay, (0.9, 10), {}, ()),
+    "decay-all-args": (lrtransfer.decay, (0.5, 2),
+                       dict(staircase=True, warmup_steps=3, warmup_init=0.1,
+                            min_scale=0.2), ()),
+    "adjust": (lrtransfer.adjust, (), dict(patience=1, cooldown=0), ()),
+    "dynamic": (lrtransfer.dynamic, (20,), dict(patience=1), ()),
+    # The schedule must be static (see schedule_scale's docstring).
+    "schedule_scale": (lrtransfer.schedule_scale,
+                       (optax.cosine_decay_schedule(1.0, 20),), {},
+                       ("schedule",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INJECT_CASES))
+def test_every_strategy_works_under_inject_hyperparams(case):
+  # Issue 9: Python-side checks of traced values raised
+  # TracerBoolConversionError. Injected and plain runs must agree.
+  factory, args, kwargs, static_args = INJECT_CASES[case]
+  injected = optax.inject_hyperparams(factory, static_args=static_args)(
+      *args, **kwargs)
+  plain = factory(*args, **kwargs)
+  params = {"w": jnp.ones(2)}
+  s_injected, s_plain = injected.init(params), plain.init(params)
+  update = jax.jit(injected.update)
+  values = [1.0, 1.0, 1.0, 1.0, 0.5, 0.6, 0.7, 0.8, 0.2, 0.2]
+  got, expected = [], []
+  for count, value in enumerate(values, start=1):
+    metric = lrtransfer.measurement(count=count, monitor="val_loss",
+                                    val_loss=value, train_loss=2.0)
+    _, s_injected = update(params, s_injected, params, metric=metric)
+    _, s_plain = plain.update(params, s_plain, params, metric=metric)
+    got.append(float(lrtransfer.current_scale(s_injected.inner_state)))
+    expected.append(float(lrtransfer.current_scale(s_plain)))
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  assert len(set(expected)) > 1, expected  # the case exercises the rule

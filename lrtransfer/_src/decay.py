@@ -26,6 +26,11 @@ def schedule_scale(schedule: optax.Schedule
   done before this one. Unlike ``optax.scale_by_schedule`` the applied scale is
   kept in the state, so :func:`lrtransfer.current_scale` can read it for logs.
 
+  Under ``optax.inject_hyperparams`` the schedule must be static (Optax
+  would otherwise take the callable for a schedule *of* a hyperparameter):
+  ``optax.inject_hyperparams(lrtransfer.schedule_scale,
+  static_args=("schedule",))(schedule)``.
+
   Args:
     schedule: a function of the step count, e.g.
       ``optax.cosine_decay_schedule(1.0, decay_steps=1000)``. Use schedules
@@ -65,11 +70,16 @@ def schedule_scale(schedule: optax.Schedule
 def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
                    warmup_steps: int = 0, warmup_init: float = 0.0,
                    min_scale: float = 0.0) -> optax.Schedule:
-  """The schedule behind :func:`decay`, built from Optax's own schedules.
+  """The schedule behind :func:`decay`.
 
   Same arguments and formula as :func:`decay`; returns the schedule
   ``t -> scale(t)`` itself, e.g. to plot it or to use it with another
-  optimizer.
+  optimizer. It computes what ``optax.join_schedules([optax.linear_schedule(
+  warmup_init, 1, w), optax.exponential_decay(1, every_steps, rate,
+  staircase=staircase, end_value=min_scale)], [w])`` computes, written with
+  ``jnp`` so that every numeric argument may be a traced array (Optax's
+  schedules test some of theirs with Python ``if``, which
+  ``optax.inject_hyperparams`` cannot pass).
   """
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
   validation.check_int("every_steps", every_steps, 1)
@@ -77,13 +87,22 @@ def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
   validation.check_in_interval("warmup_init", warmup_init, 0.0, 1.0)
   validation.check_in_interval("min_scale", min_scale, 0.0, 1.0,
                                high_open=True)
-  decayed = optax.exponential_decay(
-      init_value=1.0, transition_steps=every_steps, decay_rate=rate,
-      staircase=staircase, end_value=min_scale if min_scale > 0 else None)
-  if warmup_steps == 0:
-    return decayed
-  warmup = optax.linear_schedule(warmup_init, 1.0, warmup_steps)
-  return optax.join_schedules([warmup, decayed], [warmup_steps])
+  if not isinstance(staircase, bool):
+    raise ValueError(f"staircase must be a bool, got staircase={staircase!r}")
+
+  def schedule(count):
+    t = jnp.asarray(count, jnp.float32)
+    w = jnp.asarray(warmup_steps, jnp.float32)
+    periods = jnp.maximum(t - w, 0.0) / jnp.asarray(every_steps, jnp.float32)
+    if staircase:
+      periods = jnp.floor(periods)
+    decayed = jnp.maximum(jnp.asarray(rate, jnp.float32) ** periods,
+                          jnp.asarray(min_scale, jnp.float32))
+    # max(w, 1): the warmup branch is unused when w == 0, but must not be NaN.
+    warm = warmup_init + (1.0 - warmup_init) * t / jnp.maximum(w, 1.0)
+    return jnp.where(t < w, warm, decayed).astype(jnp.float32)
+
+  return schedule
 
 
 def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
@@ -99,9 +118,11 @@ def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
                                        (staircase)
 
   "Multiply by 0.99 every epoch" is ``decay(0.99, every_steps=steps_per_epoch,
-  staircase=True)``. Built from ``optax.exponential_decay``,
-  ``optax.linear_schedule`` and ``optax.join_schedules``; for other shapes
-  (cosine, piecewise, ...) pass any Optax schedule to :func:`schedule_scale`.
+  staircase=True)``. The formula of ``optax.exponential_decay`` after an
+  ``optax.linear_schedule`` warmup (see :func:`decay_schedule`); for other
+  shapes (cosine, piecewise, ...) pass any Optax schedule to
+  :func:`schedule_scale`. Works under ``optax.inject_hyperparams`` with every
+  numeric argument injected (``staircase`` is a bool, so static).
 
   Args:
     rate: factor per ``every_steps`` updates, in (0, 1].

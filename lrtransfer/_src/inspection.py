@@ -6,12 +6,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
 from lrtransfer._src.dynamic import DynamicState
 
 STRATEGY_STATES = (AdjustState, DynamicState, ScheduleScaleState)
+_PARTITION_STATES = (optax.transforms.PartitionState,)
 
 
 def _as_pure_state(state: Any) -> Any:
@@ -25,22 +27,91 @@ def _as_pure_state(state: Any) -> Any:
   return nnx.as_pure(state) if isinstance(state, nnx.State) else state
 
 
+def _walk(state: Any, group: tuple, found: list, groups: set) -> None:
+  """Collects (group, strategy state); a group is a path of partition labels."""
+  leaves = jax.tree.leaves(
+      state, is_leaf=lambda x: isinstance(x, STRATEGY_STATES
+                                          + _PARTITION_STATES))
+  for leaf in leaves:
+    if isinstance(leaf, STRATEGY_STATES):
+      found.append((group, leaf))
+    elif isinstance(leaf, _PARTITION_STATES):
+      for label, inner in leaf.inner_states.items():
+        groups.add(group + (str(label),))
+        _walk(inner, group + (str(label),), found, groups)
+
+
+def _found(state: Any) -> tuple[list, set]:
+  found, groups = [], set()
+  _walk(_as_pure_state(state), (), found, groups)
+  return found, groups
+
+
 def strategy_states(state: Any) -> list[Any]:
   """All lrtransfer strategy states found in ``state``, in tree order."""
-  state = _as_pure_state(state)
-  leaves = jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, STRATEGY_STATES))
-  return [leaf for leaf in leaves if isinstance(leaf, STRATEGY_STATES)]
+  return [leaf for _, leaf in _found(state)[0]]
+
+
+def _product(states) -> jax.Array:
+  scale = jnp.ones([], jnp.float32)
+  for strategy_state in states:
+    scale = scale * jnp.asarray(strategy_state.scale, jnp.float32)
+  return scale
+
+
+def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
+  """One scale per parameter group of ``optax.partition``.
+
+  A group's scale is the product of the strategies inside that group's
+  transformation and of those outside any partition (which act on every
+  group). Groups of nested partitions are named ``"outer/inner"``; a state
+  without a partition has one group, ``""``.
+
+  Args:
+    state: an optimizer state or an ``nnx.Optimizer``.
+    missing: the scale of a group that no strategy acts on; None: raise.
+
+  Returns:
+    ``{group label: float32 scalar}``, sorted by label.
+
+  Raises:
+    ValueError: a group has no strategy and ``missing`` is None.
+
+  Example::
+
+    tx = optax.partition({"body": optax.chain(sgd, lrtransfer.decay(0.9)),
+                          "head": optax.chain(sgd, lrtransfer.adjust())},
+                         labels)
+    lrtransfer.group_scales(state)  # {"body": ..., "head": ...}
+  """
+  found, groups = _found(state)
+  # Only the innermost groups hold parameters.
+  leaves = sorted(g for g in groups
+                  if not any(other[:len(g)] == g and other != g
+                             for other in groups)) or [()]
+  out = {}
+  for group in leaves:
+    acting = [s for g, s in found if group[:len(g)] == g]
+    label = "/".join(group)
+    if not acting and missing is None:
+      raise ValueError(
+          f"group_scales: no lrtransfer strategy acts on group {label!r}.")
+    out[label] = (_product(acting) if acting
+                  else jnp.asarray(missing, jnp.float32))
+  return out
 
 
 def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
-  """The product of the scales of every strategy in an optimizer state.
+  """The scale the strategies of an optimizer state apply to the rate.
 
   ``lr_effective = base_lr * current_scale(state)`` for an optimizer
-  ``optax.chain(optax.sgd(base_lr, ...), strategy, ...)``. Works on the state
-  of a chain, of ``optax.MultiSteps``, ``optax.partition`` and
+  ``optax.chain(optax.sgd(base_lr, ...), strategy, ...)``: the product of the
+  scales of the strategies found (chained strategies multiply). Works on the
+  state of a chain, of ``optax.MultiSteps``, ``optax.partition`` and
   ``optax.apply_if_finite``, on an ``nnx.Optimizer`` (or its ``opt_state``),
-  and under ``jax.jit``.
+  and under ``jax.jit``. When strategies sit in more than one group of an
+  ``optax.partition``, no single scale is every group's rate: that is an
+  error, use :func:`group_scales`.
 
   Args:
     state: an optimizer state or an ``nnx.Optimizer``.
@@ -52,19 +123,23 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
 
   Raises:
     ValueError: the state holds no lrtransfer strategy and ``missing`` is
-      None.
+      None, or strategies in two or more groups of an ``optax.partition``.
   """
-  found = strategy_states(state)
+  found, _ = _found(state)
   if not found and missing is not None:
     return jnp.asarray(missing, jnp.float32)
   if not found:
     raise ValueError(
         "current_scale: no lrtransfer strategy (decay, schedule_scale, adjust, "
         "dynamic) was found in this optimizer state.")
-  scale = jnp.ones([], jnp.float32)
-  for strategy_state in found:
-    scale = scale * jnp.asarray(strategy_state.scale, jnp.float32)
-  return scale
+  groups_with_strategy = sorted({"/".join(g) for g, _ in found if g})
+  if len(groups_with_strategy) > 1:
+    raise ValueError(
+        "current_scale: strategies sit in several optax.partition groups "
+        f"({', '.join(groups_with_strategy)}), so no single scale is the "
+        "rate of every group; use lrtransfer.group_scales(state) for one "
+        "scale per group.")
+  return _product(s for _, s in found)
 
 
 def effective_learning_rate(state: Any, base_learning_rate: float
