@@ -118,8 +118,12 @@ class Grid:
 def run(prepared: Prepared, recipe, seeds: Sequence[int], *,
         learning_rates: Optional[Sequence[float]] = None,
         epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
-        transfer_layers: Optional[int] = None) -> Grid:
-  """Every seed x every rate of ``recipe`` as one vmapped program."""
+        transfer_layers: Optional[int] = None, test: bool = True) -> Grid:
+  """Every seed x every rate of ``recipe`` as one vmapped program.
+
+  ``test=False`` never touches the test split (``Grid.test`` is NaN): what
+  tune_defaults.py uses, so nothing it chooses can depend on test numbers.
+  """
   lrs = [float(x) for x in (learning_rates or [recipe.learning_rate])]
   seeds = [int(s) for s in seeds]
   task = prepared.task
@@ -131,17 +135,22 @@ def run(prepared: Prepared, recipe, seeds: Sequence[int], *,
   sweep = lrtransfer.train.fit_many(
       models, recipe, task.target_train, task.target_val, seeds=run_seeds,
       learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
-      source_params=prepared.source_params, test=task.target_test)
+      source_params=prepared.source_params,
+      test=task.target_test if test else None)
   shape = (len(lrs), len(seeds))
-  return Grid(lrs, seeds, sweep.test_accuracy.reshape(shape),
+  test_accuracy = (sweep.test_accuracy.reshape(shape) if test
+                   else np.full(shape, np.nan))
+  return Grid(lrs, seeds, test_accuracy,
               sweep.history["val_accuracy"][:, -1].reshape(shape),
               sweep.history["group_lr"][:, -1, -1].reshape(shape),
               sweep.seconds, sweep.compile_seconds)
 
 
-def log_grid(log: Callable[[str], None], name: str, grid: Grid) -> None:
+def log_grid(log: Callable[[str], None], name: str, grid: Grid,
+             split: str = "test") -> None:
+  values = grid.test if split == "test" else grid.val
   cells = "  ".join(
-      f"{lr:g}: {grid.test[i].mean():.3f}±{grid.test[i].std():.3f}"
+      f"{lr:g}: {values[i].mean():.3f}±{values[i].std():.3f}"
       for i, lr in enumerate(grid.learning_rates))
-  log(f"  {name:28s} {cells}  ({grid.seconds:.1f}s + compile "
+  log(f"  {name:28s} {split} {cells}  ({grid.seconds:.1f}s + compile "
       f"{grid.compile_seconds:.1f}s)")

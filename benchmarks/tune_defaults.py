@@ -1,232 +1,342 @@
-"""Looks for better default settings of lrtransfer's strategies, across tasks.
+"""Chooses lrtransfer's defaults on the TUNING set, by VALIDATION accuracy.
 
-    python benchmarks/tune_defaults.py [--sets baseline,A,B] [--lrs 0.05,0.1]
-        [--tasks ...] [--shots N] [--seeds 10] [--out FILE]
+    python benchmarks/tune_defaults.py [--quick] [--out FILE]
+        [--candidates FILE.json] [--tasks ...] [--seeds N] [--epochs E]
 
-Runs each candidate recipe on every task, each over base learning rates x
-seeds in one vmapped program, and writes mean test (and validation) accuracy
-per (task, recipe, rate). A candidate set is judged on ALL tasks together --
-no per-task tuning. The sets below are the ones reported in
-``benchmarks/README.md``; their results are
-``results/defaults_candidates_round{1,2,3}.json`` (round 1: ``--lrs 0.05,0.1
---seeds 10``; round 2: ``--sets baselines,library,round2 --seeds 20``; round
-3: ``--sets baselines,recommended,round3 --seeds 20 --lrs 0.05,0.1,0.2``)
-and ``results/shots{3,5}_candidates.json`` (``--sets baselines,library --lrs
-0.05,0.1 --tasks digits_label_split digits_domain_shift --shots N``, 10
-seeds), summarised in ``results/defaults_candidates.md`` by ``--summarize``.
-This is an investigation tool, not one of the published benchmarks.
+Honest selection (issue 8): only ``suite.TUNING_TASKS`` x
+``suite.TUNING_SEEDS`` are run, and the test split is never evaluated
+(``_bench.run(test=False)``), so no choice can depend on a test number or on
+a report task. Every candidate is judged on all tuning tasks at once (never
+per task), by the mean final validation accuracy. The stages:
+
+1. ``transfer_layers`` -- hidden layers copied from the source: the constant
+   rate with each candidate count, at every rate of ``LRS``; score: the best
+   (over rates) mean validation accuracy.
+2. ``base_lr`` -- the library's default base rate, among
+   ``BASE_LR_CANDIDATES``: the mean validation accuracy over tasks, seeds
+   and every family's current default (the first candidate of each family)
+   plus the constant rate.
+3. per family (strategy settings, transfer-tool settings), among its
+   candidates at the chosen base rate ``d``: the candidates that are
+   catastrophe-free on validation (>= constant at the same rate - 1 point on
+   every tuning task at ``d/10``, ``d`` and ``10 d``), then the best mean
+   validation accuracy at ``d``. If none qualifies, the one whose worst
+   margin is largest, flagged.
+4. ``recommended`` -- a family winner together with its own default base
+   rate ``r`` (any of ``BASE_LR_CANDIDATES``): among the pairs that are
+   tuning-free and catastrophe-free on validation (at ``r`` >= the task's
+   best-of-grid constant - 0.5 point, at ``r/10`` and ``10 r`` >=
+   best-of-grid - 2 points, >= constant at the same rate - 1 point, on every
+   tuning task), the best mean validation accuracy at ``r``; if none
+   qualifies, the largest worst margin, flagged.
+
+Every candidate runs at all rates of ``LRS`` x seeds as one vmapped program,
+so the stages are analyses of one table. Candidates are data
+(``DEFAULT_CANDIDATES`` or ``--candidates FILE.json``: ``{family: [{"strategy":
+name or null, "kwargs": {...}, "recipe": {...}}, ...]}``), so the run can be
+repeated when the strategies change. Writes ``results/defaults.json`` (its
+``"selection"`` is copied into quality.json) and ``results/defaults.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
+import _bench
 import _common
-import quality
+import suite
 
 import lrtransfer
 from lrtransfer.recipes import Recipe
-from flax import nnx
 
-LR = 0.05
+DEFAULT_OUT = _common.RESULTS_DIR / "defaults.json"
+QUICK_OUT = _common.RESULTS_DIR / "defaults_quick.json"
+BASE_LR_CANDIDATES = (0.01, 0.02, 0.03, 0.05, 0.1)
+# Every rate a stage reads: the constant-rate grid and d/10, d, 10 d.
+LRS = tuple(sorted(set(_bench.GRID) | {
+    round(f * lr, 10) for lr in BASE_LR_CANDIDATES for f in (0.1, 1.0, 10.0)}))
+TRANSFER_LAYER_CANDIDATES = (1, 2)
+CATASTROPHE_MARGIN = 0.01
+TUNING_FREE_MARGIN_AT_D = 0.005
+TUNING_FREE_MARGIN_AT_10X = 0.02
 
-
-def candidate_sets() -> dict[str, dict[str, Recipe]]:
-  """name -> {method: recipe}; 'library' is what the library ships."""
-  lt = lrtransfer
-  sets = {
-      "baselines": {
-          "scratch": Recipe("scratch", LR, from_source=False),
-          "constant": Recipe("constant", LR),
-          "optax_reduce_on_plateau": quality.optax_plateau_recipe(LR),
-      },
-      "library": {k: v for k, v in lt.default_recipes(LR).items()
-                  if k not in ("scratch", "constant")},
-      # Performance-based adjustment without the raise on plateaus.
-      "adjust_variants": {
-          "adjust[if=0.9,pf=1.0]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=0.9, plateau_factor=1.0)),
-          "adjust[if=0.95,pf=1.2]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=0.95, plateau_factor=1.2)),
-          "adjust[if=1.0,pf=1.5,max=2]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=1.0, plateau_factor=1.5)),
-          "adjust[if=1.05,pf=0.5,p=1]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=1.05, plateau_factor=0.5, patience=1,
-                  max_scale=4.0)),
-      },
-      "dynamic_variants": {
-          "dynamic[pf=1.0]": Recipe(
-              "d", LR, strategy=lambda spe, tot: lt.dynamic(
-                  tot, every_steps=spe, plateau_factor=1.0)),
-          "dynamic[pf=1.2,rate=0.97]": Recipe(
-              "d", LR, strategy=lambda spe, tot: lt.dynamic(
-                  tot, every_steps=spe, plateau_factor=1.2, rate=0.97)),
-          "dynamic[if=1.05,pf=1.0]": Recipe(
-              "d", LR, strategy=lambda spe, tot: lt.dynamic(
-                  tot, every_steps=spe, plateau_factor=1.0,
-                  improve_factor=1.05)),
-      },
-      "tool_variants": {
-          "decay[0.99]": Recipe(
-              "c", LR, strategy=lambda spe, tot: lt.decay(
-                  0.99, every_steps=spe, staircase=True)),
-          "layerwise[0.8]": Recipe("l", LR, layerwise_factor=0.8),
-          "layerwise[0.65]": Recipe("l", LR, layerwise_factor=0.65),
-          "gradual_unfreeze[1]": Recipe("g", LR, unfreeze_every_epochs=1),
-          "head_first[2]": Recipe("h", LR, head_first_epochs=2),
-          "l2sp[1e-3]": Recipe("s", LR, l2sp_alpha=1e-3),
-          "l2sp[1e-1]": Recipe("s", LR, l2sp_alpha=1e-1),
-      },
-      # Round 2: the most promising of round 1, and gentler versions.
-      "round2": {
-          "adjust[if=0.98,pf=1.5]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=0.98)),
-          "adjust[if=0.97,pf=1.5]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=0.97)),
-          "adjust[if=1.0,pf=1.5,max=2]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=1.0, plateau_factor=1.5)),
-          "decay[0.99]": Recipe(
-              "c", LR, strategy=lambda spe, tot: lt.decay(
-                  0.99, every_steps=spe, staircase=True)),
-          "reduce_on_plateau[min_scale=0.1]": Recipe(
-              "r", LR, strategy=lambda spe, tot: lt.reduce_on_plateau(
-                  factor=0.5, patience=3, min_scale=0.1)),
-          "reduce_on_plateau[patience=5]": Recipe(
-              "r", LR, strategy=lambda spe, tot: lt.reduce_on_plateau(
-                  factor=0.5, patience=5)),
-          "layerwise[0.9]": Recipe("l", LR, layerwise_factor=0.9),
-          "layerwise[0.8]": Recipe("l", LR, layerwise_factor=0.8),
-          "gradual_unfreeze[1]": Recipe("g", LR, unfreeze_every_epochs=1),
-          "head_first[1]": Recipe("h", LR, head_first_epochs=1),
-          "head_first[2]": Recipe("h", LR, head_first_epochs=2),
-          "l2sp[1e-3]": Recipe("s", LR, l2sp_alpha=1e-3),
-          "l2sp[3e-3]": Recipe("s", LR, l2sp_alpha=3e-3),
-      },
-      # Round 3: the recommended settings (since adopted as the library's
-      # default_recipes), and bolder raises, run at several base rates to
-      # see which base rate the defaults should assume.
-      "recommended": {k: v for k, v in quality.library_recipes(LR).items()
-                      if k not in ("constant", "scratch")},
-      "round3": {
-          "adjust[if=0.98,pf=2,max=4]": Recipe(
-              "a", LR, strategy=lambda spe, tot: lt.adjust(
-                  improve_factor=0.98, plateau_factor=2.0, max_scale=4.0)),
-          "dynamic[pf=2,max=4]": Recipe(
-              "d", LR, strategy=lambda spe, tot: lt.dynamic(
-                  tot, every_steps=spe, plateau_factor=2.0, max_scale=4.0)),
-      },
-  }
-  return sets
+# The first candidate of each family is the library's current default.
+DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
+              {"strategy": "decay", "kwargs": {"rate": 0.97}},
+              {"strategy": "decay", "kwargs": {"rate": 0.995}}],
+    "reduce_on_plateau": [
+        {"strategy": "reduce_on_plateau",
+         "kwargs": {"factor": 0.5, "patience": 3}},
+        {"strategy": "reduce_on_plateau",
+         "kwargs": {"factor": 0.5, "patience": 5}},
+        {"strategy": "reduce_on_plateau",
+         "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.1}}],
+    "adjust": [{"strategy": "adjust", "kwargs": {}},
+               {"strategy": "adjust", "kwargs": {"improve_factor": 1.0}},
+               {"strategy": "adjust", "kwargs": {"plateau_factor": 1.2}},
+               {"strategy": "adjust", "kwargs": {"max_scale": 1.0}}],
+    "dynamic": [{"strategy": "dynamic", "kwargs": {}},
+                {"strategy": "dynamic", "kwargs": {"plateau_factor": 1.0}},
+                {"strategy": "dynamic", "kwargs": {"rate": 0.97}}],
+    "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.8,
+                                                                0.65)],
+    "gradual_unfreeze": [{"recipe": {"unfreeze_every_epochs": e}}
+                         for e in (1, 2)],
+    "head_first": [{"recipe": {"head_first_epochs": e}} for e in (1, 3)],
+    "l2sp": [{"recipe": {"l2sp_alpha": a}} for a in (1e-3, 1e-2, 1e-4)],
+}
+QUICK_CANDIDATES = {"adjust": DEFAULT_CANDIDATES["adjust"][:2],
+                    "layerwise": DEFAULT_CANDIDATES["layerwise"][:2]}
 
 
-def summarize(paths, lr: str = "0.05") -> str:
-  """Markdown: test accuracy of each recipe per task, at base rate ``lr``,
-  and on how many tasks it beats scratch / optax reduce_on_plateau."""
-  merged: dict = {}
-  seeds = set()
-  for path in paths:
-    data = json.loads(Path(path).read_text())
-    seeds.add(data["seeds"])
-    for task, recipes in data["tasks"].items():
-      for name, by_lr in recipes.items():
-        if lr in by_lr:
-          merged.setdefault(task, {})[name] = by_lr[lr]
-  tasks = list(merged)
-  names = []
-  for task in tasks:
-    names += [n for n in merged[task] if n not in names]
-  rows = []
-  for name in names:
-    cells, beats_scratch, beats_optax, means = [], 0, 0, []
-    for task in tasks:
-      entry = merged[task].get(name)
-      if entry is None:
-        cells.append("-")
-        continue
-      mean = entry["test_mean"]
-      means.append(mean)
-      cells.append(f"{mean:.3f} ± {entry['test_std']:.3f}")
-      beats_scratch += mean > merged[task]["scratch"]["test_mean"]
-      beats_optax += mean > merged[task]["optax_reduce_on_plateau"][
-          "test_mean"]
-    rows.append([name] + cells + [f"{np.mean(means):.4f}",
-                                  f"{beats_scratch}/{len(tasks)}",
-                                  f"{beats_optax}/{len(tasks)}"])
-  headers = (["recipe (base lr " + lr + ")"] + tasks
-             + ["mean over tasks", "beats scratch", "beats optax ROP"])
-  return (f"Test accuracy, mean ± std over {sorted(seeds)} seeds.\n\n"
-          + _common.markdown_table(headers, rows) + "\n")
+def strategy_factory(name: str, kwargs: Mapping[str, Any]):
+  """``(steps_per_epoch, total_steps) -> transformation`` for a strategy,
+  periods of one epoch as ``default_recipes`` sets them."""
+  kwargs = dict(kwargs)
+  if name == "decay":
+    return lambda spe, total: lrtransfer.decay(
+        every_steps=spe, staircase=True, **kwargs)
+  if name == "dynamic":
+    return lambda spe, total: lrtransfer.dynamic(total, every_steps=spe,
+                                                 **kwargs)
+  if name in ("adjust", "reduce_on_plateau", "bold_driver"):
+    factory = getattr(lrtransfer, name)
+    return lambda spe, total: factory(**kwargs)
+  raise ValueError(f"unknown strategy {name!r}")
+
+
+def candidate_id(family: str, spec: Mapping[str, Any]) -> str:
+  settings = {**spec.get("kwargs", {}), **spec.get("recipe", {})}
+  inner = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in settings.items())
+  return f"{family}[{inner}]"
+
+
+def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
+  """The candidate as a Recipe; building a strategy once checks its kwargs
+  (a TypeError/ValueError here means the candidate no longer applies)."""
+  strategy = None
+  if spec.get("strategy"):
+    strategy = strategy_factory(spec["strategy"], spec.get("kwargs", {}))
+    strategy(10, 100)
+  return Recipe(candidate_id(family, spec), lr, strategy=strategy,
+                **spec.get("recipe", {}))
+
+
+def _margins(val: Mapping[str, Mapping[str, float]], name: str, d: float,
+             reference: Mapping[str, Mapping[str, float]]) -> float:
+  """min over tasks and rates d/10, d, 10d of (name - reference same rate)."""
+  return min(val[t][name][_bench_key(r)] - reference[t][_bench_key(r)]
+             for t in val for r in (d / 10, d, d * 10))
+
+
+def _bench_key(lr: float) -> str:
+  return f"{round(lr, 10):g}"
+
+
+def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
+           families: Mapping[str, list[str]], layers: Mapping[str, Any]
+           ) -> dict[str, Any]:
+  """The selection record from mean validation accuracies
+  ``val[task][candidate][lr]`` (no test number is read)."""
+  tasks = list(val)
+  const = {t: val[t]["constant"] for t in tasks}
+  mean_at = lambda name, lr: float(np.mean(
+      [val[t][name][_bench_key(lr)] for t in tasks]))
+  defaults = ["constant"] + [ids[0] for ids in families.values()]
+  base_scores = {_bench_key(lr): float(np.mean([mean_at(n, lr)
+                                                for n in defaults]))
+                 for lr in BASE_LR_CANDIDATES}
+  d = max(BASE_LR_CANDIDATES, key=lambda lr: base_scores[_bench_key(lr)])
+  record: dict[str, Any] = {
+      "protocol": "validation accuracy (final epoch), mean over the tuning "
+                  "tasks x tuning seeds; the test split is never evaluated; "
+                  "see benchmarks/tune_defaults.py",
+      "tuning_tasks": tasks, "transfer_layers": layers,
+      "base_lr": {"rule": "max mean val over tasks, seeds and every "
+                          "family's current default + constant",
+                  "scores": base_scores, "chosen": d},
+      "families": {}}
+  winners = {}
+  for family, ids in families.items():
+    rows = {i: {"val_at_d": mean_at(i, d),
+                "worst_vs_constant": _margins(val, i, d, const)}
+            for i in ids}
+    ok = [i for i in ids if rows[i]["worst_vs_constant"]
+          >= -CATASTROPHE_MARGIN]
+    chosen = (max(ok, key=lambda i: rows[i]["val_at_d"]) if ok else
+              max(ids, key=lambda i: rows[i]["worst_vs_constant"]))
+    winners[family] = chosen
+    record["families"][family] = {
+        "rule": "catastrophe-free on validation (>= constant - 1 point at "
+                "d/10, d, 10d on every tuning task), then max val at d",
+        "candidates": rows, "chosen": chosen, "current_default": ids[0],
+        "changed": chosen != ids[0], "none_catastrophe_free": not ok}
+  best_grid = {t: max(const[t][_bench_key(lr)] for lr in _bench.GRID)
+               for t in tasks}
+  rec_rows = {}
+  for family, i in winners.items():
+    for rate in BASE_LR_CANDIDATES:
+      at_d = min(val[t][i][_bench_key(rate)] - best_grid[t] for t in tasks)
+      at_10x = min(val[t][i][_bench_key(r)] - best_grid[t]
+                   for t in tasks for r in (rate / 10, rate * 10))
+      worst = min(at_d + TUNING_FREE_MARGIN_AT_D,
+                  at_10x + TUNING_FREE_MARGIN_AT_10X,
+                  _margins(val, i, rate, const) + CATASTROPHE_MARGIN)
+      rec_rows[f"{i}@{rate:g}"] = {
+          "family": family, "candidate": i, "base_lr": rate,
+          "val_at_d": mean_at(i, rate), "worst_vs_best_grid_at_d": at_d,
+          "worst_vs_best_grid_at_10x": at_10x, "worst_margin": worst,
+          "qualifies": worst >= 0}
+  ok = [i for i, r in rec_rows.items() if r["qualifies"]]
+  chosen = (max(ok, key=lambda i: rec_rows[i]["val_at_d"]) if ok else
+            max(rec_rows, key=lambda i: rec_rows[i]["worst_margin"]))
+  record["recommended"] = {
+      "rule": "among family winners x base rates d of BASE_LR_CANDIDATES: "
+              "tuning-free and catastrophe-free on validation (at d: >= "
+              "best-of-grid constant - 0.5 point; at d/10 and 10d: >= "
+              "best-of-grid - 2 points; >= constant at the same rate - 1 "
+              "point; on every tuning task), then max val at d; if none "
+              "qualifies, the largest worst margin",
+      "candidates": rec_rows, "chosen": chosen,
+      "recipe": rec_rows[chosen]["candidate"],
+      "base_lr": rec_rows[chosen]["base_lr"], "none_qualifies": not ok}
+  return record
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--sets", default=None,
-                      help="comma-separated names of candidate sets")
-  parser.add_argument("--lrs", default="0.05",
-                      help="comma-separated base learning rates (vmapped)")
-  parser.add_argument("--tasks", nargs="+", default=list(lrtransfer.data.TASKS))
-  parser.add_argument("--shots", type=int, default=None)
-  parser.add_argument("--seeds", type=int, default=10)
-  parser.add_argument("--epochs", type=int, default=50)
-  parser.add_argument("--out", type=Path,
-                      default=_common.RESULTS_DIR / "defaults_candidates.json")
-  parser.add_argument("--summarize", nargs="+", type=Path, default=None,
-                      help="only print a markdown summary of these JSONs")
-  parser.add_argument("--summary-lr", default="0.05")
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--out", type=Path, default=None)
+  parser.add_argument("--candidates", type=Path, default=None,
+                      help="JSON {family: [candidate, ...]}")
+  parser.add_argument("--tasks", nargs="+", default=None)
+  parser.add_argument("--seeds", type=int, default=None)
+  parser.add_argument("--epochs", type=int, default=None)
   args = parser.parse_args(argv)
-  if args.summarize:
-    print(summarize(args.summarize, args.summary_lr))
-    return 0
-  sets = candidate_sets()
-  chosen = args.sets.split(",") if args.sets else list(sets)
-  lrs = [float(x) for x in args.lrs.split(",")]
-  seeds = list(range(args.seeds))
+  split = _bench.split_record()
+  tasks = args.tasks or (split["tuning"][:1] if args.quick
+                         else split["tuning"])
+  unknown = [t for t in tasks if t not in split["tuning"]]
+  if unknown:
+    parser.error(f"not tuning tasks (suite.TUNING_TASKS): {unknown}")
+  seeds = list(suite.TUNING_SEEDS)[:args.seeds or (2 if args.quick else None)]
+  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
+  source_epochs = 5 if args.quick else _bench.SOURCE_EPOCHS
+  candidates = (json.loads(args.candidates.read_text()) if args.candidates
+                else QUICK_CANDIDATES if args.quick else DEFAULT_CANDIDATES)
+  out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
   start = time.perf_counter()
-  results: dict = {"device": _common.device_record(), "seeds": args.seeds,
-                   "epochs": args.epochs, "shots": args.shots, "lrs": lrs,
-                   "tasks": {}}
-  for task_name in args.tasks:
-    kwargs = {} if args.shots is None else {"shots_per_class": args.shots}
-    task = lrtransfer.data.get_task(task_name, **kwargs)
-    source = lrtransfer.experiment.pretrain_source(task)
-    source_params = nnx.as_pure(nnx.state(source, nnx.Param))
-    print(f"{task_name} ({len(task.target_train)} train):", flush=True)
-    per_task = results["tasks"].setdefault(task_name, {})
-    for set_name in chosen:
-      for name, recipe in sets[set_name].items():
-        sweep = quality.run_recipe(recipe, task, source, source_params,
-                                   seeds, args.epochs, 32, learning_rates=lrs)
-        shape = (len(lrs), len(seeds))
-        test = sweep.test_accuracy.reshape(shape)
-        val = sweep.history["val_accuracy"][:, -1].reshape(shape)
-        end_lr = sweep.history["group_lr"][:, -1, -1].reshape(shape)
-        per_task[name] = {
-            str(lr): {"test_mean": float(test[i].mean()),
-                      "test_std": float(test[i].std()),
-                      "val_mean": float(val[i].mean()),
-                      "final_lr": float(end_lr[i].mean())}
-            for i, lr in enumerate(lrs)}
-        cells = "  ".join(
-            f"lr={lr}: {test[i].mean():.3f}±{test[i].std():.3f} "
-            f"(end lr {end_lr[i].mean():.3g})" for i, lr in enumerate(lrs))
-        print(f"  {name:30s} {cells}", flush=True)
-  results["seconds"] = time.perf_counter() - start
-  _common.write_json(args.out, results)
-  print(f"wrote {args.out} in {results['seconds']:.0f}s")
+  families = {f: [candidate_id(f, s) for s in specs]
+              for f, specs in candidates.items()}
+  val: dict[str, dict[str, dict[str, float]]] = {}
+  skipped: dict[str, str] = {}
+  layer_scores: dict[str, list[float]] = {}
+  prepared = {t: _bench.prepare(t, source_epochs=source_epochs)
+              for t in tasks}
+  print(f"tune_defaults on tuning tasks {tasks}, seeds {seeds}, {epochs} "
+        f"epochs, rates {list(LRS)} (validation only)", flush=True)
+  # Stage 1: which layers to copy (constant rate).
+  for layers in TRANSFER_LAYER_CANDIDATES:
+    per_lr = []
+    for t in tasks:
+      grid = _bench.run(prepared[t], Recipe("constant"), seeds,
+                        learning_rates=LRS, epochs=epochs,
+                        transfer_layers=layers, test=False)
+      per_lr.append(grid.val.mean(1))
+    layer_scores[str(layers)] = np.mean(per_lr, 0).tolist()
+  chosen_layers = max(TRANSFER_LAYER_CANDIDATES,
+                      key=lambda n: max(layer_scores[str(n)]))
+  print(f"transfer_layers: {chosen_layers} (best mean val over rates: "
+        f"{ {k: round(max(v), 4) for k, v in layer_scores.items()} })",
+        flush=True)
+  # Stages 2-4: one program per (task, candidate), all rates x seeds.
+  for t in tasks:
+    print(f"{t}:", flush=True)
+    val[t] = {}
+    runs = [("constant", Recipe("constant"))]
+    for family, specs in candidates.items():
+      for spec in specs:
+        name = candidate_id(family, spec)
+        try:
+          runs.append((name, build_recipe(family, spec, LRS[0])))
+        except (TypeError, ValueError) as err:
+          skipped[name] = f"{type(err).__name__}: {err}"
+    for name, recipe in runs:
+      grid = _bench.run(prepared[t], recipe, seeds, learning_rates=LRS,
+                        epochs=epochs, transfer_layers=chosen_layers,
+                        test=False)
+      _bench.log_grid(lambda line: print(line, flush=True), name, grid,
+                      split="val")
+      val[t][name] = {_bench_key(lr): float(grid.val[i].mean())
+                      for i, lr in enumerate(LRS)}
+  families = {f: [i for i in ids if i not in skipped]
+              for f, ids in families.items()}
+  families = {f: ids for f, ids in families.items() if ids}
+  layers = {"rule": "max over rates of the constant rate's mean val",
+            "scores_by_lr": {"lrs": list(LRS), **layer_scores},
+            "chosen": chosen_layers,
+            "current_default": "all hidden layers but the last"}
+  selection = select(val, families, layers)
+  selection["skipped_candidates"] = skipped
+  result = {"device": _common.device_record(), "quick": args.quick,
+            "split": split, "tasks": tasks, "seeds": seeds, "epochs": epochs,
+            "lrs": list(LRS), "candidates": candidates, "val": val,
+            "selection": selection,
+            "seconds": time.perf_counter() - start}
+  _common.write_json(out, result)
+  markdown = summary(result)
+  out.with_suffix(".md").write_text(markdown)
+  print()
+  print(markdown)
+  print(f"wrote {out} in {result['seconds']:.0f}s")
   return 0
+
+
+def summary(result: Mapping[str, Any]) -> str:
+  sel = result["selection"]
+  d = sel["base_lr"]["chosen"]
+  lines = [
+      f"Defaults chosen on the tuning tasks {result['tasks']} x seeds "
+      f"{result['seeds']} by mean final VALIDATION accuracy "
+      f"({result['epochs']} epochs); test never evaluated.", "",
+      f"* transfer layers: {sel['transfer_layers']['chosen']}",
+      f"* base rate: {d:g} (scores {sel['base_lr']['scores']})", ""]
+  rows = []
+  for family, rec in sel["families"].items():
+    for cid, row in rec["candidates"].items():
+      rows.append([cid, f"{row['val_at_d']:.4f}",
+                   f"{100 * row['worst_vs_constant']:+.1f}",
+                   "**chosen**" if cid == rec["chosen"] else ""])
+  lines += [_common.markdown_table(
+      ["candidate", f"mean val at {d:g}",
+       "worst vs constant, d/10..10d (points)", ""], rows), ""]
+  rec = sel["recommended"]
+  rows = [[cid, f"{r['val_at_d']:.4f}",
+           f"{100 * r['worst_vs_best_grid_at_d']:+.1f}",
+           f"{100 * r['worst_vs_best_grid_at_10x']:+.1f}",
+           "yes" if r["qualifies"] else "no",
+           "**recommended**" if cid == rec["chosen"] else ""]
+          for cid, r in rec["candidates"].items()]
+  lines += [_common.markdown_table(
+      ["family winner @ base rate r", "mean val at r",
+       "vs best-of-grid at r (pts)", "at r/10, 10r (pts)", "qualifies", ""],
+      rows), "",
+      f"Recommended: {rec['chosen']}"
+      + (" (no candidate met the tuning-free rule on validation)"
+         if rec["none_qualifies"] else ""), ""]
+  if sel.get("skipped_candidates"):
+    lines.append(f"Skipped (no longer valid): {sel['skipped_candidates']}")
+  return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
