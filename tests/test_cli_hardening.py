@@ -103,6 +103,17 @@ def test_absurd_seeds_is_one_named_error(tmp_path, monkeypatch):
   assert (code, err.count("\n"), "seeds=100000" in err) == (2, 1, True), err
 
 
+def test_fit_checks_the_history_size_before_allocating():
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  model = lrtransfer.models.MLP(task.in_features, (8,),
+                                task.num_target_classes, rngs=nnx.Rngs(0))
+  with pytest.raises(lrtransfer.experiment.SizeError,
+                     match="epochs=1000000000000"):
+    lrtransfer.train.fit(model, lrtransfer.recipes.Recipe("c"),
+                         task.target_train, task.target_val,
+                         epochs=10**12)
+
+
 def _unwritable_folder(tmp_path):
   folder = tmp_path / "read-only"
   folder.mkdir()
