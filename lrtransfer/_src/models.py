@@ -254,6 +254,9 @@ def transferred_mask(model: MLP) -> nnx.State:
     True for leaves copied from the source.
   """
 
+  if not isinstance(model, MLP):
+    return None
+
   def is_transferred(path, _) -> bool:
     if path[0] == "hidden":
       return path[1] < model.num_transferred_hidden

@@ -11,13 +11,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lrtransfer._src.data import Split
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.program import FitCarry, FitProgram
-from lrtransfer._src.train.runner import (ChunkedRun, data_arrays, data_mesh,
-                                          epochs_per_call, run_description,
-                                          transferred_params)
+from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs
+from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
+                                          compile_cached, data_arrays,
+                                          data_mesh, epochs_per_call,
+                                          run_description, split_model)
 
 
 @dataclasses.dataclass
@@ -25,38 +25,75 @@ class FitResult:
   """The outcome of :func:`fit`.
 
   Attributes:
-    model: the trained model (a new module; the input model is not changed).
-    history: per-epoch NumPy arrays, keys as the fields of :class:`EpochLog`.
+    model: the trained model (a new module; the input model is not changed),
+      holding the evaluation parameters (``Recipe.eval_params``).
+    history: per-epoch NumPy arrays: ``train_loss``, ``val_loss``,
+      ``val_<metric>`` per metric (``val_accuracy`` by default), ``scale``,
+      ``group_lr`` (see :class:`EpochLog`).
     carry: the final :class:`FitCarry` (to resume or checkpoint).
     seconds: wall time of the run, compilation excluded.
-    compile_seconds: time spent compiling the program.
+    compile_seconds: time spent compiling in this call (0.0 when every
+      program came from the cache of an earlier call with the same
+      structure, sizes and options).
+    best_model: with ``restore_best``, the model at the best monitored
+      evaluation (eval mode state included); else None.
+    best_epoch: 1-based epoch of the best monitored evaluation (0 if no
+      evaluation was finite).
   """
   model: nnx.Module
   history: dict[str, np.ndarray]
   carry: FitCarry
   seconds: float
   compile_seconds: float
+  best_model: Optional[nnx.Module] = None
+  best_epoch: int = 0
 
 
-def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
+def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
         epochs: int = 50, batch_size: int = 32, seed: int = 0,
-        source_params: Any = None, checkpoint_dir: Any = None,
+        source_params: Any = None, loss_fn: Optional[LossFn] = None,
+        metrics: Optional[dict[str, LossFn]] = None,
+        monitor: str = "val_loss", mode: str = "auto",
+        restore_best: bool = False, checkpoint_dir: Any = None,
         checkpoint_every: Optional[int] = None, resume: bool = False,
         devices: Optional[Sequence[jax.Device]] = None) -> FitResult:
   """Fine-tunes ``model`` with ``recipe``, the whole run as one program.
 
   Each epoch: shuffle (the order derives from ``seed`` and the epoch),
-  ``ceil(n / batch_size)`` SGD steps through the recipe's optimizer, each
-  fed ``measurement(last validation loss, epochs done)``, then validation.
+  ``ceil(n / batch_size)`` steps through the recipe's optimizer in train
+  mode, each fed the previous evaluation as one measurement,
+  ``measurement(count=epochs done, monitor=monitor, mode=mode, val_loss=...,
+  val_<metric>=..., train_loss=<previous epoch's mean>)``, then validation in
+  eval mode. Any ``nnx.Module`` works, with BatchNorm statistics and Dropout
+  RNG state carried along; depth levels for the transfer tools come from
+  :func:`lrtransfer.layer_depths` (``recipe.depth_fn``/``recipe.head``).
+
+  The program is compiled once per model structure, recipe, sizes and
+  options, and cached: a second call with new data, seed, weights or source
+  parameters of the same shapes compiles nothing.
 
   Args:
     model: the model to train (not modified; a trained copy is returned).
     recipe: optimizer recipe (:func:`lrtransfer.recipes.default_recipes`).
-    train, val: training and validation splits.
+    train, val: training and validation data: :class:`lrtransfer.data.Split`
+      or ``(x, y)`` pairs of arrays (inputs of any rank; float targets for
+      regression with a ``loss_fn``).
     epochs: number of epochs.
     batch_size: minibatch size.
     seed: seeds the data order.
     source_params: the source parameters, for L2-SP recipes.
+    loss_fn: ``loss_fn(model, x, y) -> scalar``; default: softmax
+      cross-entropy of integer labels.
+    metrics: ``{name: fn(model, x, y) -> scalar}`` logged as ``val_<name>``;
+      default ``{"accuracy": ...}`` with the default loss, none with a
+      ``loss_fn``.
+    monitor: the logged value the strategies react to and ``restore_best``
+      judges: ``"val_loss"``, ``"train_loss"`` or ``"val_<metric>"``.
+    mode: ``"min"``, ``"max"`` or ``"auto"`` (max for names containing
+      "acc", else min, as Keras).
+    restore_best: keep, inside the compiled program, a copy of the
+      parameters (and other state) of the best monitored evaluation, returned
+      as ``best_model``.
     checkpoint_dir: folder for run checkpoints (orbax); None: none.
     checkpoint_every: epochs between checkpoints (the program runs this many
       epochs per call); default: all epochs in one call.
@@ -66,50 +103,70 @@ def fit(model: nnx.Module, recipe: Recipe, train: Split, val: Split, *,
       parameters and optimizer state replicated); default: one device.
 
   Returns:
-    A :class:`FitResult` (trained model, per-epoch history, timings).
+    A :class:`FitResult` (trained model, best model, per-epoch history,
+    timings).
+
+  Raises:
+    ValueError: bad epochs/batch size, data, monitor, mode or loss.
 
   Example::
 
-    result = lrtransfer.train.fit(target, lrtransfer.recipes.default_recipes()["adjust"],
-                            task.target_train, task.target_val, epochs=30)
-    print(result.history["val_accuracy"][-1])
+    result = lrtransfer.train.fit(target, recipes["adjust"],
+                                  task.target_train, task.target_val,
+                                  epochs=30, restore_best=True)
+    print(result.history["val_accuracy"][-1], result.best_epoch)
 
   References:
     JAX ``lax.scan`` and ``jax.sharding``,
     https://docs.jax.dev/en/latest/_autosummary/jax.lax.scan.html,
     https://docs.jax.dev/en/latest/sharded-computation.html
   """
-  if epochs < 1 or batch_size < 1:
-    raise ValueError(f"epochs and batch_size must be >= 1, got epochs="
-                     f"{epochs}, batch_size={batch_size}")
+  check_sizes(epochs, batch_size)
+  train, val = as_split(train, "train"), as_split(val, "val")
   every = epochs_per_call(epochs, checkpoint_every)
   mesh = data_mesh(devices, batch_size)
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.as_pure(params)
-  program = FitProgram(graphdef, recipe, batch_size, len(train), epochs, mesh,
-                       transferred_params(model))
-  data = data_arrays(train, val)
-  lr = jnp.float32(recipe.learning_rate)
+  program = build_program(model, recipe, len(train), epochs, batch_size,
+                          mesh=mesh, loss_fn=loss_fn, metrics=metrics,
+                          monitor=monitor, mode=mode,
+                          restore_best=restore_best)
+  params, rest = split_model(model)
+  inputs = RunInputs(jax.random.key(seed), data_arrays(train, val),
+                     source_params, jnp.float32(recipe.learning_rate))
   if mesh is not None:
     replicated = NamedSharding(mesh, PartitionSpec())
-    params, data, source_params = jax.device_put(
-        (params, data, source_params), replicated)
-  key = jax.random.key(seed)
-  carry = jax.jit(program.init)(params, source_params, lr)
+    params, rest, inputs = jax.device_put((params, rest, inputs), replicated)
+  # Eager: optimizer states start as zeros and copies, not worth a compile
+  # (and resuming a finished run then compiles nothing).
+  carry = program.init(params, rest, inputs.source_params,
+                       inputs.learning_rate)
   checkpointer = None
   if checkpoint_dir is not None:
     checkpointer = RunCheckpointer(checkpoint_dir, run_description(
         model, recipe, train, val, epochs, batch_size, [seed],
         [recipe.learning_rate]))
 
-  def chunk(carry, num_epochs):
-    return program.run(carry, key, data, source_params, lr, num_epochs)
+  def compile_chunk(num_epochs):
+    run, seconds = compile_cached(
+        ("run", program, num_epochs),
+        lambda c, i: program.run(c, i, num_epochs), carry, inputs)
+    return (lambda c: run(c, inputs)), seconds
 
-  run = ChunkedRun(chunk, carry, epochs, every, 0, checkpointer, resume)
+  run = ChunkedRun(compile_chunk, carry, program.log_shapes(), epochs, every,
+                   0, checkpointer, resume)
   seconds = run.run()
-  trained = nnx.merge(graphdef, jax.device_get(jax.jit(program.eval_params)(
-      run.carry.opt_state, run.carry.params)))
+  # Eager: a few element-wise ops, not worth a compile.
+  graph = program.eval_graph
+  trained = nnx.merge(graph, *jax.device_get(program.final_state(run.carry)))
+  best = None
+  if restore_best:
+    best = nnx.merge(graph, *jax.device_get(
+        (run.carry.best_params, run.carry.best_rest)))
   return FitResult(trained, run.history, run.carry, seconds,
-                   run.compile_seconds)
+                   run.compile_seconds,
+                   best, int(run.carry.best_epoch))
 
 
+def check_sizes(epochs: Any, batch_size: Any) -> None:
+  for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")

@@ -2,15 +2,23 @@
 
 ``FitProgram.run`` is one ``lax.scan`` over epochs around a ``lax.scan`` over
 steps -- shuffle, minibatch steps through the recipe's optimizer, validation,
-the validation loss fed to the strategy as ``measurement(val_loss, epoch)`` --
-so Python runs once per call, not once per step.
+the evaluation fed to the strategies as one multi-valued measurement -- so
+Python runs once per call, not once per step.
+
+Any ``nnx.Module`` works: the model is split into its ``nnx.Param`` state
+(trained) and the rest (BatchNorm statistics, Dropout RNG state, ...), which
+the steps carry along in train mode (``model.train()``) while validation runs
+in eval mode (``model.eval()``). Everything that varies between runs of one
+structure -- data, keys, base rates, source parameters -- is an *argument* of
+the program, so one compiled program serves them all (see ``runner``).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +32,21 @@ from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
                                      group_learning_rates)
 
+# loss_fn(model, x, y) -> scalar; a metric has the same signature.
+LossFn = Callable[[nnx.Module, jax.Array, jax.Array], jax.Array]
+
+# How often the epoch program was traced (tests count recompilations).
+TRACES: collections.Counter = collections.Counter()
+
 
 class EpochLog(NamedTuple):
-  """What one epoch records (arrays gain a leading epoch axis in a history)."""
+  """What one epoch records with the default loss and metrics.
+
+  A history has one array per name, with a leading epoch axis; a user metric
+  ``name`` adds ``val_<name>``.
+  """
   train_loss: jax.Array  # float32, mean minibatch loss of the epoch
-  val_loss: jax.Array  # float32, validation cross-entropy after the epoch
+  val_loss: jax.Array  # float32, validation loss after the epoch
   val_accuracy: jax.Array  # float32, validation accuracy after the epoch
   scale: jax.Array  # float32, the strategies' scale after the epoch (1: none)
   group_lr: jax.Array  # float32 [levels], effective rate per depth level
@@ -37,10 +55,22 @@ class EpochLog(NamedTuple):
 class FitCarry(NamedTuple):
   """Everything a run needs to continue: the resumable state of a fit."""
   params: Any  # the model's nnx.Param state (pure arrays)
+  rest: Any  # the other state: BatchNorm statistics, RNG state (pure arrays)
   opt_state: Any  # the full optimizer state
   epoch: jax.Array  # int32 scalar, epochs done (the data order derives from it)
-  last_val_loss: jax.Array  # float32 scalar, NaN before the first evaluation
+  last: dict  # name -> float32 scalar, the last evaluation (NaN before one)
+  best_value: jax.Array  # float32, best monitored value, sign-flipped for max
+  best_epoch: jax.Array  # int32, 1-based epoch of best_value (0: none yet)
+  best_params: Any  # eval params at best_epoch (restore_best), else None
+  best_rest: Any  # the other state at best_epoch (restore_best), else None
 
+
+class RunInputs(NamedTuple):
+  """The arguments of a run that are not carried from epoch to epoch."""
+  key: jax.Array  # typed PRNG key: the data order
+  data: tuple  # (train_x, train_y, val_x, val_y)
+  source_params: Any  # for L2-SP, else None
+  learning_rate: jax.Array  # float32 scalar base rate
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -49,12 +79,25 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
                                                          labels).mean()
 
 
+def classification_loss(model: nnx.Module, x: jax.Array,
+                        y: jax.Array) -> jax.Array:
+  """The default ``loss_fn``: mean cross-entropy of ``model(x)``."""
+  return cross_entropy(model(x), y)
+
+
+def accuracy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+  """The default metric: ``mean_i [argmax model(x_i) == y_i]``."""
+  return jnp.mean(jnp.argmax(model(x), -1) == y).astype(jnp.float32)
+
+
 def evaluate(model: nnx.Module, split: Split) -> tuple[float, float]:
-  """Cross-entropy and accuracy of ``model`` on ``split``.
+  """Cross-entropy and accuracy of ``model`` on ``split`` (in eval mode).
 
   ``loss = mean_i -log softmax(model(x_i))[y_i]``,
   ``accuracy = mean_i [argmax model(x_i) == y_i]``.
   """
+  model = nnx.clone(model)
+  model.eval()
   logits = model(jnp.asarray(split.x))
   labels = jnp.asarray(split.y)
   return (float(cross_entropy(logits, labels)),
@@ -66,67 +109,144 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
   return max(1, math.ceil(num_train / batch_size))
 
 
+def resolve_mode(monitor: str, mode: str) -> str:
+  """``"auto"``: max for names containing "acc" (Keras' rule), else min."""
+  if mode == "auto":
+    return "max" if "acc" in monitor else "min"
+  if mode not in ("min", "max"):
+    raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+  return mode
+
+
+def _table_fn(table: tuple) -> Callable[[tuple], Any]:
+  lookup = dict(table)
+  return lambda path: lookup[path]
+
+
+def _nested(table: tuple) -> dict:
+  """``((path, value), ...)`` -> the nested dict with those paths."""
+  tree: dict = {}
+  for path, value in table:
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return tree
+
+
 @dataclasses.dataclass(frozen=True)
 class FitProgram:
   """A pure, jit-able fine-tuning program for one model structure and recipe.
 
-  ``init(params, source_params, lr) -> FitCarry`` and
-  ``run(carry, key, data, source_params, lr, num_epochs) -> (carry, EpochLog)``
-  are pure functions of arrays, so they can be jitted, vmapped over seeds or
-  learning rates, and resumed from any carry.
+  ``init(params, rest, source_params, lr) -> FitCarry`` and
+  ``run(carry, inputs, num_epochs) -> (carry, logs)`` are pure functions of
+  arrays, so they can be jitted, vmapped over seeds or learning rates, and
+  resumed from any carry. The dataclass is hashable: it is the key of the
+  compiled-program cache.
   """
-  graphdef: Any
+  train_graph: Any  # GraphDef of the model in train mode
+  eval_graph: Any  # GraphDef of the same model in eval mode
   recipe: Recipe
   batch_size: int
   num_train: int
   total_epochs: int
+  depths: tuple  # ((path, depth), ...) of every parameter
   mesh: Optional[Mesh] = None  # data-parallel: batches split over "data"
-  transferred: Any = None  # bools: which params came from the source
+  transferred: Optional[tuple] = None  # ((path, bool), ...) from the source
+  loss_fn: Optional[LossFn] = None  # None: classification cross-entropy
+  metrics: Optional[tuple] = None  # ((name, fn), ...); None: accuracy
+  monitor: str = "val_loss"
+  mode: str = "min"
+  restore_best: bool = False
 
   @property
   def steps_per_epoch(self) -> int:
     return steps_per_epoch(self.num_train, self.batch_size)
+
+  @property
+  def metric_fns(self) -> tuple:
+    if self.metrics is not None:
+      return self.metrics
+    return (("accuracy", accuracy),) if self.loss_fn is None else ()
+
+  @property
+  def value_names(self) -> tuple:
+    """The names of an evaluation's values, the measurement's keys."""
+    return ("val_loss", *(f"val_{name}" for name, _ in self.metric_fns),
+            "train_loss")
 
   def optimizer(self, source_params, lr) -> optax.GradientTransformation:
     return build_optimizer(
         self.recipe, steps_per_epoch=self.steps_per_epoch,
         total_steps=self.steps_per_epoch * self.total_epochs,
         source_params=source_params, learning_rate=lr,
-        transferred=self.transferred)
+        transferred=(None if self.transferred is None
+                     else _nested(self.transferred)),
+        depths=_table_fn(self.depths))
 
   def eval_params(self, opt_state, params):
     """The parameters to validate and return (``Recipe.eval_params``)."""
     return eval_params(self.recipe, opt_state, params)
 
-  def loss(self, params, x, y):
-    return cross_entropy(nnx.merge(self.graphdef, params)(x), y)
+  def loss(self, model, x, y):
+    return (classification_loss if self.loss_fn is None else self.loss_fn)(
+        model, x, y)
 
-  def init(self, params, source_params, lr) -> FitCarry:
+  def evaluate(self, params, rest, x, y) -> dict:
+    """``{"val_loss": ..., "val_<metric>": ...}`` in eval mode."""
+    model = nnx.merge(self.eval_graph, params, rest)
+    if self.loss_fn is None and self.metrics is None:
+      logits = model(x)  # one forward pass for both
+      return {"val_loss": cross_entropy(logits, y),
+              "val_accuracy": jnp.mean(jnp.argmax(logits, -1) == y).astype(
+                  jnp.float32)}
+    values = {"val_loss": self.loss(model, x, y)}
+    for name, fn in self.metric_fns:
+      values[f"val_{name}"] = fn(model, x, y)
+    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+  def init(self, params, rest, source_params, lr) -> FitCarry:
     opt_state = self.optimizer(source_params, lr).init(params)
-    return FitCarry(params, opt_state, jnp.zeros([], jnp.int32),
-                    jnp.asarray(jnp.nan, jnp.float32))
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    return FitCarry(
+        params, rest, opt_state, jnp.zeros([], jnp.int32),
+        {name: nan for name in self.value_names},
+        jnp.asarray(jnp.inf, jnp.float32), jnp.zeros([], jnp.int32),
+        copy(params) if self.restore_best else None,
+        copy(rest) if self.restore_best else None)
 
-  def run(self, carry: FitCarry, key: jax.Array, data: tuple, source_params,
-          lr, num_epochs: int) -> tuple[FitCarry, EpochLog]:
-    train_x, train_y, val_x, val_y = data
+  def run(self, carry: FitCarry, inputs: RunInputs, num_epochs: int
+          ) -> tuple[FitCarry, dict]:
+    TRACES["run"] += 1
+    key, (train_x, train_y, val_x, val_y), source_params, lr = inputs
     tx = self.optimizer(source_params, lr)
     spe, batch, n = self.steps_per_epoch, self.batch_size, self.num_train
-    grad_fn = jax.value_and_grad(self.loss)
+    sign = 1.0 if self.mode == "min" else -1.0
+
+    def loss_and_rest(params, rest, x, y):
+      model = nnx.merge(self.train_graph, params, rest)
+      loss = self.loss(model, x, y)
+      _, _, new_rest = nnx.split(model, nnx.Param, ...)
+      return loss, nnx.as_pure(new_rest)
+
+    grad_fn = jax.value_and_grad(loss_and_rest, has_aux=True)
 
     def train_step(state, batch_idx):
-      params, opt_state, metric = state
+      params, rest, opt_state, metric = state
       x, y = train_x[batch_idx], train_y[batch_idx]
       if self.mesh is not None:
         # Each device takes a slice of the batch; XLA all-reduces the mean
         # gradient, so params and optimizer state stay replicated and every
         # device takes the same learning-rate decision.
-        x = jax.lax.with_sharding_constraint(
-            x, NamedSharding(self.mesh, PartitionSpec("data", None)))
-        y = jax.lax.with_sharding_constraint(
-            y, NamedSharding(self.mesh, PartitionSpec("data")))
-      loss, grads = grad_fn(params, x, y)
+        spec = PartitionSpec("data", *([None] * (x.ndim - 1)))
+        x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
+        y = jax.lax.with_sharding_constraint(y, NamedSharding(
+            self.mesh, PartitionSpec("data", *([None] * (y.ndim - 1)))))
+      (loss, rest), grads = grad_fn(params, rest, x, y)
       updates, opt_state = tx.update(grads, opt_state, params, metric=metric)
-      return (optax.apply_updates(params, updates), opt_state, metric), loss
+      return (optax.apply_updates(params, updates), rest, opt_state,
+              metric), loss
 
     def epoch_step(carry: FitCarry, _):
       # The data order depends only on (key, epoch): a resumed run replays it.
@@ -136,18 +256,49 @@ class FitProgram:
       batches = perm[jnp.arange(spe * batch) % n].reshape(spe, batch)
       # Evaluation number `epoch` (0 before the first) is fed on every step;
       # the strategies react to it once.
-      metric = measurement(carry.last_val_loss, carry.epoch)
-      (params, opt_state, _), losses = jax.lax.scan(
-          train_step, (carry.params, carry.opt_state, metric), batches)
-      logits = nnx.merge(self.graphdef,
-                         self.eval_params(opt_state, params))(val_x)
-      val_loss = cross_entropy(logits, val_y)
-      val_acc = jnp.mean(jnp.argmax(logits, -1) == val_y).astype(jnp.float32)
-      scale = inspection.current_scale(opt_state, missing=1.0)
-      log = EpochLog(losses.mean(), val_loss, val_acc, scale,
-                     group_learning_rates(self.recipe, opt_state, params, lr))
-      return FitCarry(params, opt_state, carry.epoch + 1, val_loss), log
+      metric = measurement(count=carry.epoch, monitor=self.monitor,
+                           mode=self.mode, **carry.last)
+      (params, rest, opt_state, _), losses = jax.lax.scan(
+          train_step, (carry.params, carry.rest, carry.opt_state, metric),
+          batches)
+      evaluated = self.eval_params(opt_state, params)
+      values = {**self.evaluate(evaluated, rest, val_x, val_y),
+                "train_loss": losses.mean().astype(jnp.float32)}
+      # Keep the best evaluation: NaN never compares better.
+      signed = sign * values[self.monitor]
+      improved = signed < carry.best_value
+      epoch = carry.epoch + 1
+      keep = lambda new, old: jax.tree.map(
+          lambda a, b: jnp.where(improved, a, b), new, old)
+      best_params, best_rest = carry.best_params, carry.best_rest
+      if self.restore_best:
+        best_params = keep(evaluated, best_params)
+        best_rest = keep(rest, best_rest)
+      log = {**values,
+             "scale": inspection.current_scale(opt_state, missing=1.0),
+             "group_lr": group_learning_rates(self.recipe, opt_state, params,
+                                              lr, _table_fn(self.depths))}
+      new_carry = FitCarry(
+          params, rest, opt_state, epoch, values,
+          jnp.where(improved, signed, carry.best_value),
+          jnp.where(improved, epoch, carry.best_epoch), best_params,
+          best_rest)
+      return new_carry, log
 
     return jax.lax.scan(epoch_step, carry, None, length=num_epochs)
 
+  def log_shapes(self) -> dict:
+    """The shape of one epoch's log, known without tracing."""
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    num_levels = len({depth for _, depth in self.depths})
+    return {**{name: scalar for name in self.value_names}, "scale": scalar,
+            "group_lr": jax.ShapeDtypeStruct((num_levels,), jnp.float32)}
 
+  def final_state(self, carry: FitCarry) -> tuple:
+    """``(params, rest)`` to return: the evaluation parameters."""
+    return self.eval_params(carry.opt_state, carry.params), carry.rest
+
+  def test_accuracy(self, params, rest, x, y) -> jax.Array:
+    TRACES["test"] += 1
+    model = nnx.merge(self.eval_graph, params, rest)
+    return jnp.mean(jnp.argmax(model(x), -1) == y).astype(jnp.float32)

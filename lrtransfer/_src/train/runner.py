@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -12,19 +14,92 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from lrtransfer._src.data import Split
-from lrtransfer._src.models import MLP, transferred_mask
+from lrtransfer._src.models import transferred_mask
+from lrtransfer._src.transfer.depths import layer_depths, normalize_path
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src import sizes
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
-from lrtransfer._src.train.program import EpochLog
+from lrtransfer._src.train.program import FitProgram, resolve_mode
 
 
-def data_arrays(train: Split, val: Split) -> tuple:
+@dataclasses.dataclass(frozen=True)
+class ArraySplit:
+  """Inputs and targets as arrays (a :class:`Split` or any ``(x, y)``)."""
+  x: Any  # [n, ...] inputs
+  y: Any  # [n, ...] targets: integer labels, or floats for regression
+
+  def __len__(self) -> int:
+    return len(self.y)
+
+
+def as_split(split: Any, name: str) -> ArraySplit:
+  """A :class:`Split`, or an ``(x, y)`` pair of arrays with equal length."""
+  if isinstance(split, Split):
+    return ArraySplit(split.x, split.y)
+  if isinstance(split, tuple) and len(split) == 2:
+    x, y = np.asarray(split[0]), np.asarray(split[1])
+    if x.ndim < 1 or y.ndim < 1 or len(x) != len(y) or len(x) == 0:
+      raise ValueError(f"{name} must be a Split or an (x, y) pair with the "
+                       f"same non-zero number of rows, got shapes {x.shape} "
+                       f"and {y.shape}")
+    if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
+      raise ValueError(f"{name}: x and y must be numeric arrays, got "
+                       f"{x.dtype} and {y.dtype}")
+    return ArraySplit(x.astype(np.float32) if x.dtype.kind == "f" else x,
+                      y.astype(np.float32) if y.dtype.kind == "f" else y)
+  raise ValueError(f"{name} must be a lrtransfer.data.Split or an (x, y) "
+                   f"pair of arrays, got {type(split).__name__}")
+
+
+def data_arrays(train: ArraySplit, val: ArraySplit) -> tuple:
   return (jnp.asarray(train.x), jnp.asarray(train.y), jnp.asarray(val.x),
           jnp.asarray(val.y))
 
 
-def empty_history(logs_shape: EpochLog, epochs: int, epoch_axis: int
+# Compiled programs, keyed by what they compute and the arguments' types.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _signature(args: Any) -> tuple:
+  leaves, treedef = jax.tree_util.tree_flatten(args)
+  return treedef, tuple(
+      (jnp.shape(leaf), str(jnp.result_type(leaf)) if not hasattr(
+          leaf, "dtype") else str(leaf.dtype),
+       str(getattr(leaf, "sharding", None))) for leaf in leaves)
+
+
+def compile_cached(key: Any, fn: Callable, *args) -> tuple[Any, float]:
+  """``fn`` compiled for ``args``, once per ``(key, argument types)``.
+
+  ``key`` must identify what ``fn`` computes (e.g. ``("run", program,
+  num_epochs)`` with a hashable :class:`FitProgram`); the arguments' shapes,
+  dtypes and shardings complete it. A second fit of the same structure and
+  sizes reuses the executable: no trace, no compile.
+
+  Returns:
+    ``(compiled, seconds)``: the executable and the seconds spent compiling
+    now (0.0 on a cache hit).
+  """
+  full_key = (key, _signature(args))
+  if full_key in _COMPILED:
+    _COMPILED.move_to_end(full_key)
+    return _COMPILED[full_key], 0.0
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  seconds = time.perf_counter() - start
+  _COMPILED[full_key] = compiled
+  while len(_COMPILED) > _CACHE_SIZE:
+    _COMPILED.popitem(last=False)
+  return compiled, seconds
+
+
+def clear_compiled_cache() -> None:
+  """Forgets every compiled fit program (frees their memory)."""
+  _COMPILED.clear()
+
+
+def empty_history(logs_shape: dict, epochs: int, epoch_axis: int
                    ) -> dict[str, np.ndarray]:
   """Full-length, NaN-filled history buffers (fixed shapes: checkpointable).
 
@@ -32,28 +107,30 @@ def empty_history(logs_shape: EpochLog, epochs: int, epoch_axis: int
     SizeError: the buffers would not fit in memory (checked first).
   """
   per_epoch = sum(leaf.size * leaf.dtype.itemsize
-                  for leaf in logs_shape._asdict().values())
+                  for leaf in logs_shape.values())
   sizes.check_fits(f"a history of epochs={epochs}", float(per_epoch) * epochs)
   def buffer(leaf):
     shape = list(leaf.shape)
     shape[epoch_axis] = epochs
     return np.full(shape, np.nan, leaf.dtype)
-  return {name: buffer(leaf) for name, leaf in logs_shape._asdict().items()}
+  return {name: buffer(leaf) for name, leaf in logs_shape.items()}
 
 
 class ChunkedRun:
   """Runs a program ``checkpoint_every`` epochs at a time, saving between.
 
-  ``chunk(carry, num_epochs) -> (carry, EpochLog)`` is compiled once per
-  chunk length (ahead of time, so compile time is measured apart). Chunks
+  ``compile_chunk(num_epochs) -> (call, seconds)`` gives the compiled chunk
+  ``call(carry) -> (carry, logs)`` (from :func:`compile_cached`: ahead of
+  time, so compile time is measured apart, and once per structure). Chunks
   change nothing in the arithmetic: an interrupted and resumed run computes
   exactly what an uninterrupted run with the same chunking computes.
   """
 
-  def __init__(self, chunk, carry, epochs: int, every: int, epoch_axis: int,
+  def __init__(self, compile_chunk, carry, logs_shape: dict, epochs: int,
+               every: int, epoch_axis: int,
                checkpointer: Optional[RunCheckpointer], resume: bool,
                on_chunk: Optional[Callable[[int], None]] = None):
-    self.chunk = chunk
+    self.compile_chunk = compile_chunk
     self.on_chunk = on_chunk  # called with the epochs of each finished chunk
     self.carry = carry
     self.epochs = epochs
@@ -62,7 +139,11 @@ class ChunkedRun:
     self.checkpointer = checkpointer
     self.compiled = {}
     self.compile_seconds = 0.0
-    logs_shape = jax.eval_shape(lambda c: chunk(c, 1), carry)[1]
+    # `logs_shape`: one epoch's log (a leading run axis for sweeps), known
+    # without tracing, so a finished run that is resumed compiles nothing.
+    logs_shape = {name: jax.ShapeDtypeStruct(
+        leaf.shape[:epoch_axis] + (1,) + leaf.shape[epoch_axis:], leaf.dtype)
+                  for name, leaf in logs_shape.items()}
     self.history = empty_history(logs_shape, epochs, epoch_axis)
     self.done = 0
     if resume and checkpointer is not None and (
@@ -73,10 +154,8 @@ class ChunkedRun:
 
   def _compiled(self, length: int):
     if length not in self.compiled:
-      start = time.perf_counter()
-      self.compiled[length] = jax.jit(
-          self.chunk, static_argnums=1).lower(self.carry, length).compile()
-      self.compile_seconds += time.perf_counter() - start
+      self.compiled[length], seconds = self.compile_chunk(length)
+      self.compile_seconds += seconds
     return self.compiled[length]
 
   def run(self) -> float:
@@ -91,7 +170,7 @@ class ChunkedRun:
       seconds += time.perf_counter() - start
       window = [slice(None)] * self.epoch_axis + [
           slice(self.done, self.done + length)]
-      for name, value in logs._asdict().items():
+      for name, value in logs.items():
         self.history[name][tuple(window)] = np.asarray(value)
       self.done += length
       if self.checkpointer is not None:
@@ -112,9 +191,24 @@ def epochs_per_call(epochs: int, checkpoint_every: Optional[int]) -> int:
   return checkpoint_every
 
 
-def transferred_params(model: nnx.Module) -> Any:
-  """Which parameters came from the source, for an MLP; else None."""
-  return transferred_mask(model) if isinstance(model, MLP) else None
+def transferred_params(model: nnx.Module) -> Optional[tuple]:
+  """``((path, bool), ...)``: which parameters came from the source.
+
+  None for a model that :func:`lrtransfer.models.target_from_source` did not
+  build (L2-SP then pulls every non-head leaf whose shape matches).
+  """
+  mask = transferred_mask(model)
+  if mask is None:
+    return None
+  return tuple((normalize_path(path), bool(flag)) for path, flag in
+               jax.tree_util.tree_flatten_with_path(mask)[0])
+
+
+def depth_table(model: nnx.Module, recipe: Recipe) -> tuple:
+  """``((path, depth), ...)`` of the model's parameters (hashable)."""
+  depths = layer_depths(model, recipe.depth_fn, head=recipe.head)
+  return tuple((normalize_path(path), int(depth)) for path, depth in
+               jax.tree_util.tree_flatten_with_path(depths)[0])
 
 
 def data_mesh(devices: Optional[Sequence[jax.Device]], batch_size: int
@@ -140,3 +234,50 @@ def run_description(model_like, recipe: Recipe, train: Split, val: Split,
   }
 
 
+
+
+def split_model(model: nnx.Module) -> tuple[Any, Any]:
+  """``(params, rest)``: the ``nnx.Param`` state and all other state, pure."""
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  return nnx.as_pure(params), nnx.as_pure(rest)
+
+
+def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
+                  epochs: int, batch_size: int, *, mesh=None, loss_fn=None,
+                  metrics=None, monitor: str = "val_loss", mode: str = "auto",
+                  restore_best: bool = False) -> FitProgram:
+  """The (hashable) program that fine-tunes ``model``'s structure."""
+  if not isinstance(model, nnx.Module):
+    raise ValueError(f"model must be a flax.nnx.Module, got "
+                     f"{type(model).__name__}")
+  if not isinstance(recipe, Recipe):
+    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe, got "
+                     f"{type(recipe).__name__}")
+  if loss_fn is not None and not callable(loss_fn):
+    raise ValueError(f"loss_fn must be a function (model, x, y) -> loss, "
+                     f"got {loss_fn!r}")
+  if metrics is not None:
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and callable(v) for k, v in metrics.items()):
+      raise ValueError("metrics must be a dict of name -> fn(model, x, y), "
+                       f"got {metrics!r}")
+    metrics = tuple(metrics.items())
+  if not isinstance(restore_best, bool):
+    raise ValueError(f"restore_best must be True or False, got "
+                     f"{restore_best!r}")
+  # Train and eval modes differ only in static attributes (Dropout's
+  # `deterministic`, BatchNorm's `use_running_average`): two graph defs over
+  # one state.
+  view = nnx.clone(model)
+  view.train()
+  train_graph = nnx.split(view, nnx.Param, ...)[0]
+  view.eval()
+  eval_graph = nnx.split(view, nnx.Param, ...)[0]
+  program = FitProgram(
+      train_graph, eval_graph, recipe, batch_size, num_train, epochs,
+      depth_table(model, recipe), mesh, transferred_params(model), loss_fn,
+      metrics, monitor, "min", restore_best)
+  if monitor not in program.value_names:
+    raise ValueError(f"monitor={monitor!r} is not a logged value; choose one "
+                     f"of {list(program.value_names)}")
+  return dataclasses.replace(program, mode=resolve_mode(monitor, mode))
