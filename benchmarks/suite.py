@@ -1,13 +1,37 @@
 """The benchmark task suite: a tuning set and a disjoint report set.
 
-PROVISIONAL membership (first version, issue 8 item 1 in progress): the names
-are final, the split may still move once `task_sensitivity.py` has measured
-which tasks are learning-rate sensitive.
-
-Honest selection: every default is chosen by *validation* accuracy on
+Honest selection (issue 8): every default -- strategy and recipe settings,
+base rate, which layers to copy -- is chosen by *validation* accuracy on
 ``TUNING_TASKS`` x ``TUNING_SEEDS``; published tables are *test* accuracy on
-``REPORT_TASKS`` x ``REPORT_SEEDS``. The two task sets and the two seed sets
-are disjoint, so no published figure was ever used to choose anything.
+``REPORT_TASKS`` x ``REPORT_SEEDS``. Tasks and seeds are both disjoint, so no
+published figure was used to choose anything.
+
+Why this split:
+
+* The tuning set holds the four original tasks (today's defaults were already
+  chosen on them), one corruption (blur) and a few-shot corruption (noise, 5
+  shots), and the MNIST label split: every *kind* of task appears, so a
+  default cannot be blind to one.
+* The report set holds what users bring and the tuning set does not have:
+  other corruptions (rotation, cut-out, inversion, low contrast), the tabular
+  covariate shift, a cross-dataset image task (MNIST -> sklearn digits), a
+  label split with 3 shots (the tuning set has 10), and two teacher-student
+  tasks of similarity 0.0 (negative transfer: training from scratch wins) and
+  0.6 (partly related).
+* Registered tasks in neither set (``digits_noise``, ``digits_noise_3shot``,
+  ``digits_label_split_5shot``) stay out so that the tuning set does not hold
+  a near-copy of a report task; they are there for users and ad-hoc studies.
+
+Learning-rate sensitivity (``benchmarks/task_sensitivity.py``, results in
+``results/task_sensitivity.md``): on 8 of the 9 report tasks the best and the
+worst constant rate of the grid 0.003-0.3 differ by >= 5 points of target
+test accuracy (all but ``digits_label_split_3shot``); leaving out the grid's
+edges (0.01-0.1 only), on 7 of 9 (not ``digits_low_contrast`` and
+``digits_label_split_3shot``).
+
+Every task is built with its default task seed (0: one fixed few-shot
+split); the seeds below are the runs' seeds (new head's initialisation and
+data order).
 """
 
 from __future__ import annotations
@@ -16,8 +40,10 @@ TUNING_TASKS: tuple[str, ...] = (
     "digits_label_split",
     "digits_domain_shift",
     "teacher_student_close",
+    "teacher_student_far",
     "digits_blur",
     "digits_noise_5shot",
+    "mnist_label_split",
 )
 
 REPORT_TASKS: tuple[str, ...] = (
@@ -26,11 +52,10 @@ REPORT_TASKS: tuple[str, ...] = (
     "digits_inversion",
     "digits_low_contrast",
     "breast_cancer_shift",
-    "mnist_label_split",
     "mnist_to_digits",
     "digits_label_split_3shot",
-    "teacher_student_far",
     "teacher_student_sim0.0",
+    "teacher_student_sim0.6",
 )
 
 TUNING_SEEDS: tuple[int, ...] = tuple(range(5))
