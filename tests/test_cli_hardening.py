@@ -268,3 +268,12 @@ def test_user_splits_through_the_command(tmp_path):
   counts = _strict_json(tmp_path / "o" / "results.json")["settings"][
       "target_train_per_class"]
   assert sum(counts) == len(np.load(blurred)["y"])  # the file, not 60% of it
+
+
+def test_resume_refuses_the_source_of_another_task(tmp_path):
+  common = ["--epochs", "1", "--source-epochs", "1", "--seeds", "1",
+            "--methods", "constant", "--no-progress", "--out", tmp_path / "o"]
+  assert _run(*common)[0] == 0
+  code, _, err = _run(*common, "--resume", "--task", "digits_domain_shift")
+  assert (code, "holds a source model for 64 features and 5 classes" in err
+          ) == (2, True), err

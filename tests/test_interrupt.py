@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from lrtransfer._src import interrupts
+
 INTERRUPTS = 20
 WINDOW_SECONDS = 3.0  # the random moment: up to this long after the start
 COMMAND = [sys.executable, "-m", "lrtransfer._src.cli", "run", "--methods",
@@ -88,3 +90,23 @@ def test_random_interrupts_end_cleanly_and_the_run_resumes(tmp_path):
       INTERRUPTS, [], 0), finished.stderr
   results = json.loads((out / "results.json").read_text())
   assert set(results["methods"]) == {"adjust", "l2sp"}
+
+
+def test_an_interrupt_waits_for_a_deferred_section():
+  received = []
+  watcher = interrupts.install(received.append, signals=(signal.SIGUSR1,))
+  try:
+    with interrupts.deferred():
+      os.kill(os.getpid(), signal.SIGUSR1)
+      time.sleep(0.3)  # the watcher has the signal, and must wait
+      seen_inside = list(received)
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+      time.sleep(0.01)
+  finally:
+    watcher.uninstall()
+  # ... and the section is free again once the callback returned.
+  free = interrupts._critical.acquire(timeout=5)  # pylint: disable=protected-access
+  if free:
+    interrupts._critical.release()  # pylint: disable=protected-access
+  assert (seen_inside, received, free) == ([], [signal.SIGUSR1], True)

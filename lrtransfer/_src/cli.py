@@ -24,6 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
+
 from lrtransfer._src import interrupts
 from lrtransfer._src import data as data_lib
 from lrtransfer._src.checkpoint import CheckpointError
@@ -195,8 +197,7 @@ def _user_files(args):
                                                sides["target"])
 
 
-def _load_task(args) -> data_lib.TransferTask:
-  files = _user_files(args)
+def _load_task(args, files) -> data_lib.TransferTask:
   if files is not None:
     return data_lib.load_user_task(
         *files, shots_per_class=args.shots,
@@ -280,7 +281,8 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
   if interrupted is not None:
     interrupted.out, interrupted.checkpoints = out, checkpoints
     interrupted.progress_bar = not args.no_progress
-  task = _load_task(args)
+  files = _user_files(args)
+  task = _load_task(args, files)
   if args.keep_head:
     task.check_keep_head()
   # compare checks too, but only once the progress bar is on the screen.
@@ -321,7 +323,6 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
     print(f"lrtransfer: warning: diverged (non-finite loss): "
           f"{', '.join(diverged)}; try a smaller --lr", file=sys.stderr)
   plots = report.write_plots(results, out, title=task.name)
-  import numpy as np
   report.write_json({
       "task": task.name,
       "description": task.description,
@@ -330,12 +331,12 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
                    "seeds": args.seeds, "batch_size": args.batch_size,
                    "learning_rate": args.lr,
                    # What was used: None = every target training example.
-                   "shots": (args.shots if _user_files(args) is not None
+                   "shots": (args.shots if files is not None
                              else args.shots or _DEFAULT_SHOTS),
                    "target_train_per_class": np.bincount(
                        task.target_train.y).tolist(),
                    "standardize": (args.standardize or "source"
-                                   if _user_files(args) is not None
+                                   if files is not None
                                    else "embedded task's own"),
                    "transfer_layers": args.transfer_layers,
                    "keep_head": args.keep_head,
@@ -353,10 +354,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   interrupt watcher, which a caller's own process keeps otherwise."""
   parser = build_parser()
   args = parser.parse_args(argv)
-  interrupted = watcher = None
+  interrupted = None
   if argv is None:
+    # The console script: the watcher stays until the process ends, so a
+    # signal during interpreter shutdown also ends it cleanly.
     interrupted = _Interrupted()
-    watcher = interrupts.install(interrupted)
+    interrupts.install(interrupted)
   try:
     return run_command(args, interrupted)
   except USER_ERRORS as error:
@@ -373,9 +376,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("lrtransfer: internal error: this is a bug in lrtransfer, please "
           "report it with the traceback above", file=sys.stderr)
     return EXIT_BUG
-  finally:
-    if watcher is not None:
-      watcher.uninstall()
 
 
 if __name__ == "__main__":

@@ -304,7 +304,16 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
 def _source_model(task, hidden, epochs, batch_size, source_dir, resume):
   """Pretrains (or, resuming, reloads) the source; round trip via orbax."""
   if resume and source_dir is not None and Path(source_dir).exists():
-    return checkpoint.load_source_model(Path(source_dir).absolute())
+    source = checkpoint.load_source_model(Path(source_dir).absolute())
+    config = source.config
+    if (config.in_features, config.num_outputs) != (
+        task.in_features, task.num_source_classes):
+      raise checkpoint.CheckpointError(
+          f"{source_dir} holds a source model for {config.in_features} "
+          f"features and {config.num_outputs} classes, this task has "
+          f"{task.in_features} and {task.num_source_classes}; resume with "
+          "the same data or use another output folder")
+    return source
   source = pretrain_source(task, hidden=hidden, epochs=epochs,
                            batch_size=batch_size)
   if source_dir is None:

@@ -74,8 +74,12 @@ class Watcher:
         return
       chosen = [s for s in received if s in self._signals]
       if chosen:
-        _critical.acquire(timeout=_MAX_WAIT_SECONDS)
-        self._on_interrupt(chosen[0])
+        acquired = _critical.acquire(timeout=_MAX_WAIT_SECONDS)
+        try:
+          self._on_interrupt(chosen[0])  # normally ends the process
+        finally:
+          if acquired:
+            _critical.release()
 
   def uninstall(self) -> None:
     signal.set_wakeup_fd(self._previous_fd)
