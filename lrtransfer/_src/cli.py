@@ -68,13 +68,22 @@ def _positive_float(text: str) -> float:
   return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows defaults, except the None / False of optional flags."""
+
+  def _get_help_string(self, action):
+    if action.default in (None, False):
+      return action.help
+    return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="lrtransfer",
       description="Learning-rate strategies for transfer learning (JAX).")
   commands = parser.add_subparsers(dest="command", required=True)
   run = commands.add_parser(
-      "run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      "run", formatter_class=_HelpFormatter,
       help="pretrain a source model and compare fine-tuning strategies",
       description=(
           "Pretrains an MLP on the source task, saves it with orbax, builds "
@@ -83,16 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
           "writes learning_rate.png, val_accuracy.png and results.json to "
           "--out. Without data files it runs an embedded task (no "
           "download). Your own data: one file per side, split per class "
-          "(seeded, every class in every split) into 80%% train / 20%% "
-          "validation for the source and 60%% train / 20%% validation / "
-          "20%% test for the target; or your own splits with "
+          "(seeded, every class in every split) into 80% train / 20% "
+          "validation for the source and 60% train / 20% validation / "
+          "20% test for the target; or your own splits with "
           "--source-train/--source-val and "
           "--target-train/--target-val/--target-test."))
   run.add_argument("--task", default="digits_label_split",
                    choices=sorted(data_lib.TASKS),
                    help="embedded transfer task")
   user = run.add_argument_group(
-      "your own data (.npz with x [n, ...] and y [n], or .csv with the "
+      "your own data (.npz with x [n, features] and y [n], or .csv with the "
       "label in the last column; the same features in every file)")
   user.add_argument("--source-data", type=Path, metavar="FILE",
                     help="source data, split 80/20 into train/validation")
@@ -147,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="K",
                    help="save each method's whole run (params, optimizer and "
                         "strategy state, epoch, history of every seed; the "
-                        "last 2 saves, about 1 MB per method and seed with "
+                        "last 2 saves, about 0.8 MB per method and seed with "
                         "the default MLP) every K epochs under "
                         "OUT/checkpoints, for --resume; default: no run "
                         "checkpoints")
