@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from flax import nnx
 
 from lrtransfer._src.models import MLP, MLPConfig, target_from_source
 from lrtransfer._src.models import transferred_mask
+import lrtransfer
 
 
 # One architecture (and so one set of parameter shapes) for nearly every test:
@@ -116,13 +119,14 @@ def test_config_accepts_a_list_of_widths():
   assert MLPConfig(3, [4, 5]).hidden == (4, 5)
 
 
-def test_target_copies_all_hidden_layers_and_builds_a_new_head(source):
+def test_target_copies_all_hidden_layers_but_the_last_by_default(source):
   target = target_from_source(source, 7, rngs=nnx.Rngs(1))
   assert target.config == MLPConfig(IN, HIDDEN, 7, "relu")
   src, tgt = _params(source), _params(target)
   for path in src:
-    if path[0] == "hidden":
-      np.testing.assert_array_equal(tgt[path], src[path])
+    if path[0] == "hidden" and path[-1] == "kernel":  # biases start at 0
+      same = np.array_equal(tgt[path], src[path])
+      assert same == (path[1] < len(HIDDEN) - 1), path
   assert tgt[("head", "kernel")].shape == (6, 7)
   assert tgt[("head", "bias")].shape == (7,)
   assert target(jnp.ones((2, IN))).shape == (2, 7)
@@ -272,7 +276,37 @@ def test_transferred_mask_works_as_an_optax_mask(source):
   assert moved == {path: not flag for path, flag in nnx.to_flat_state(frozen)}
 
 
-def test_target_needs_an_mlp_source():
-  with pytest.raises(TypeError, match="source must be an MLP"):
+def test_any_model_with_a_target_and_its_batchnorm_statistics():
+  from _models import SmallCNN
+  source = SmallCNN(rngs=nnx.Rngs(0))
+  source.norm1.mean[...] = jnp.full((4,), 3.0)  # as if trained
+  fresh = SmallCNN(num_outputs=5, rngs=nnx.Rngs(1))
+  target = target_from_source(source, target=fresh)
+  # Levels conv1+norm1, conv2, dense, out: all but the last below the head.
+  assert target.num_transferred_levels == 2
+  np.testing.assert_array_equal(target.conv2.kernel[...],
+                                source.conv2.kernel[...])
+  np.testing.assert_array_equal(target.norm1.mean[...], 3.0)
+  assert not np.allclose(target.dense.kernel[...], source.dense.kernel[...])
+  assert fresh.norm1.mean[...].sum() == 0  # the given target is not changed
+  mask = dict(nnx.to_flat_state(transferred_mask(target)))
+  assert mask[("conv2", "kernel")] and not mask[("dense", "kernel")]
+  assert not mask[("out", "kernel")]
+
+
+def test_cnn_config_rebuilds_the_target():
+  source = lrtransfer.models.CNN(image_shape=(8, 8, 1), channels=(4,),
+                                 dense=8, num_outputs=10, rngs=nnx.Rngs(0))
+  target = target_from_source(source, 3, rngs=nnx.Rngs(1))
+  assert target.config == dataclasses.replace(source.config, num_outputs=3)
+  assert target(jnp.ones((2, 64))).shape == (2, 3)
+  with pytest.raises(ValueError, match="dropout"):
+    lrtransfer.models.CNNConfig(dropout=1.0)
+
+
+def test_target_needs_a_module_and_a_way_to_build_the_target():
+  with pytest.raises(TypeError, match="source must be a flax.nnx.Module"):
+    target_from_source({"w": 1.0}, 3, rngs=nnx.Rngs(1))
+  with pytest.raises(ValueError, match="Pass target="):
     target_from_source(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), 3,
                        rngs=nnx.Rngs(1))

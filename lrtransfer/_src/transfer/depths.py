@@ -30,6 +30,12 @@ Optax transformations of an NNX model: an ``nnx.State`` is sorted by name
 (NNX sorts attributes), so a transformation that sees only the state cannot
 know the definition order; ``lrtransfer.train.fit`` does this for you.
 
+A module rebuilt by ``nnx.merge`` or ``nnx.clone`` lists its attributes
+sorted by name, not in definition order: compute depths on the module as
+constructed (``lrtransfer.train.fit`` and ``target_from_source`` do), or
+keep definition order in the names (lists of blocks, a ``head``), or pass
+``head=``/``depth_fn``.
+
 Inside ``optax.masked`` / ``optax.partition`` a transformation sees a
 sub-tree in which the other leaves are ``optax.MaskedNode`` placeholders; the
 rule counts those positions, so depths (and the top) are those of the whole
