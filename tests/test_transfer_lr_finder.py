@@ -121,6 +121,10 @@ def test_compiled_as_one_scan():
 
   lr_range_test(loss, jnp.float32(1.0), jnp.ones((1,)), num_steps=50)
   assert len(traces) == 1
+  # Other parameters and batches of the same shapes: no new trace/compile.
+  lr_range_test(loss, jnp.float32(3.0), jnp.full((1,), 2.0, jnp.float32),
+                num_steps=50)
+  assert len(traces) == 1
 
 
 def test_constant_loss_falls_back_to_min_over_ten():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -57,6 +58,70 @@ def _steepest_suggestion(learning_rates: np.ndarray,
     if slopes[steepest] < 0:
       return float(learning_rates[steepest])
   return float(learning_rates[int(np.argmin(smoothed))] / 10.0)
+
+
+# How often the range test's program was traced (tests count recompilations).
+TRACES = [0]
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "loss_fn", "num_batches", "momentum", "smoothing", "diverge_factor"))
+def _run(params, batches, learning_rates, *, loss_fn, num_batches, momentum,
+         smoothing, diverge_factor):
+  """The whole test as one scan; compiled once per loss, shapes, settings.
+
+  Batches, parameters and the rates are traced arguments, not constants
+  baked into the program, so a second test of the same shapes reuses it.
+  """
+  TRACES[0] += 1
+  num_steps = learning_rates.shape[0]
+  tx = optax.inject_hyperparams(optax.sgd)(
+      learning_rate=0.0, momentum=momentum)
+  grad_fn = jax.value_and_grad(loss_fn)
+
+  def step(carry, inputs):
+    params, opt_state, average, best, stopped, stopped_at = carry
+    index, learning_rate = inputs
+    batch = jax.tree.map(lambda leaf: leaf[index % num_batches], batches)
+    loss, grads = grad_fn(params, batch)
+    loss = jnp.asarray(loss, jnp.float32)
+    opt_state = opt_state._replace(hyperparams={
+        **opt_state.hyperparams, "learning_rate": learning_rate})
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+
+    new_average = smoothing * average + (1.0 - smoothing) * loss
+    smoothed = new_average / (1.0 - smoothing ** (index + 1).astype(
+        jnp.float32))
+    # best starts at +inf: only a non-finite loss can stop step 0.
+    diverged = ~jnp.isfinite(smoothed) | (
+        smoothed - best > (diverge_factor - 1.0) * jnp.abs(best))
+    now_stopped = stopped | diverged
+    keep = lambda old, new: jax.tree.map(
+        lambda o, n: jnp.where(now_stopped, o, n), old, new)
+    carry = (
+        keep(params, new_params),
+        keep(opt_state, new_opt_state),
+        jnp.where(now_stopped, average, new_average),
+        jnp.where(now_stopped, best, jnp.minimum(best, smoothed)),
+        now_stopped,
+        jnp.where(diverged & ~stopped, index, stopped_at),
+    )
+    return carry, (loss, smoothed)
+
+  init = (
+      params,
+      tx.init(params),
+      jnp.zeros([], jnp.float32),
+      jnp.array(jnp.inf, jnp.float32),
+      jnp.array(False),
+      jnp.array(-1, jnp.int32),
+  )
+  indices = jnp.arange(num_steps, dtype=jnp.int32)
+  carry, (losses, smoothed) = jax.lax.scan(
+      step, init, (indices, learning_rates))
+  return losses, smoothed, carry[-1]
+
 
 
 def lr_range_test(
@@ -160,58 +225,10 @@ def lr_range_test(
 
   learning_rates = min_lr * (max_lr / min_lr) ** (
       np.arange(num_steps, dtype=np.float64) / (num_steps - 1))
-  tx = optax.inject_hyperparams(optax.sgd)(
-      learning_rate=min_lr, momentum=momentum)
-  grad_fn = jax.value_and_grad(loss_fn)
-
-  @jax.jit
-  def run(params, batches, learning_rates):
-    # Batches are traced arguments, not constants baked into the program.
-    def step(carry, inputs):
-      params, opt_state, average, best, stopped, stopped_at = carry
-      index, learning_rate = inputs
-      batch = jax.tree.map(lambda leaf: leaf[index % num_batches], batches)
-      loss, grads = grad_fn(params, batch)
-      loss = jnp.asarray(loss, jnp.float32)
-      opt_state = opt_state._replace(hyperparams={
-          **opt_state.hyperparams, "learning_rate": learning_rate})
-      updates, new_opt_state = tx.update(grads, opt_state, params)
-      new_params = optax.apply_updates(params, updates)
-
-      new_average = smoothing * average + (1.0 - smoothing) * loss
-      smoothed = new_average / (1.0 - smoothing ** (index + 1).astype(
-          jnp.float32))
-      # best starts at +inf: only a non-finite loss can stop step 0.
-      diverged = ~jnp.isfinite(smoothed) | (
-          smoothed - best > (diverge_factor - 1.0) * jnp.abs(best))
-      now_stopped = stopped | diverged
-      keep = lambda old, new: jax.tree.map(
-          lambda o, n: jnp.where(now_stopped, o, n), old, new)
-      carry = (
-          keep(params, new_params),
-          keep(opt_state, new_opt_state),
-          jnp.where(now_stopped, average, new_average),
-          jnp.where(now_stopped, best, jnp.minimum(best, smoothed)),
-          now_stopped,
-          jnp.where(diverged & ~stopped, index, stopped_at),
-      )
-      return carry, (loss, smoothed)
-
-    init = (
-        params,
-        tx.init(params),
-        jnp.zeros([], jnp.float32),
-        jnp.array(jnp.inf, jnp.float32),
-        jnp.array(False),
-        jnp.array(-1, jnp.int32),
-    )
-    indices = jnp.arange(num_steps, dtype=jnp.int32)
-    carry, (losses, smoothed) = jax.lax.scan(
-        step, init, (indices, learning_rates))
-    return losses, smoothed, carry[-1]
-
-  losses, smoothed, stopped_at = run(
-      params, batches, jnp.asarray(learning_rates, jnp.float32))
+  losses, smoothed, stopped_at = _run(
+      params, batches, jnp.asarray(learning_rates, jnp.float32),
+      loss_fn=loss_fn, num_batches=num_batches, momentum=float(momentum),
+      smoothing=float(smoothing), diverge_factor=float(diverge_factor))
   stopped_at = int(stopped_at)
   stopped_at = None if stopped_at < 0 else stopped_at
   num_run = num_steps if stopped_at is None else stopped_at + 1
