@@ -95,12 +95,14 @@ class _Guard:
   """The guarded plateau action of ``lrtransfer._src.raising``, in float32."""
 
   def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
-               train_threshold):
+               train_threshold, train_rise=0.25, fitted_ratio=0.05):
     self.patience, self.max_raises = patience, max_raises
     self.plateau_factor = f32(plateau_factor)
     self.overfit_factor = f32(overfit_factor)
     self.train_threshold = f32(train_threshold)
+    self.train_rise, self.fitted_ratio = f32(train_rise), f32(fitted_ratio)
     self.train_best, self.train_num_bad = f32(np.inf), 0
+    self.train_first = None
     self.raises, self.raise_value = 0, None
 
   def __call__(self, v, train, good, plateau):
@@ -108,6 +110,8 @@ class _Guard:
     fails_to_fit = False
     if train is not None:
       train = f32(train)
+      if self.train_first is None and np.isfinite(train):
+        self.train_first = train
       improved = bool(np.isfinite(train)) and (
           self.train_best == np.inf
           or train < self.train_best - self.train_threshold * abs(
@@ -115,8 +119,11 @@ class _Guard:
       if improved:
         self.train_best = train
       self.train_num_bad = 0 if improved else self.train_num_bad + 1
-      fails_to_fit = bool(np.isfinite(train)) and (
-          self.train_num_bad > self.patience)
+      fails_to_fit = (
+          bool(np.isfinite(train)) and self.train_num_bad > self.patience
+          and train <= self.train_best + self.train_rise * abs(
+              self.train_best)
+          and train > self.fitted_ratio * self.train_first)
     undo = self.raise_value is not None and not v < self.raise_value
     raised = (plateau and fails_to_fit and self.plateau_factor > 1
               and self.raises < self.max_raises and not undo
@@ -140,7 +147,8 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=0.98,
                      overfit_factor=1.0, max_raises=2, train_threshold=0.01,
-                     target=None, init_scale=1.0, min_scale=0.05,
+                     train_rise=0.25, fitted_ratio=0.05, target=None,
+                     init_scale=1.0, min_scale=0.05,
                      max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
 
@@ -148,7 +156,7 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
   """
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold)
+                 train_threshold, train_rise, fitted_ratio)
   scale, pre_raise = f32(init_scale), f32(init_scale)
   out = []
   for k, value in enumerate(values):
@@ -172,11 +180,12 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, max_raises=2, train_threshold=0.01,
-                      target=None, min_scale=0.01, max_scale=2.0):
+                      train_rise=0.25, fitted_ratio=0.05, target=None,
+                      min_scale=0.01, max_scale=2.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold)
+                 train_threshold, train_rise, fitted_ratio)
   last_count, scale, pre_raise = 0, 1.0, 1.0
   lambda0 = -math.log(rate) / every_steps
   out = []

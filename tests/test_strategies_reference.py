@@ -53,6 +53,9 @@ ADJUST_CASES = {
     "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
                         cooldown=0, max_raises=3, train_threshold=0.02,
                         min_scale=0.01, max_scale=8.0),
+    "fitted_rising": dict(plateau_factor=2.0, patience=1, cooldown=0,
+                          train_rise=0.05, fitted_ratio=0.2,
+                          max_scale=8.0),
 }
 
 

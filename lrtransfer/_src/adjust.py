@@ -28,6 +28,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            threshold_mode: str = "rel", plateau_factor: float = 1.5,
            improve_factor: float = 0.98, overfit_factor: float = 1.0,
            max_raises: int = 2, train_threshold: float = 0.01,
+           train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
            min_scale: float = 0.05, max_scale: float = 2.0,
            eps: float = 0.0) -> optax.GradientTransformationExtraArgs:
@@ -55,10 +56,15 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   epoch's mean minibatch loss)::
 
     A = plateau_factor  if plateau_factor <= 1 (classic reduce-on-plateau)
-        plateau_factor  (a raise) if the training value also stalled: it did
-                        not improve by train_threshold * |best| in the last
-                        patience + 1 evaluations, and fewer than max_raises
-                        raises happened since the last good evaluation
+        plateau_factor  (a raise) if the model fails to fit: the training
+                        value did not improve by train_threshold * |best| in
+                        the last patience + 1 evaluations, is not rising
+                        (within train_rise * |best| of its best: a rising
+                        training loss asks for a lower rate), is not fitted
+                        (above fitted_ratio * its first value: a training
+                        loss near zero cannot improve, the model has learnt
+                        its examples), and fewer than max_raises raises
+                        happened since the last good evaluation
         overfit_factor  otherwise: training improves while validation does
                         not (over-fitting), or no training value was passed
 
@@ -125,6 +131,10 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     max_raises: raises allowed between two good evaluations, >= 0.
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.
+    train_rise: relative rise of the training value above its best that
+      counts as rising (never raise then), >= 0.
+    fitted_ratio: a training value below this fraction of the first one
+      means the training set is fitted (never raise then), in [0, 1].
     target: optional metric value; an evaluation worse than it is bad even if
       it improved on the best so far.
     init_scale: scale before the first evaluation.
@@ -160,8 +170,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
                                     cooldown, target, monitor)
   raise_rule = raising.validated_raise_rule(
-      train_monitor, train_threshold, patience, max_raises, plateau_factor,
-      overfit_factor)
+      train_monitor, train_threshold, train_rise, fitted_ratio, patience,
+      max_raises, plateau_factor, overfit_factor)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   validation.check_positive("init_scale", init_scale)

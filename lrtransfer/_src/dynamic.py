@@ -32,6 +32,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             threshold_mode: str = "rel", plateau_factor: float = 1.5,
             improve_factor: float = 1.0, overfit_factor: float = 1.0,
             max_raises: int = 2, train_threshold: float = 0.01,
+            train_rise: float = 0.25, fitted_ratio: float = 0.05,
             target: Optional[float] = None, min_scale: float = 0.01,
             max_scale: float = 2.0) -> optax.GradientTransformationExtraArgs:
   """Combines performance and progress: a decay whose rate itself adapts.
@@ -76,8 +77,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     stall_gain: decay multiplier while the metric is not improving (>= 1
       speeds it up, 1 disables it).
     monitor, mode, train_monitor, patience, cooldown, threshold,
-      threshold_mode, overfit_factor, max_raises, train_threshold, target: as
-      in :func:`adjust`.
+      threshold_mode, overfit_factor, max_raises, train_threshold,
+      train_rise, fitted_ratio, target: as in :func:`adjust`.
     plateau_factor: multiplier on a plateau (>1 raises, guarded).
     improve_factor: multiplier on each good evaluation.
     min_scale, max_scale: bounds of the scale.
@@ -106,8 +107,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
                                     cooldown, target, monitor)
   raise_rule = raising.validated_raise_rule(
-      train_monitor, train_threshold, patience, max_raises, plateau_factor,
-      overfit_factor)
+      train_monitor, train_threshold, train_rise, fitted_ratio, patience,
+      max_raises, plateau_factor, overfit_factor)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)

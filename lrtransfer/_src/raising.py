@@ -13,7 +13,13 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   train_improved = isfinite(tr) and (tr < train_best - train_threshold *
                                      |train_best|   or train_best unset)
   train_num_bad  = 0 if train_improved else train_num_bad + 1
-  fails_to_fit   = isfinite(tr) and train_num_bad > p       (stalled too)
+  fails_to_fit   = isfinite(tr) and train_num_bad > p       (stalled too,
+                   and tr <= train_best + train_rise * |train_best|
+                                                 (not rising: diverging or
+                                                 oscillating wants less)
+                   and tr > fitted_ratio * train_first   (not fitted yet;
+                                                 train_first: the first
+                                                 finite training value)
   failed_raise   = a raise is pending and not v < raise_value
   raise_now      = plateau and fails_to_fit and plateau_factor > 1
                    and raises < max_raises and not failed_raise
@@ -51,6 +57,7 @@ from lrtransfer._src.plateau import Verdict
 class RaiseGuardState(NamedTuple):
   """Bookkeeping of guarded raises; float32/int32 scalars."""
   train_best: jax.Array  # float32, best training value so far (+inf unset)
+  train_first: jax.Array  # float32, first finite training value (NaN unset)
   # int32, evaluations in a row whose training value did not improve
   # (saturating)
   train_num_bad: jax.Array
@@ -67,29 +74,35 @@ class RaiseRule(NamedTuple):
   """Static configuration of the guard (Python values or traced arrays)."""
   train_monitor: Optional[str]
   train_threshold: float
+  train_rise: float
+  fitted_ratio: float
   patience: int
   max_raises: int
   plateau_factor: float
   overfit_factor: float
 
 
-def validated_raise_rule(train_monitor, train_threshold, patience, max_raises,
-                         plateau_factor, overfit_factor) -> RaiseRule:
+def validated_raise_rule(train_monitor, train_threshold, train_rise,
+                         fitted_ratio, patience, max_raises, plateau_factor,
+                         overfit_factor) -> RaiseRule:
   if train_monitor is not None and not isinstance(train_monitor, str):
     raise ValueError("train_monitor must be a name (str) or None, got "
                      f"train_monitor={train_monitor!r}")
   validation.check_non_negative("train_threshold", train_threshold)
+  validation.check_non_negative("train_rise", train_rise)
+  validation.check_in_interval("fitted_ratio", fitted_ratio, 0.0, 1.0)
   validation.check_int("max_raises", max_raises, 0)
   validation.check_positive("plateau_factor", plateau_factor)
   validation.check_in_interval("overfit_factor", overfit_factor, 0.0, 1.0,
                                low_open=True)
-  return RaiseRule(train_monitor, train_threshold, patience, max_raises,
-                   plateau_factor, overfit_factor)
+  return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
+                   patience, max_raises, plateau_factor, overfit_factor)
 
 
 def init_guard(scale) -> RaiseGuardState:
   return RaiseGuardState(
       train_best=jnp.asarray(jnp.inf, jnp.float32),
+      train_first=jnp.asarray(jnp.nan, jnp.float32),
       train_num_bad=jnp.zeros([], jnp.int32),
       raises=jnp.zeros([], jnp.int32),
       raise_value=jnp.asarray(jnp.nan, jnp.float32),
@@ -124,9 +137,15 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     train_best = jnp.where(train_improved, tr, guard.train_best)
     train_num_bad = jnp.where(train_improved, 0,
                               optax.safe_increment(guard.train_num_bad))
-    fails_to_fit = jnp.isfinite(tr) & (train_num_bad > rule.patience)
+    train_first = jnp.where(jnp.isnan(guard.train_first) & jnp.isfinite(tr),
+                            tr, guard.train_first)
+    not_rising = tr <= train_best + rule.train_rise * jnp.abs(train_best)
+    not_fitted = tr > rule.fitted_ratio * train_first
+    fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > rule.patience)
+                    & not_rising & not_fitted)
   else:
     train_best, train_num_bad = guard.train_best, guard.train_num_bad
+    train_first = guard.train_first
     fails_to_fit = jnp.zeros([], bool)
 
   is_new = verdict.is_new
@@ -145,6 +164,8 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
                      guard.raises + raise_now.astype(jnp.int32))
   new_guard = RaiseGuardState(
       train_best=jnp.where(is_new, train_best, guard.train_best),
+      train_first=jnp.where(is_new, train_first,
+                            guard.train_first).astype(jnp.float32),
       train_num_bad=jnp.where(is_new, train_num_bad, guard.train_num_bad),
       raises=raises.astype(jnp.int32),
       raise_value=jnp.where(
