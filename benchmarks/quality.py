@@ -57,7 +57,7 @@ QUICK_OUT = _common.RESULTS_DIR / "quality_quick.json"
 SELECTION_JSON = _common.RESULTS_DIR / "defaults.json"
 GRID = _bench.GRID
 NEGATIVE_TRANSFER_TOLERANCE = 0.01  # 1 point
-QUICK_METHODS = ["recommended", "greedy_lr", "schedule_free_sgd"]
+QUICK_METHODS = ["recommended", "schedule_free_sgd"]
 
 
 def range_test_lr(prepared: _bench.Prepared, seed: int = 0) -> dict:

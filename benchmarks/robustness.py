@@ -242,7 +242,7 @@ def parse_args(argv=None) -> argparse.Namespace:
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--quick", action="store_true",
-                      help="one report task, 3 seeds, 8 epochs, a few methods")
+                      help="one report task, 3 seeds, 6 epochs, a few methods")
   parser.add_argument("--out", type=Path, default=None)
   parser.add_argument("--tasks", nargs="+", default=None)
   parser.add_argument("--methods", nargs="+", default=None)
@@ -252,7 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-QUICK_METHODS = ["constant", "recommended", "greedy_lr", "dog"]
+QUICK_METHODS = ["constant", "recommended", "dog"]
 
 
 def main(argv=None) -> int:
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
   tasks = args.tasks or (split["report"][:1] if args.quick
                          else split["report"])
   seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick else None)]
-  epochs = args.epochs or (8 if args.quick else _bench.EPOCHS)
+  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
   names = args.methods or (QUICK_METHODS if args.quick else None)
   if names is not None:
     known = {m.name for m in methods_lib.all_methods()}

@@ -94,8 +94,7 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
     "head_first": [{"recipe": {"head_first_epochs": e}} for e in (1, 3)],
     "l2sp": [{"recipe": {"l2sp_alpha": a}} for a in (1e-3, 1e-2, 1e-4)],
 }
-QUICK_CANDIDATES = {"adjust": DEFAULT_CANDIDATES["adjust"][:2],
-                    "layerwise": DEFAULT_CANDIDATES["layerwise"][:2]}
+QUICK_CANDIDATES = {"adjust": DEFAULT_CANDIDATES["adjust"][:2]}
 
 
 def strategy_factory(name: str, kwargs: Mapping[str, Any]):

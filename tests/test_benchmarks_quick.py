@@ -1,6 +1,10 @@
 """The benchmark scripts run end to end (--quick) and write the documented JSON.
 
 Checks the schema, not the numbers: speed and accuracy depend on the machine.
+Also checks the pieces whose logic the published figures rest on: the
+GreedyLR port against a plain-Python transcription of its rule, the
+catastrophe / worst-drop arithmetic, and that tune_defaults.py never reads a
+test number.
 The optional peers (PyTorch, Keras) are skipped with ``--peers none``, which
 must give them ``null`` -- the same as on a machine without the ``[bench]``
 extra, such as CI.
@@ -14,10 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TIMEOUT_S = 170
+sys.path.insert(0, str(BENCHMARKS))
 
 
 def _run(script: str, out: Path, *extra: str) -> dict:
@@ -48,12 +54,6 @@ def speed(tmp_path_factory):
   return _run("speed.py", out, "--peers", "none"), out
 
 
-@pytest.fixture(scope="module")
-def quality(tmp_path_factory):
-  out = tmp_path_factory.mktemp("quality") / "quality.json"
-  return _run("quality.py", out), out
-
-
 def test_speed_schema(speed):
   result, out = speed
   _check_device(result["device"])
@@ -73,6 +73,8 @@ def test_speed_schema(speed):
   assert _is_number(sweep["sequential_s"]) and sweep["sequential_s"] > 0
   assert _is_number(result["compile_seconds"])
   assert result["compile_seconds"] > 0
+  assert _is_number(result["fit_second_call_compile_seconds"])
+  assert result["fit_second_call_compile_seconds"] >= 0
   assert out.with_suffix(".md").read_text().strip()
 
 
@@ -86,29 +88,150 @@ def test_speed_missing_peers_are_null(speed):
     assert result["targets"][key] is None
 
 
+@pytest.fixture(scope="module")
+def quality(tmp_path_factory):
+  out = tmp_path_factory.mktemp("quality") / "quality.json"
+  return _run("quality.py", out), out
+
+
+@pytest.fixture(scope="module")
+def robustness(tmp_path_factory):
+  out = tmp_path_factory.mktemp("robustness") / "robustness.json"
+  return _run("robustness.py", out), out
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory):
+  out = tmp_path_factory.mktemp("defaults") / "defaults.json"
+  return _run("tune_defaults.py", out), out
+
+
+def _check_stats(stats, n=None):
+  assert set(stats) >= {"mean", "std"}
+  assert 0.0 <= stats["mean"] <= 1.0 and stats["std"] >= 0.0
+  if n is not None:
+    assert stats["n"] == n
+
+
 def test_quality_schema(quality):
+  import suite
   result, out = quality
   _check_device(result["device"])
   seeds = result["seeds"]
-  assert isinstance(seeds, int) and seeds >= 5
-  assert result["tasks"]
+  assert isinstance(seeds, int) and seeds >= 2
+  assert set(result["seed_values"]) <= set(suite.REPORT_SEEDS)
+  split = result["split"]
+  assert not set(split["tuning"]) & set(split["report"])
+  assert result["tasks"] and set(result["tasks"]) <= set(split["report"])
+  assert "selection" in result
   for task, methods in result["tasks"].items():
-    for name in ("scratch", "constant_lr_best_of_grid",
-                 "optax_reduce_on_plateau", "range_test_lr", "decay",
-                 "reduce_on_plateau", "adjust", "dynamic", "layerwise",
-                 "gradual_unfreeze", "head_first", "l2sp"):
-      stats = methods[name]
-      assert set(stats) >= {"mean", "std", "n"}, (task, name)
-      assert isinstance(stats["n"], int)
-      if name == "range_test_lr" and stats["n"] == 0:
-        continue  # no usable suggestion: reported as NaN with n = 0
-      assert stats["n"] == seeds, (task, name)
-      assert 0.0 <= stats["mean"] <= 1.0 and stats["std"] >= 0.0
-    details = result["details"][task]
-    assert details["grid"]["chosen"] in details["grid"]["learning_rates"]
-    assert len(details["grid"]["learning_rates"]) >= 5
-    assert math.isfinite(details["range_test"]["suggestion"]) or (
-        methods["range_test_lr"]["n"] == 0)
-  assert result["optax_plateau"]["reacts_once_per_epoch"] is True
+    for name in ("constant_lr_best_of_grid", "scratch_best_of_grid",
+                 "recommended", "schedule_free_sgd"):
+      _check_stats(methods[name], seeds)
+    grids = result["details"][task]["grids"]
+    for base in ("constant", "scratch"):
+      assert grids[base]["chosen"] in grids[base]["learning_rates"]
+      assert len(grids[base]["learning_rates"]) >= 5
+  for name in ("ahead_of_peers", "escapes_negative_transfer"):
+    assert result["targets"][name]["met"] in (True, False, None)
+  assert result["optax_plateau_reacts_once_per_epoch"] is True
   assert out.with_suffix(".md").read_text().strip()
   assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_robustness_schema(robustness):
+  result, out = robustness
+  _check_device(result["device"])
+  base_lrs = result["base_lrs"]
+  assert base_lrs[-1] / base_lrs[0] >= 100
+  for task, methods in result["tasks"].items():
+    assert task in result["split"]["report"]
+    for lr in base_lrs:
+      _check_stats(methods["constant"][f"{lr:g}"])
+      _check_stats(methods["recommended"][f"{lr:g}"])
+    assert len(methods["dog"]) == 1  # no base rate: one run
+  for name in ("constant", "recommended", "dog"):
+    assert isinstance(result["worst_drop"][name], float)
+  assert set(result["catastrophe"]) >= {"recommended"}
+  assert "dog" not in result["catastrophe"]  # no rate to compare at
+  for name in ("catastrophe_free", "tuning_free"):
+    assert result["targets"][name]["met"] in (True, False)
+  assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_tune_defaults_reads_validation_only(defaults):
+  result, _ = defaults
+  import suite
+  assert set(result["tasks"]) <= set(suite.TUNING_TASKS)
+  assert set(result["seeds"]) <= set(suite.TUNING_SEEDS)
+  def keys(tree):
+    if isinstance(tree, dict):
+      for k, v in tree.items():
+        yield k
+        yield from keys(v)
+    elif isinstance(tree, list):
+      for v in tree:
+        yield from keys(v)
+  assert not [k for k in keys(result) if "test" in str(k).lower()]
+  selection = result["selection"]
+  assert selection["base_lr"]["chosen"] in [float(x) for x in
+                                            selection["base_lr"]["scores"]]
+  for family in selection["families"].values():
+    assert family["chosen"] in family["candidates"]
+  assert selection["recommended"]["chosen"] in selection["recommended"][
+      "candidates"]
+
+
+def test_catastrophe_and_worst_drop_arithmetic():
+  import robustness
+  stats = lambda mean: {"mean": mean, "std": 0.0, "n": 3}
+  result = {
+      "kinds": {"constant": "baseline", "ours": "lrtransfer"},
+      "recommended_default_lr": 0.03,
+      "tasks": {"a": {"constant": {"0.01": stats(0.8), "0.1": stats(0.9)},
+                      "ours": {"0.01": stats(0.85), "0.1": stats(0.6)}},
+                "b": {"constant": {"0.01": stats(0.5), "0.1": stats(0.7)},
+                      "ours": {"0.01": stats(0.45), "0.1": stats(0.7)}}},
+      "details": {"a": {"best_of_grid": {"lr": 0.1, "mean": 0.9}},
+                  "b": {"best_of_grid": {"lr": 0.01, "mean": 0.5}}}}
+  robustness.BASE_LRS, saved = (0.01, 0.1), robustness.BASE_LRS
+  try:
+    figures = robustness.figures(result)
+  finally:
+    robustness.BASE_LRS = saved
+  assert figures["catastrophe"]["ours"] == pytest.approx(-0.3)
+  assert figures["catastrophe_at"]["ours"] == {"task": "a", "lr": 0.1}
+  assert figures["worst_drop"]["ours"] == pytest.approx(-0.3)
+  assert figures["worst_drop"]["constant"] == pytest.approx(-0.1)
+  assert figures["targets"]["catastrophe_free"]["met"] is False
+  assert figures["sensitivity"]["a"]["sensitive"] is True
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"patience": 2, "cooldown": 1, "warmup": 2, "min_lr": 0.02,
+     "reset_start": 3},
+    {"patience": 0, "factor": 0.5, "max_lr": 0.2},
+])
+def test_greedy_lr_port_follows_its_rule(kwargs):
+  import jax
+  import jax.numpy as jnp
+  import lrtransfer
+  import greedy_lr
+  rng = np.random.default_rng(0)
+  values = np.concatenate([np.linspace(2, 1, 15), 1 + 0.1 * rng.random(40),
+                           np.linspace(1, 0.5, 14), np.full(30, 0.6)])
+  values = values.astype(np.float32)
+  tx = greedy_lr.greedy_lr_scale(0.05, **kwargs)
+  params = {"w": jnp.ones(2)}
+  update = jax.jit(lambda s, v, k: tx.update(
+      params, s, metric=lrtransfer.measurement(v, k)))
+  state, rates = tx.init(params), []
+  for count, value in enumerate(values, 1):
+    for _ in range(3):  # the same evaluation fed on every step: one reaction
+      _, state = update(state, value, count)
+    rates.append(float(state.ratio) * 0.05)
+  expected = greedy_lr.reference_rates([float(v) for v in values], 0.05,
+                                       **kwargs)
+  np.testing.assert_allclose(rates, expected, rtol=1e-5)
+  assert len(set(np.round(expected, 8))) > 1  # the rule did act
