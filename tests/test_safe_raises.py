@@ -68,6 +68,19 @@ def test_under_fitting_raises(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
+@pytest.mark.parametrize("train", [
+    [2.3, 0.5, 0.01] + [1e-4] * (EVALS - 3),  # the training set is fitted
+    [2.3 * 1.5 ** k for k in range(EVALS)],  # diverging
+], ids=["fitted", "diverging"])
+def test_a_fitted_or_diverging_training_loss_never_raises(kind, train):
+  # Measured on digits fine-tuning before this rule: a stalled training
+  # loss of 3e-4, and one exploding from 4 to 6e8, both read as "fails to
+  # fit" and raised the rate.
+  scales = _scales(kind, np.full(EVALS, 1.0), np.asarray(train))
+  assert np.all(np.diff(np.concatenate([[1.0], scales])) <= 0), scales
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_without_a_training_value_a_plateau_never_raises(kind):
   tx = FACTORIES[kind]()
   state = tx.init(PARAMS)
