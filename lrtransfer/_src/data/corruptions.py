@@ -82,16 +82,18 @@ class Corruption(NamedTuple):
   description: str                  # Phrase for the task's description.
 
 
-# Severities on sklearn's 8x8 digits: clear shifts on which the target
-# accuracy depends on the fine-tuning rate (see
-# `benchmarks/results/task_sensitivity.md`); never chosen to make one method
-# win. Rotation is 45 degrees because at 30 the rates 0.01-0.1 were within
-# 3.4 points of each other (11 points at 45).
+# Severities on sklearn's 8x8 digits, by one rule: a real shift, where the
+# source model as is loses >= 10 points on the corrupted target (it scores
+# about 0.98 on clean digits; `source_on_target_accuracy` in
+# `benchmarks/results/task_sensitivity.json`). Milder settings failed it
+# (contrast 0.3: 0.97, noise 0.3: 0.86); rotation is 45 degrees because at
+# 30 the rates 0.01-0.1 were within 3.4 points of each other (11 at 45).
+# Never chosen to make one method win.
 CORRUPTIONS: dict[str, Corruption] = {
     "blur": Corruption(gaussian_blur, 1.0, "Gaussian blur (sigma {} px)"),
-    "low_contrast": Corruption(low_contrast, 0.3,
+    "low_contrast": Corruption(low_contrast, 0.1,
                                "contrast scaled by {} around each mean"),
-    "noise": Corruption(additive_noise, 0.3,
+    "noise": Corruption(additive_noise, 0.4,
                         "additive Gaussian noise (std {} of the range)"),
     "rotation": Corruption(rotation, 45.0, "a rotation by {} degrees"),
     "occlusion": Corruption(occlusion, 4, "a {0}x{0} cut-out square"),

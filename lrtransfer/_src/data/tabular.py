@@ -37,7 +37,7 @@ def _breast_cancer() -> tuple[np.ndarray, np.ndarray]:
 
 
 def breast_cancer_shift(
-    shots_per_class: int = 10, seed: int = 0, shift: float = 1.0
+    shots_per_class: int = 10, seed: int = 0, shift: float = 2.0
 ) -> TransferTask:
   """Breast cancer (benign/malignant): another patient group, shifted features.
 
@@ -60,7 +60,8 @@ def breast_cancer_shift(
     shots_per_class: target training rows per class.
     seed: seed of every random choice (the splits).
     shift: size of the offsets in feature standard deviations (0: only the
-      change of units).
+      change of units). The default 2 is a real shift: the source model as is
+      scores about 0.82 on the target against about 0.96 at ``shift=1``.
 
   Returns:
     A `TransferTask` with 30 features, 2 source and 2 target classes.
