@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from lrtransfer._src import interrupts
 
 INTERRUPTS = 20
@@ -110,3 +112,13 @@ def test_an_interrupt_waits_for_a_deferred_section():
   if free:
     interrupts._critical.release()  # pylint: disable=protected-access
   assert (seen_inside, received, free) == ([], [signal.SIGUSR1], True)
+
+
+def test_without_a_watcher_ctrl_c_waits_for_the_end_of_a_save():
+  finished = []
+  with pytest.raises(KeyboardInterrupt):
+    with interrupts.deferred():
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.2)  # the handler has run by now
+      finished.append(True)
+  assert finished == [True]

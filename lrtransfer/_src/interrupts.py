@@ -14,8 +14,11 @@ use one), and calls the command's ``on_interrupt``, which cleans up, prints
 one line and ends the process with ``os._exit`` -- no library thread gets to
 print anything after that.
 
-Library code marks its critical sections with :func:`deferred`; without an
-installed watcher that is only a lock.
+Library code marks its critical sections with :func:`deferred`. Without an
+installed watcher (the library called from the user's own program), a
+SIGINT arriving in the main thread inside such a section is held back and
+delivered, as the usual ``KeyboardInterrupt``, once the section is over: a
+Ctrl-C in a notebook never lands in the middle of a save.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable, Iterator
 _MAX_WAIT_SECONDS = 60.0
 
 _critical = threading.RLock()
+_state = {"watcher": False, "depth": 0}  # depth: nested deferred sections
 
 
 @contextlib.contextmanager
@@ -43,7 +47,22 @@ def deferred() -> Iterator[None]:
       write_to_temporary_file_then_rename()
   """
   with _critical:
-    yield
+    # getsignal is None when a non-Python handler is installed: leave it.
+    hold_sigint = (not _state["watcher"] and _state["depth"] == 0
+                   and threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGINT) is not None)
+    held = []
+    previous = (signal.signal(signal.SIGINT, lambda s, f: held.append(s))
+                if hold_sigint else None)
+    _state["depth"] += 1
+    try:
+      yield
+    finally:
+      _state["depth"] -= 1
+      if hold_sigint:
+        signal.signal(signal.SIGINT, previous)
+        if held:  # delivered now, to whatever handled it before
+          signal.raise_signal(signal.SIGINT)
 
 
 class Watcher:
@@ -63,6 +82,7 @@ class Watcher:
     self._thread = threading.Thread(target=self._watch, daemon=True,
                                     name="lrtransfer-interrupts")
     self._thread.start()
+    _state["watcher"] = True
 
   def _watch(self) -> None:
     while True:
@@ -82,6 +102,7 @@ class Watcher:
             _critical.release()
 
   def uninstall(self) -> None:
+    _state["watcher"] = False
     signal.set_wakeup_fd(self._previous_fd)
     for s, handler in self._previous.items():
       signal.signal(s, handler)
