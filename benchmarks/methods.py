@@ -97,8 +97,24 @@ def peers() -> list[Method]:
           for name, make, base_rate, note in tuning_free.peer_factories()]
 
 
+_RECIPES: dict[tuple[str, float], Recipe] = {}
+
+
+def _memoized(method: Method) -> Method:
+  """The same Recipe object for the same (method, rate): lrtransfer's
+  compiled-program cache keys on the recipe (its strategy/optimizer
+  functions by identity), so tasks of equal shapes then share one compile."""
+  def make(lr: float, method=method) -> Recipe:
+    key = (method.name, float(lr))
+    if key not in _RECIPES:
+      _RECIPES[key] = method.make(lr)
+    return _RECIPES[key]
+  return method._replace(make=make)
+
+
 def all_methods(names: Optional[list[str]] = None) -> list[Method]:
-  methods = baselines() + lrtransfer_methods() + peers()
+  methods = [_memoized(m)
+             for m in baselines() + lrtransfer_methods() + peers()]
   if names is not None:
     unknown = set(names) - {m.name for m in methods}
     if unknown:
