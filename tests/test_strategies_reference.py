@@ -166,3 +166,13 @@ def test_dynamic_matches_reference(case, with_nan, with_train):
       step_counts.astype(np.int32), step_train=step_train)
   np.testing.assert_allclose(got, expected, rtol=2e-4)
   assert np.all(np.isfinite(got))
+
+
+def test_bold_driver_compares_with_the_best_not_the_previous_evaluation():
+  # 1.5 is better than the previous evaluation (2.0) but not than the best
+  # (1.0): Battiti's reference is the error of the weights kept, the best,
+  # so the rate is cut again (see bold_driver's docstring).
+  tx = lrtransfer.bold_driver(increase=2.0, decrease=0.5)
+  got = scales_over_steps(tx, *per_step_measurements([1.0, 2.0, 1.5, 0.5],
+                                                     1))
+  np.testing.assert_allclose(got, [2.0, 1.0, 0.5, 1.0])
