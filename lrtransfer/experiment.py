@@ -5,7 +5,8 @@ Public API only: the code lives in ``lrtransfer._src``.
 
 from lrtransfer._src.experiment import MethodResult as MethodResult
 from lrtransfer._src.experiment import compare as compare
-from lrtransfer._src.experiment import default_transfer_layers as default_transfer_layers
+# The one layer-copy rule, shared with lrtransfer.models.target_from_source.
+from lrtransfer._src.models import default_transfer_layers as default_transfer_layers
 from lrtransfer._src.experiment import pretrain_source as pretrain_source
 from lrtransfer._src.experiment import check_sizes as check_sizes
 from lrtransfer._src.sizes import SizeError as SizeError

@@ -277,3 +277,15 @@ def test_resume_refuses_the_source_of_another_task(tmp_path):
   code, _, err = _run(*common, "--resume", "--task", "digits_domain_shift")
   assert (code, "holds a source model for 64 features and 5 classes" in err
           ) == (2, True), err
+
+
+def test_compare_and_target_from_source_copy_the_same_layers():
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  source = lrtransfer.models.MLP(task.in_features, (8, 8, 8),
+                                 task.num_source_classes, rngs=nnx.Rngs(0))
+  direct = lrtransfer.models.target_from_source(
+      source, task.num_target_classes, rngs=nnx.Rngs(1000))
+  [via_compare] = experiment.target_models(
+      source, lrtransfer.recipes.Recipe("c"), task.num_target_classes, [0])
+  assert (nnx.to_pure_dict(lrtransfer.models.transferred_mask(via_compare))
+          == nnx.to_pure_dict(lrtransfer.models.transferred_mask(direct)))

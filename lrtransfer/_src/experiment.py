@@ -106,31 +106,17 @@ def pretrain_source(task: TransferTask, *, hidden: Sequence[int] = (256, 128),
   return result.model
 
 
-def default_transfer_layers(source: MLP) -> int:
-  """All hidden layers but the last (at least one).
-
-  Lower layers are general, the last hidden layer is specific to the source
-  task (Yosinski et al. 2014). Measured on the four embedded tasks: copying
-  one of two hidden layers instead of both raised the best strategy's mean
-  test accuracy from 0.716 to 0.757 (``benchmarks/quality.py
-  --transfer-layers``).
-  """
-  return max(1, len(source.config.hidden) - 1)
-
-
 def target_models(source: MLP, recipe: Recipe, num_classes: int,
                   seeds: Sequence[int], transfer_layers: Optional[int] = None,
                   keep_head: bool = False) -> list[MLP]:
   """One initial target model per seed: from the source, or from scratch.
 
-  ``transfer_layers`` hidden layers are copied (default:
-  :func:`default_transfer_layers`; all of them with ``keep_head``, which
-  also copies the source head, for tasks with the source's label set).
+  ``transfer_layers`` hidden layers are copied; None: the rule of
+  :func:`lrtransfer.models.target_from_source`
+  (:func:`lrtransfer.models.default_transfer_layers`, all of them with
+  ``keep_head``, which also copies the source head), so both documented
+  paths copy the same layers.
   """
-  if keep_head:
-    transfer_layers = len(source.config.hidden)
-  elif transfer_layers is None:
-    transfer_layers = default_transfer_layers(source)
   if recipe.from_source:
     return [target_from_source(source, num_classes,
                                transfer_layers=transfer_layers,
@@ -222,8 +208,9 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     hidden: hidden widths of the MLP.
     source: an already trained source `MLP` (on ``task``'s inputs): no
       pretraining, ``source_dir`` and ``hidden`` unused.
-    transfer_layers: hidden layers copied from the source (default: all but
-      the last, :func:`default_transfer_layers`).
+    transfer_layers: hidden layers copied from the source (default: that of
+      :func:`lrtransfer.models.target_from_source`, all but the last,
+      :func:`lrtransfer.models.default_transfer_layers`).
     keep_head: copy every layer and the source head (same label set; see
       ``TransferTask.check_keep_head``).
     source_dir: where to save the source checkpoint (orbax); the targets
