@@ -37,6 +37,7 @@ from lrtransfer._src.measurement import measurement
 from lrtransfer._src.measurement import check_count_order
 from lrtransfer._src.measurement import no_measurement
 from lrtransfer._src.plateau import PlateauState
+from lrtransfer._src.raising import RaiseGuardState
 
 # Transfer tools.
 from lrtransfer._src.transfer import L2SPState
