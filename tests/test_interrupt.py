@@ -22,9 +22,9 @@ import pytest
 from lrtransfer._src import interrupts
 
 INTERRUPTS = 20
-WINDOW_SECONDS = 3.0  # the random moment: up to this long after the start
+WINDOW_SECONDS = 2.5  # the random moment: up to this long after the start
 COMMAND = [sys.executable, "-m", "lrtransfer._src.cli", "run", "--methods",
-           "adjust,l2sp", "--epochs", "6", "--source-epochs", "1", "--seeds",
+           "adjust,l2sp", "--epochs", "4", "--source-epochs", "1", "--seeds",
            "2", "--shots", "4", "--checkpoint-every", "1", "--resume"]
 
 
@@ -72,6 +72,9 @@ def _problems(code, err, out, signum):
   return problems
 
 
+# 20 processes each import JAX: 90 s on an idle 2-core machine, up to about
+# 160 s on a loaded one. Skip with -m "not slow".
+@pytest.mark.slow
 def test_random_interrupts_end_cleanly_and_the_run_resumes(tmp_path):
   rng = random.Random(11)
   out = tmp_path / "out"
