@@ -38,6 +38,10 @@ EXAMPLES = {
     "lrtransfer.dynamic(": (
         "dynamic keeps a finite scale",
         lambda ns: np.isfinite(_scale(ns))),
+    "class Net(nnx.Module)": (
+        "a user's NNX model (BatchNorm, Dropout) fine-tunes from its source",
+        lambda ns: ns["result"].best_epoch >= 1 and ns["result"].history[
+            "val_accuracy"].max() > 0.5),
     "lrtransfer.train.fit(": (
         "fine-tuning the digits task learns it",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),

@@ -111,3 +111,13 @@ def test_l2sp_finds_a_head_not_named_head():
   np.testing.assert_allclose(updates["classifier"]["kernel"], 0.0)
   np.testing.assert_allclose(updates["stem"]["kernel"],
                              params["stem"]["kernel"])
+
+
+def test_remembered_depths_survive_copies_that_sort_attributes():
+  from lrtransfer._src.transfer.depths import remember_depths
+  model = SmallCNN(rngs=nnx.Rngs(0))
+  depths = lrtransfer.layer_depths(model)
+  # NNX rebuilds copies with attributes sorted by name (norm1 after dense).
+  assert lrtransfer.layer_depths(nnx.clone(model)) != depths
+  remember_depths(model, depths)
+  assert lrtransfer.layer_depths(nnx.clone(model)) == depths

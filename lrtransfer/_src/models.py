@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src.transfer.depths import layer_depths, normalize_path
+from lrtransfer._src.transfer.depths import (layer_depths, normalize_path,
+                                             remember_depths)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nnx.relu,
@@ -257,14 +258,16 @@ def target_from_source(
   # Depths before cloning: a clone lists its attributes sorted by name
   # (NNX rebuilds modules from a sorted graph), the original in definition
   # order.
-  src_depths = _flat(layer_depths(source, depth_fn, head=head))
-  tgt_depths = _flat(layer_depths(target, depth_fn, head=head))
+  # The target's depths decide (the source may be a sorted copy, e.g. a
+  # fit result); leaves are matched by path.
+  depth_tree = layer_depths(target, depth_fn, head=head)
+  tgt_depths = _flat(depth_tree)
   target = nnx.clone(target)
+  remember_depths(target, depth_tree)
   top = max(tgt_depths.values(), default=0)
   levels = top  # the levels below the head
   if transfer_layers is None:
-    transfer_layers = levels if keep_head else default_transfer_layers(
-        source, depth_fn=depth_fn, head=head)
+    transfer_layers = levels if keep_head else max(1, levels - 1)
   if (isinstance(transfer_layers, bool) or not isinstance(transfer_layers, int)
       or not 0 <= transfer_layers <= levels):
     raise ValueError(
@@ -291,9 +294,9 @@ def target_from_source(
   for path, depth in tgt_depths.items():
     if not copy(depth):
       continue
-    if path not in src_params or src_depths.get(path) != depth:
-      raise ValueError(f"the source has no parameter at {path!r} at depth "
-                       f"{depth}: source and target differ in structure")
+    if path not in src_params:
+      raise ValueError(f"the source has no parameter at {path!r} (depth "
+                       f"{depth}): source and target differ in structure")
     if np.shape(src_params[path]) != np.shape(tgt_params[path]):
       raise ValueError(
           f"cannot copy {path!r}: source shape {np.shape(src_params[path])} "

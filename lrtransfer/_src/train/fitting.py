@@ -13,7 +13,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs
+from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs, _nested
+from lrtransfer._src.transfer.depths import remember_depths
 from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
                                           compile_cached, data_arrays,
                                           data_mesh, epochs_per_call,
@@ -161,6 +162,11 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   if restore_best:
     best = nnx.merge(graph, *jax.device_get(
         (run.carry.best_params, run.carry.best_rest)))
+  # The returned modules list attributes sorted by name; they remember the
+  # input's depth levels (found in definition order).
+  for module in (trained, best):
+    if module is not None:
+      remember_depths(module, _nested(program.depths))
   return FitResult(trained, run.history, run.carry, seconds,
                    run.compile_seconds,
                    best, int(run.carry.best_epoch))

@@ -30,10 +30,13 @@ Optax transformations of an NNX model: an ``nnx.State`` is sorted by name
 (NNX sorts attributes), so a transformation that sees only the state cannot
 know the definition order; ``lrtransfer.train.fit`` does this for you.
 
-A module rebuilt by ``nnx.merge`` or ``nnx.clone`` lists its attributes
-sorted by name, not in definition order: compute depths on the module as
-constructed (``lrtransfer.train.fit`` and ``target_from_source`` do), or
-keep definition order in the names (lists of blocks, a ``head``), or pass
+A module rebuilt by ``nnx.merge``, ``nnx.clone`` or ``copy.deepcopy`` lists
+its attributes sorted by name, not in definition order. So the depths found
+on a module as constructed are remembered on the modules built from it
+(:func:`remember_depths`, done by ``lrtransfer.train.fit`` and
+``lrtransfer.models.target_from_source``), as static graph metadata that
+survives those copies; otherwise compute depths on the module as constructed,
+keep the order in the names (lists of blocks, a ``head``), or pass
 ``head=``/``depth_fn``.
 
 Inside ``optax.masked`` / ``optax.partition`` a transformation sees a
@@ -61,6 +64,8 @@ DepthSpec = Union[DepthFn, Any, None]
 HeadSpec = Union[str, tuple, None]
 
 HEAD_KEY = "head"
+# The module attribute holding remembered depths: ((path, depth), ...).
+DEPTHS_ATTR = "lrtransfer_depths"
 _NORM_PARAM_NAMES = frozenset({"scale", "bias"})
 
 
@@ -119,7 +124,7 @@ def _children(node: Any) -> list[tuple[Hashable, Any]] | None:
     if isinstance(node, collections.abc.Sequence):  # nnx.List
       return list(enumerate(node))
     return [(name, value) for name, value in vars(node).items()
-            if not name.startswith("_pytree__")]
+            if not name.startswith("_pytree__") and name != DEPTHS_ATTR]
   if isinstance(node, collections.abc.Mapping):  # dict, nnx.State, FrozenDict
     return list(node.items())
   if _is_namedtuple(node):
@@ -256,6 +261,17 @@ def _table(depth_tree: Any) -> dict[Path, int]:
   return table
 
 
+def remember_depths(module: nnx.Module, depths: Any) -> None:
+  """Stores ``depths`` (a depth tree) on ``module`` for :func:`layer_depths`.
+
+  Static graph metadata: it survives ``nnx.clone``/``nnx.merge``, which
+  lose the attributes' definition order the inference rule reads.
+  """
+  table = tuple((normalize_path(path), int(depth)) for path, depth in
+                jax.tree_util.tree_flatten_with_path(depths)[0])
+  setattr(module, DEPTHS_ATTR, table)
+
+
 def _lookup(table: dict[Path, int], path: Path) -> int:
   if path not in table:
     raise ValueError(f"Cannot assign a depth to the parameter at path "
@@ -375,6 +391,12 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
     tx = optax.chain(optax.sgd(0.1), layerwise_scale(0.8, depth_fn=depths))
   """
   if isinstance(params, nnx.Module):
+    remembered = getattr(params, DEPTHS_ATTR, None)
+    if depth_fn is None and head is None and remembered is not None:
+      table = dict(remembered)
+      params = nnx.as_pure(nnx.state(params, nnx.Param))
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: _lookup(table, normalize_path(path)), params)
     if depth_fn is None:
       table = _infer(params, head)
       params = nnx.as_pure(nnx.state(params, nnx.Param))
