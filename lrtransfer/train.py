@@ -10,3 +10,4 @@ from lrtransfer._src.train import SweepResult as SweepResult
 from lrtransfer._src.train import evaluate as evaluate
 from lrtransfer._src.train import fit as fit
 from lrtransfer._src.train import fit_many as fit_many
+from lrtransfer._src.train.runner import clear_compiled_cache as clear_compiled_cache
