@@ -1,10 +1,12 @@
 """The compiled fit loop: program, chunked runner, ``fit`` and ``fit_many``.
 
-``fit`` runs every epoch -- shuffle, minibatch SGD steps, validation, the
-validation loss fed to the strategy as ``measurement(val_loss, epoch)`` --
-as one ``lax.scan`` over epochs around a ``lax.scan`` over steps, so Python
-runs once per call, not once per step. ``fit_many`` vmaps the same program
-over seeds (and base learning rates) to run a sweep as one program.
+``fit`` runs every epoch -- shuffle, minibatch steps in train mode,
+validation in eval mode, the evaluation fed to the strategies as one
+``measurement(count=epochs done, monitor=..., val_loss=..., val_accuracy=...,
+train_loss=...)`` -- as one ``lax.scan`` over epochs around a ``lax.scan``
+over steps, so Python runs once per call, not once per step. ``fit_many``
+vmaps the same program over seeds (and base learning rates). Programs are
+compiled once per model structure, recipe, sizes and options, and cached.
 """
 
 
