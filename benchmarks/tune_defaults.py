@@ -59,7 +59,9 @@ from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "defaults.json"
 QUICK_OUT = _common.RESULTS_DIR / "defaults_quick.json"
-BASE_LR_CANDIDATES = (0.01, 0.02, 0.03, 0.05, 0.1)
+# 100x apart in half-decades; with d/10 and 10 d (what the stages read)
+# this is 7 rates, 0.001 ... 1.0, which keeps the full run near 20 minutes.
+BASE_LR_CANDIDATES = (0.01, 0.03, 0.1)
 # Every rate a stage reads: the constant-rate grid and d/10, d, 10 d.
 LRS = tuple(sorted(set(_bench.GRID) | {
     round(f * lr, 10) for lr in BASE_LR_CANDIDATES for f in (0.1, 1.0, 10.0)}))
@@ -71,28 +73,23 @@ TUNING_FREE_MARGIN_AT_10X = 0.02
 # The first candidate of each family is the library's current default.
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
     "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
-              {"strategy": "decay", "kwargs": {"rate": 0.97}},
-              {"strategy": "decay", "kwargs": {"rate": 0.995}}],
+              {"strategy": "decay", "kwargs": {"rate": 0.97}}],
     "reduce_on_plateau": [
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3}},
         {"strategy": "reduce_on_plateau",
-         "kwargs": {"factor": 0.5, "patience": 5}},
-        {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.1}}],
     "adjust": [{"strategy": "adjust", "kwargs": {}},
                {"strategy": "adjust", "kwargs": {"improve_factor": 1.0}},
-               {"strategy": "adjust", "kwargs": {"plateau_factor": 1.2}},
                {"strategy": "adjust", "kwargs": {"max_scale": 1.0}}],
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
                 {"strategy": "dynamic", "kwargs": {"plateau_factor": 1.0}},
                 {"strategy": "dynamic", "kwargs": {"rate": 0.97}}],
-    "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.8,
-                                                                0.65)],
+    "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.7)],
     "gradual_unfreeze": [{"recipe": {"unfreeze_every_epochs": e}}
                          for e in (1, 2)],
     "head_first": [{"recipe": {"head_first_epochs": e}} for e in (1, 3)],
-    "l2sp": [{"recipe": {"l2sp_alpha": a}} for a in (1e-3, 1e-2, 1e-4)],
+    "l2sp": [{"recipe": {"l2sp_alpha": a}} for a in (1e-3, 1e-2)],
 }
 QUICK_CANDIDATES = {"adjust": DEFAULT_CANDIDATES["adjust"][:2]}
 
