@@ -166,7 +166,14 @@ def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
       continue
     ok = (by_method["recommended"]["mean"]
           >= scratch_best - NEGATIVE_TRANSFER_TOLERANCE)
+    best_constant = max(grids["constant"]["test_mean"])
     rows[task] = {"negative_transfer": True, "scratch_best": scratch_best,
+                  "best_constant_rate_of_grid": best_constant,
+                  # Hindsight: could any constant rate of the grid get within
+                  # the tolerance? If not, no choice of one rate can.
+                  "reachable_by_a_constant_rate": bool(
+                      best_constant >= scratch_best
+                      - NEGATIVE_TRANSFER_TOLERANCE),
                   "recommended": by_method["recommended"]["mean"], "met": ok}
     met = met and ok
   negative = {
