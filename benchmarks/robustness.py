@@ -182,10 +182,13 @@ def tables(result: Mapping[str, Any]) -> str:
               f"Best-of-grid constant (picked on validation): lr "
               f"{best['lr']:g}, {best['mean']:.3f}.", ""]
   headers = ["method", "worst drop below best-of-grid (points)",
-             "catastrophe: worst (method - constant at same rate) (points)"]
+             "catastrophe: worst (method - constant at same rate) (points)",
+             "where (task, rate)"]
+  at = result.get("catastrophe_at", {})
   rows = [[m, f"{100 * result['worst_drop'][m]:+.1f}",
            "-" if m not in result["catastrophe"] else
-           f"{100 * result['catastrophe'][m]:+.1f}"]
+           f"{100 * result['catastrophe'][m]:+.1f}",
+           f"{at[m]['task']}, {at[m]['lr']:g}" if m in at else ""]
           for m in result["worst_drop"]]
   lines += [_common.markdown_table(headers, rows), "", "Targets (issue 9):",
             ""]
