@@ -279,6 +279,9 @@ def selection_record() -> dict[str, Any]:
     data = json.loads(SELECTION_JSON.read_text())
     return {"source": "benchmarks/results/defaults.json "
                       "(python benchmarks/tune_defaults.py)",
+            "note": "the methods ran with the library's defaults; "
+                    "compare them with the choices recorded here to see "
+                    "whether the library has adopted them",
             **data.get("selection", {})}
   return {"source": None, "note": "no tune_defaults.py record found"}
 

@@ -47,6 +47,10 @@ CATASTROPHE_TOLERANCE = 0.01  # 1 point
 TUNING_FREE_AT_DEFAULT = 0.005  # 0.5 point
 TUNING_FREE_AT_10X = 0.02  # 2 points
 SENSITIVE = 0.05  # best - worst constant rate >= 5 points
+# "Stable" rates: the constant rate is within 10 points of the task's best.
+# Near divergence a few seeds decide the mean, so the catastrophe figure
+# is also given where the constant rate itself is stable.
+STABLE = 0.10
 # The first 5 report seeds: 5 rates x 17 methods x 9 tasks must fit the
 # 25-minute budget of the full runs on 2 shared cores (quality.py uses all).
 FULL_SEEDS = 5
@@ -103,6 +107,7 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
   details = result["details"]
   worst_drop: dict[str, float] = {}
   catastrophe: dict[str, float] = {}
+  stable: dict[str, float] = {}
   where: dict[str, Any] = {}
   for task, curves in tasks.items():
     best = details[task]["best_of_grid"]["mean"]
@@ -116,6 +121,9 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
             lr_key not in map(key, BASE_LRS)):
           continue
         gap = stats["mean"] - const["mean"]
+        if const["mean"] >= best - STABLE and gap < stable.get(method,
+                                                                 math.inf):
+          stable[method] = gap
         if gap < catastrophe.get(method, math.inf):
           catastrophe[method] = gap
           where[method] = {"task": task, "lr": float(lr_key)}
@@ -128,6 +136,7 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
       sensitivity[task] = {"best_minus_worst_constant": spread,
                            "sensitive": spread >= SENSITIVE}
   return {"worst_drop": worst_drop, "catastrophe": catastrophe,
+          "catastrophe_where_constant_stable": stable,
           "catastrophe_at": where, "sensitivity": sensitivity,
           "targets": targets(result, catastrophe)}
 
@@ -184,12 +193,15 @@ def tables(result: Mapping[str, Any]) -> str:
               f"{best['lr']:g}, {best['mean']:.3f}.", ""]
   headers = ["method", "worst drop below best-of-grid (points)",
              "catastrophe: worst (method - constant at same rate) (points)",
-             "where (task, rate)"]
+             "where (task, rate)",
+             "catastrophe where the constant rate is stable (points)"]
   at = result.get("catastrophe_at", {})
+  stable = result.get("catastrophe_where_constant_stable", {})
   rows = [[m, f"{100 * result['worst_drop'][m]:+.1f}",
            "-" if m not in result["catastrophe"] else
            f"{100 * result['catastrophe'][m]:+.1f}",
-           f"{at[m]['task']}, {at[m]['lr']:g}" if m in at else ""]
+           f"{at[m]['task']}, {at[m]['lr']:g}" if m in at else "",
+           f"{100 * stable[m]:+.1f}" if m in stable else "-"]
           for m in result["worst_drop"]]
   lines += [_common.markdown_table(headers, rows), "", "Targets (issue 9):",
             ""]
