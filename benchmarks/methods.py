@@ -3,7 +3,7 @@
 * baselines: ``scratch`` (no transfer) and ``constant`` (fine-tuning at a
   constant rate); the "best of grid" baselines are these over ``GRID``;
 * lrtransfer: every recipe of ``lrtransfer.recipes.default_recipes()`` with
-  its library defaults, and ``recommended`` (see :func:`recommended`);
+  its library defaults, ``recommended`` among them (see :func:`recommended`);
 * peers a user would pick instead of tuning, each in the same compiled fit
   loop, budget and data (``tuning_free.py``): Optax's ``reduce_on_plateau``
   set up correctly, the GreedyLR port, and the learning-rate-free
@@ -15,7 +15,6 @@ at its documented defaults); robustness.py draws it as a flat line.
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, NamedTuple, Optional
 
 import lrtransfer
@@ -24,8 +23,7 @@ from lrtransfer.recipes import Recipe
 import tuning_free
 
 # The library's default base rate (what a user who passes none gets).
-DEFAULT_LR = inspect.signature(
-    lrtransfer.recipes.default_recipes).parameters["learning_rate"].default
+DEFAULT_LR = lrtransfer.recipes.DEFAULT_LEARNING_RATE
 
 
 class Method(NamedTuple):
@@ -40,7 +38,7 @@ class Method(NamedTuple):
 def lrtransfer_methods() -> list[Method]:
   """The library's strategies and transfer tools, default settings."""
   names = [n for n in lrtransfer.recipes.default_recipes()
-           if n not in ("scratch", "constant")]
+           if n not in ("scratch", "constant", "recommended")]
   methods = [Method(n, "lrtransfer",
                     (lambda lr, n=n: lrtransfer.recipes.default_recipes(lr)[n]))
              for n in names]
@@ -48,34 +46,18 @@ def lrtransfer_methods() -> list[Method]:
 
 
 def recommended() -> Method:
-  """The recommended recipe (issue 9 item 4).
-
-  ``lrtransfer.recipes.recommended_recipe()`` once the library has it.
-  PLACEHOLDER until then: the library's ``adjust`` recipe at the default
-  base rate (the founding article's strategy, "the current defaults").
-  """
-  factory = getattr(lrtransfer.recipes, "recommended_recipe", None)
-  if factory is None:
-    factory = getattr(lrtransfer, "recommended_recipe", None)
-  if factory is not None:
-    recipe = factory()
-    return Method("recommended", "lrtransfer",
-                  lambda lr: _with_rate(recipe, lr, "recommended"),
-                  note=f"lrtransfer.recipes.recommended_recipe() "
-                  f"({recipe.name}, base rate {recipe.learning_rate:g})")
+  """The recommended recipe, ``lrtransfer.recipes.recommended_recipe()``,
+  at any base rate (its own default: :func:`recommended_default_lr`)."""
+  recipe = lrtransfer.recipes.recommended_recipe()
   return Method("recommended", "lrtransfer",
-                lambda lr: _with_rate(
-                    lrtransfer.recipes.default_recipes(lr)["adjust"], lr,
-                    "recommended"),
-                note="PLACEHOLDER: no recommended_recipe() in the library "
-                "yet; the library's adjust recipe stands in")
+                lambda lr: _with_rate(recipe, lr, "recommended"),
+                note=f"lrtransfer.recipes.recommended_recipe() "
+                f"(base rate {recipe.learning_rate:g})")
 
 
 def recommended_default_lr() -> float:
   """The base rate the recommended recipe uses when given none."""
-  factory = (getattr(lrtransfer.recipes, "recommended_recipe", None)
-             or getattr(lrtransfer, "recommended_recipe", None))
-  return float(factory().learning_rate) if factory else DEFAULT_LR
+  return float(lrtransfer.recipes.recommended_recipe().learning_rate)
 
 
 def _with_rate(recipe: Recipe, lr: float, name: str) -> Recipe:

@@ -117,8 +117,11 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
         if drop < worst_drop.get(method, math.inf):
           worst_drop[method] = drop
         const = curves.get("constant", {}).get(lr_key)
+        # A method without a base rate (the LR-free peers) ran at its own
+        # defaults: there is no "same base rate" to compare it at.
         if const is None or method == "constant" or (
-            lr_key not in map(key, BASE_LRS)):
+            lr_key not in map(key, BASE_LRS)) or not result.get(
+                "base_rate", {}).get(method, True):
           continue
         gap = stats["mean"] - const["mean"]
         if const["mean"] >= best - STABLE and gap < stable.get(method,

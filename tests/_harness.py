@@ -95,8 +95,12 @@ class _Guard:
   """The guarded plateau action of ``lrtransfer._src.raising``, in float32."""
 
   def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
-               train_threshold, train_rise=0.25, fitted_ratio=0.05):
+               train_threshold, train_rise=0.25, fitted_ratio=0.05,
+               rise_factor=1.0, slow_progress=0.0):
     self.patience, self.max_raises = patience, max_raises
+    self.slow_progress = f32(slow_progress)
+    self.train_last = f32(np.nan)
+    self.rise_factor = f32(rise_factor)
     self.plateau_factor = f32(plateau_factor)
     self.overfit_factor = f32(overfit_factor)
     self.train_threshold = f32(train_threshold)
@@ -107,9 +111,10 @@ class _Guard:
 
   def __call__(self, v, train, good, plateau):
     """One evaluation; returns (plateau factor, undo, raised)."""
-    fails_to_fit = False
+    fails_to_fit = rising = slow = False
     if train is not None:
       train = f32(train)
+      best_before = self.train_best
       if self.train_first is None and np.isfinite(train):
         self.train_first = train
       improved = bool(np.isfinite(train)) and (
@@ -124,17 +129,30 @@ class _Guard:
           and train <= self.train_best + self.train_rise * abs(
               self.train_best)
           and train > self.fitted_ratio * self.train_first)
+      rising = bool(np.isfinite(best_before)) and (
+          not np.isfinite(train)
+          or (train > best_before + self.train_rise * abs(best_before)
+              and train > self.fitted_ratio * self.train_first))
+      progress = self.train_last - train
+      slow = bool(0 < progress < self.slow_progress * abs(self.train_last)
+                  and train > self.fitted_ratio * self.train_first)
+      self.train_last = train
     undo = self.raise_value is not None and not v < self.raise_value
     raised = (plateau and fails_to_fit and self.plateau_factor > 1
               and self.raises < self.max_raises and not undo
               and bool(np.isfinite(v)))
-    factor = f32(1.0)
+    grow = (good and slow and self.plateau_factor > 1 and not undo
+            and bool(np.isfinite(v)))
+    factor = self.plateau_factor if grow else f32(1.0)
     if plateau:
       if raised or self.plateau_factor <= 1:
         factor = self.plateau_factor
       else:
         factor = self.overfit_factor
+    if rising:
+      factor = f32(factor * self.rise_factor)
     self.raises = 0 if good else self.raises + int(raised)
+    raised = raised or grow
     self.raise_value = v if raised else None
     return factor, undo, raised
 
@@ -145,18 +163,19 @@ def _clip(x, low, high):
 
 def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
-                     plateau_factor=1.5, improve_factor=0.98,
-                     overfit_factor=1.0, max_raises=2, train_threshold=0.01,
-                     train_rise=0.25, fitted_ratio=0.05, target=None,
-                     init_scale=1.0, min_scale=0.05,
-                     max_scale=2.0):
+                     plateau_factor=1.5, improve_factor=1.0,
+                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
+                     max_raises=2, train_threshold=0.01, train_rise=0.25,
+                     fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
+                     max_scale=10.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
 
   ``train``: the training value of each evaluation, or None (not passed).
   """
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold, train_rise, fitted_ratio)
+                 train_threshold, train_rise, fitted_ratio, rise_factor,
+                 slow_progress)
   scale, pre_raise = f32(init_scale), f32(init_scale)
   out = []
   for k, value in enumerate(values):
@@ -176,16 +195,19 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
 
 def dynamic_reference(step_values, step_counts, step_train=None, *,
                       total_steps, every_steps=1, rate=0.99, progress_gain=1.0,
-                      stall_gain=2.0, mode="min", patience=3, cooldown=1,
+                      stall_gain=2.0, improving_gain=0.0, mode="min",
+                      patience=3, cooldown=1,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
-                      overfit_factor=1.0, max_raises=2, train_threshold=0.01,
-                      train_rise=0.25, fitted_ratio=0.05, target=None,
-                      min_scale=0.01, max_scale=2.0):
+                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
+                      max_raises=2, train_threshold=0.01, train_rise=0.25,
+                      fitted_ratio=0.05, target=None, min_scale=0.01,
+                      max_scale=10.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold, train_rise, fitted_ratio)
+                 train_threshold, train_rise, fitted_ratio, rise_factor,
+                 slow_progress)
   last_count, scale, pre_raise = 0, 1.0, 1.0
   lambda0 = -math.log(rate) / every_steps
   out = []
@@ -199,7 +221,7 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
       improve = improve_factor if good else 1.0
     progress = min(t / total_steps, 1.0)
     log_decay = (lambda0 * (1 + progress_gain * progress)
-                 * (stall_gain if judge.num_bad > 0 else 1.0))
+                 * (stall_gain if judge.num_bad > 0 else improving_gain))
     decay = math.exp(-log_decay)
     new = min(max(scale * improve * action * decay, min_scale), max_scale)
     pre_raise = pre_raise * decay
@@ -241,7 +263,8 @@ def strategy_factories(total_steps=40):
                                         warmup_steps=2),
       "schedule_scale": lambda: lrtransfer.schedule_scale(
           optax.cosine_decay_schedule(1.0, total_steps)),
-      "adjust": lambda: lrtransfer.adjust(patience=1, cooldown=0),
+      "adjust": lambda: lrtransfer.adjust(patience=1, cooldown=0,
+                                          improve_factor=0.9),
       "reduce_on_plateau": lambda: lrtransfer.reduce_on_plateau(
           factor=0.5, patience=1),
       "bold_driver": lambda: lrtransfer.bold_driver(),

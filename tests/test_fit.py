@@ -56,7 +56,8 @@ def test_strategy_reacts_once_per_epoch_to_the_validation_loss(task, source):
   # 0..e-1 (each fed to all 7 steps of the next epoch), exactly once each.
   assert task.target_train.x.shape[0] // 4 > 1
   expected = np.concatenate(
-      [[1.0], adjust_reference(history["val_loss"][:-1], **kwargs)])
+      [[1.0], adjust_reference(history["val_loss"][:-1],
+                               history["train_loss"][:-1], **kwargs)])
   np.testing.assert_allclose(history["scale"], expected, rtol=1e-6)
   np.testing.assert_allclose(history["group_lr"][:, -1],
                              0.05 * history["scale"], rtol=1e-6)

@@ -17,7 +17,7 @@ BAD = [
     (lrtransfer.adjust, dict(min_scale=2.0, max_scale=1.0), "min_scale"),
     (lrtransfer.adjust, dict(max_scale=float("inf")), "max_scale"),
     (lrtransfer.adjust, dict(min_scale=-0.1), "min_scale"),
-    (lrtransfer.adjust, dict(init_scale=5.0), "init_scale"),
+    (lrtransfer.adjust, dict(init_scale=50.0), "init_scale"),
     (lrtransfer.adjust, dict(target=float("nan")), "target"),
     (lrtransfer.adjust, dict(eps=-1.0), "eps"),
     (lrtransfer.adjust, dict(plateau_factor=True), "plateau_factor"),

@@ -151,10 +151,11 @@ def _dynamic_config(name, total_steps, **kwargs):
              every_steps=kwargs.get("every_steps", 1),
              rate=kwargs.get("rate", 0.99),
              progress_gain=kwargs.get("progress_gain", 1.0),
-             stall_gain=kwargs.get("stall_gain", 2.0))
+             stall_gain=kwargs.get("stall_gain", 2.0),
+             improving_gain=kwargs.get("improving_gain", 0.0))
   return Config(name, functools.partial(lrtransfer.dynamic, total_steps,
                                         **kwargs),
-                kwargs.get("min_scale", 0.01), kwargs.get("max_scale", 2.0),
+                kwargs.get("min_scale", 0.01), kwargs.get("max_scale", 10.0),
                 rules=rules, dynamic=dyn)
 
 
@@ -479,7 +480,8 @@ def test_dynamic_survives_hostile_metrics(config, values, counts, start):
   progress = np.minimum((expected_count - 1).astype(F32)
                         / dyn["total_steps"], 1.0)
   base = -math.log(dyn["rate"]) / dyn["every_steps"]
-  stall = np.where(states.plateau.num_bad > 0, dyn["stall_gain"], 1.0)
+  stall = np.where(states.plateau.num_bad > 0, dyn["stall_gain"],
+                   dyn["improving_gain"])
   log_decay = base * (1 + dyn["progress_gain"] * progress) * stall
   assert np.all(np.isfinite(states.decay_rate))
   assert np.all(states.decay_rate >= 0)

@@ -158,3 +158,48 @@ def test_a_metric_that_only_worsens_is_above_start_at_most_max_raises(kind):
   val = 1.0 + 0.1 * np.arange(EVALS)
   scales = _scales(kind, val, np.full(EVALS, 2.0), patience=0, cooldown=0)
   assert 0 < np.sum(scales > 1.0) <= 2, scales
+
+
+# The brake (``rise_factor``): a training loss well above its best means the
+# rate is too high now; cut at once, whatever validation says.
+NO_DRIFT = {"adjust": {"improve_factor": 1.0}, "dynamic": {"rate": 1.0}}
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_rising_training_loss_cuts_the_rate_at_once(kind):
+  val = [1.0, 0.9, 0.8, 0.7]  # improving: no plateau is involved
+  train = [1.0, 0.9, 1.2, 0.85]  # 1.2 > 0.9 * (1 + 0.25): rising
+  scales = _scales(kind, val, train, rise_factor=0.5, **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1.0, 1.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_diverging_training_loss_brakes_down_to_min_scale(kind):
+  train = 2.0 ** np.arange(EVALS)  # doubles at every evaluation
+  val = np.full(EVALS, 1.0)
+  scales = _scales(kind, val, train, rise_factor=0.5, min_scale=0.01,
+                   **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales[:4], [1.0, 0.5, 0.25, 0.125])
+  assert scales[-1] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_non_finite_training_loss_brakes(kind):
+  scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, math.nan, math.inf],
+                   rise_factor=0.5, **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1.0, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_fitted_training_loss_does_not_brake(kind):
+  # 0.002 -> 0.004 doubles, but both are below fitted_ratio * first = 0.05.
+  scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, 0.002, 0.004],
+                   rise_factor=0.5, **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_rise_factor_one_turns_the_brake_off(kind):
+  scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, 0.9, 5.0], rise_factor=1.0,
+                   **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1.0, 1.0, 1.0])

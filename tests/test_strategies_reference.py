@@ -56,6 +56,10 @@ ADJUST_CASES = {
     "fitted_rising": dict(plateau_factor=2.0, patience=1, cooldown=0,
                           train_rise=0.05, fitted_ratio=0.2,
                           max_scale=8.0),
+    "brake": dict(rise_factor=0.5, train_rise=0.1, improve_factor=1.05,
+                  patience=1, cooldown=0, min_scale=0.01, max_scale=10.0),
+    "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, patience=2,
+                        max_scale=10.0, fitted_ratio=0.1),
 }
 
 
@@ -85,7 +89,7 @@ def test_adjust_matches_reference(case, variant, with_train):
                              expected, rtol=1e-5)
   assert np.all(np.isfinite(got))
   assert np.all((got >= kwargs.get("min_scale", 0.05) * (1 - 1e-6))
-                & (got <= kwargs.get("max_scale", 2.0) * (1 + 1e-6)))
+                & (got <= kwargs.get("max_scale", 10.0) * (1 + 1e-6)))
 
 
 def test_negative_metric_worsening_is_not_improvement():
@@ -140,6 +144,10 @@ DYNAMIC_CASES = {
                        patience=2, threshold=0.01, threshold_mode="abs"),
     "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
                         cooldown=0, max_raises=3, max_scale=8.0),
+    "gated_brake": dict(improving_gain=0.0, rise_factor=0.5, train_rise=0.1,
+                        patience=1, cooldown=0),
+    "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, max_scale=10.0,
+                        improving_gain=1.0),
 }
 
 

@@ -26,11 +26,13 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            train_monitor: Optional[str] = "train_loss", patience: int = 3,
            cooldown: int = 1, threshold: float = 1e-4,
            threshold_mode: str = "rel", plateau_factor: float = 1.5,
-           improve_factor: float = 0.98, overfit_factor: float = 1.0,
+           improve_factor: float = 1.0, overfit_factor: float = 1.0,
+           rise_factor: float = 0.5,
+           slow_progress: float = 0.1,
            max_raises: int = 2, train_threshold: float = 0.01,
            train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
-           min_scale: float = 0.05, max_scale: float = 2.0,
+           min_scale: float = 0.05, max_scale: float = 10.0,
            eps: float = 0.0) -> optax.GradientTransformationExtraArgs:
   """Scales the learning rate by how the target task goes on validation.
 
@@ -41,56 +43,66 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   threshold, taken of ``|best|`` so negative metrics are handled right;
   patience; cooldown; an optional ``target``), then::
 
-    f     = improve_factor  if the evaluation is good (improved, target met)
-            A               if it is the (patience+1)-th bad one in a row
-                            (outside cooldown), A the guarded plateau action
-            1               otherwise
+    f     = (improve_factor * G   if the evaluation is good (improved,
+                                  target met), G the slow-progress raise
+             A                    if it is the (patience+1)-th bad one in a
+                                  row (outside cooldown), A the guarded
+                                  plateau action
+             1                    otherwise)  * B, B the brake
     new   = clip(scale * f, min_scale, max_scale)
     new   = min(new, pre_raise_scale)   if the last evaluation raised and
                                         this one is not better than it (undo)
     scale <- new   if |new - scale| > eps   else scale
 
-  The plateau action ``A`` (``lrtransfer._src.raising``) tells failing to fit
-  from over-fitting with the training value ``train_monitor`` the
-  measurement carries (``lrtransfer.train.fit`` feeds ``"train_loss"``, the
-  epoch's mean minibatch loss)::
+  The plateau action ``A``, the raise ``G`` and the brake ``B``
+  (``lrtransfer._src.raising``, formulas there) read the training value ``train_monitor`` the measurement
+  carries (``lrtransfer.train.fit`` feeds ``"train_loss"``, the epoch's mean
+  minibatch loss)::
 
     A = plateau_factor  if plateau_factor <= 1 (classic reduce-on-plateau)
         plateau_factor  (a raise) if the model fails to fit: the training
                         value did not improve by train_threshold * |best| in
-                        the last patience + 1 evaluations, is not rising
-                        (within train_rise * |best| of its best: a rising
-                        training loss asks for a lower rate), is not fitted
-                        (above fitted_ratio * its first value: a training
-                        loss near zero cannot improve, the model has learnt
-                        its examples), and fewer than max_raises raises
-                        happened since the last good evaluation
+                        the last patience + 1 evaluations, is not rising,
+                        is not fitted (above fitted_ratio * its first value),
+                        and fewer than max_raises raises happened since the
+                        last good evaluation
         overfit_factor  otherwise: training improves while validation does
                         not (over-fitting), or no training value was passed
+    G = plateau_factor  (a raise) on a good evaluation after which the
+                        training value improved by less than slow_progress
+                        of the previous one (too low a rate creeps)
+    B = rise_factor     when the training value is more than train_rise
+                        above its best (or not finite): the rate is too high
+                        now, cut at once, without patience
 
   This is the founding article's rule read right: raise the rate when the
-  model *fails to fit* the target (to move away from the source solution
-  faster), lower it when the target goes well (``improve_factor``, to keep
-  what the source taught), and never raise on over-fitting, where a higher
-  rate only fits the few target examples harder (issue 9: raising there
-  pinned every seed at ``max_scale``, 0.30 test accuracy against 0.83 for a
-  constant rate). Safety, whatever the metric does: a raise is undone when
+  model *fails to fit* the target (training stalls, or creeps at a rate too
+  low), and never raise on over-fitting, where a higher rate only fits the
+  few target examples harder (issue 9: raising there pinned every seed at
+  ``max_scale``, 0.30 test accuracy against 0.83 for a constant rate).
+  Lowering the rate on every good evaluation (``improve_factor < 1``, "keep
+  what the source taught") is off by default: when the base rate is already
+  too low it lowers it further, 12.9 points below the constant rate on an
+  unseen task in ``benchmarks/robustness.py``; the rate falls instead on
+  evidence that it is too high (the brake) or, with ``overfit_factor < 1``,
+  on over-fitting. Safety, whatever the metric does: a raise is undone when
   the next evaluation is not better than the one that raised it; at most
-  ``max_raises`` raises between two good evaluations; the scale stays in
-  ``[min_scale, max_scale]``. So a metric that worsens after every raise
-  leaves the scale above its pre-raise level for one evaluation per raise,
-  at most ``max_raises`` evaluations in all until an evaluation improves.
+  ``max_raises`` plateau raises between two good evaluations; the scale stays
+  in ``[min_scale, max_scale]``. So a metric that worsens after every raise
+  leaves the scale above its pre-raise level for one evaluation per raise.
 
-  Ideas taken from: bold driver (Battiti 1989: a step that made the error
-  worse is rejected, here the raise is undone), hypergradient descent
-  (Baydin et al. 2018: the rate is raised on evidence from the *training*
-  objective, not validation), the growth bounds of the learning-rate-free
-  optimizers (Prodigy's ``growth_rate``, DoG's monotone distance: bounded
-  growth per step, here ``max_raises`` and ``max_scale``), Hugging Face's
-  GreedyLR (multiplicative moves from a metric after ``patience``
-  evaluations, bounded by a maximum rate). Not taken: GreedyLR's raise after
-  a run of *improvements*, which cannot tell a raise that helped from one
-  that happened to precede an improvement.
+  Ideas taken from: bold driver (Battiti 1989: cut the rate when the
+  training error rises -- the brake -- and reject a step that made things
+  worse -- here the undo), hypergradient descent (Baydin et al. 2018: the
+  rate is raised on evidence from the *training* objective, not validation),
+  the growth bounds of the learning-rate-free optimizers (Prodigy's
+  ``growth_rate``, DoG's monotone distance: bounded growth per step, here
+  undo, ``max_raises`` and ``max_scale``), Hugging Face's GreedyLR
+  (multiplicative moves from a metric after ``patience`` evaluations,
+  bounded by a maximum rate), Budgeted Training (Li et al. 2020: the rate
+  that fits the budget). Not taken: GreedyLR's raise after any run of
+  improvements (here only improvements with slow training progress raise,
+  and each raise is checked at the next evaluation).
 
   Classic schedules are configurations:
 
@@ -98,15 +110,16 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     cooldown=C, threshold=T, threshold_mode=M, min_lr=L)`` on a base rate
     ``lr``): ``adjust(plateau_factor=F, improve_factor=1.0, patience=P,
     cooldown=C, threshold=T, threshold_mode=M, min_scale=L / lr,
-    max_scale=1.0)`` -- identical learning rates for non-negative metrics
+    max_scale=1.0, rise_factor=1.0)`` -- identical learning rates for non-negative metrics
     and ``eps = 1e-8 / lr``. See :func:`reduce_on_plateau`.
   * bold driver: ``adjust(improve_factor=1.05, plateau_factor=0.5,
-    patience=0, cooldown=0)``. See :func:`bold_driver`.
+    patience=0, cooldown=0, rise_factor=1.0)``. See :func:`bold_driver`.
 
   NaN policy: a non-finite metric is a bad evaluation (it counts toward
   patience, so it can trigger the plateau action, never a raise), it never
   becomes ``best``, and it fails a pending raise (undo). A non-finite
-  training value counts as "not fitting safely": no raise. The scale never
+  training value counts as "not fitting safely": no raise, and brakes
+  (a diverged training loss). The scale never
   becomes NaN: it only moves by finite, positive factors, and is clipped.
 
   Args:
@@ -128,11 +141,16 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     improve_factor: multiplier on each good evaluation.
     overfit_factor: multiplier on a plateau that is not raised (over-fitting),
       in (0, 1]; 1 holds the rate.
+    rise_factor: the brake, multiplier when the training value rises more
+      than ``train_rise`` above its best, in (0, 1]; 1 turns it off.
+    slow_progress: a good evaluation whose training value improved by less
+      than this fraction of the previous one raises (by ``plateau_factor``,
+      guarded like a plateau raise), in [0, 1]; 0 turns it off.
     max_raises: raises allowed between two good evaluations, >= 0.
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.
     train_rise: relative rise of the training value above its best that
-      counts as rising (never raise then), >= 0.
+      counts as rising (never raise then; brake), >= 0.
     fitted_ratio: a training value below this fraction of the first one
       means the training set is fitted (never raise then), in [0, 1].
     target: optional metric value; an evaluation worse than it is bad even if
@@ -171,7 +189,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                                     cooldown, target, monitor)
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
-      max_raises, plateau_factor, overfit_factor)
+      max_raises, plateau_factor, overfit_factor, rise_factor,
+      slow_progress)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   validation.check_positive("init_scale", init_scale)
@@ -248,8 +267,8 @@ def reduce_on_plateau(*, factor: float = 0.1, patience: int = 10,
   return adjust(monitor=monitor, mode=mode, patience=patience,
                 cooldown=cooldown, threshold=threshold,
                 threshold_mode=threshold_mode, plateau_factor=factor,
-                improve_factor=1.0, min_scale=min_scale, max_scale=1.0,
-                eps=eps)
+                improve_factor=1.0, rise_factor=1.0, min_scale=min_scale,
+                max_scale=1.0, eps=eps)
 
 
 def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
@@ -302,5 +321,5 @@ def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
   init_scale = jnp.clip(1.0, min_scale, max_scale)
   return adjust(monitor=monitor, mode=mode, patience=0, cooldown=0,
                 improve_factor=increase, plateau_factor=decrease,
-                init_scale=init_scale, min_scale=min_scale,
+                rise_factor=1.0, init_scale=init_scale, min_scale=min_scale,
                 max_scale=max_scale)

@@ -26,15 +26,18 @@ class DynamicState(NamedTuple):
 
 def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             progress_gain: float = 1.0, stall_gain: float = 2.0,
+            improving_gain: float = 0.0,
             monitor: Optional[str] = None, mode: Optional[str] = None,
             train_monitor: Optional[str] = "train_loss", patience: int = 3,
             cooldown: int = 1, threshold: float = 1e-4,
             threshold_mode: str = "rel", plateau_factor: float = 1.5,
             improve_factor: float = 1.0, overfit_factor: float = 1.0,
+            rise_factor: float = 0.5,
+            slow_progress: float = 0.1,
             max_raises: int = 2, train_threshold: float = 0.01,
             train_rise: float = 0.25, fitted_ratio: float = 0.05,
             target: Optional[float] = None, min_scale: float = 0.01,
-            max_scale: float = 2.0) -> optax.GradientTransformationExtraArgs:
+            max_scale: float = 10.0) -> optax.GradientTransformationExtraArgs:
   """Combines performance and progress: a decay whose rate itself adapts.
 
   At update ``t`` (``t`` updates done before it), with the evaluation rules
@@ -46,18 +49,25 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     p_t      = min(t / total_steps, 1)                  progress of the budget
     lambda_0 = -ln(rate) / every_steps                  base log-decay per step
     lambda_t = lambda_0 * (1 + progress_gain * p_t)     progress speeds decay
-                        * (stall_gain if num_bad_t > 0 else 1)
-                                                        so does a stalling metric
-    f_t      = improve_factor  if a new evaluation is good
-               A               if it completes a plateau
-               1               otherwise (and between evaluations)
+                        * (stall_gain if num_bad_t > 0  a stalling metric
+                           else improving_gain)          decays, an improving
+                                                         one (by default) not
+    f_t      = (improve_factor * G  if a new evaluation is good
+                A                 if it completes a plateau
+                1                 otherwise (and between evaluations)) * B
     scale_t  = clip(scale_{t-1} * f_t * exp(-lambda_t), min_scale, max_scale)
     scale_t  = min(scale_t, u_t)   if a raise failed at t (undo), where
     u_t      = the scale the raise started from, decayed since by the same
                exp(-lambda) factors (the scale as if it had not raised)
 
-  with ``scale_{-1} = 1`` and ``num_bad_t`` the count of consecutive bad
-  evaluations after the measurement seen at ``t``. The metric moves the
+  with ``scale_{-1} = 1``, ``num_bad_t`` the count of consecutive bad
+  evaluations after the measurement seen at ``t``, and ``A``, ``G`` (the
+  slow-progress raise) and ``B`` (the brake on a rising training loss) as in
+  :func:`adjust`. The decay waits while the metric improves
+  (``improving_gain=0``): a run whose validation keeps improving is not
+  done with its rate, and decaying it anyway cost 9 points against the
+  constant rate at a too-low base rate on an unseen task
+  (``benchmarks/robustness.py``, issue 9). The metric moves the
   learning rate (``f_t``: a plateau while training stalls too raises it to
   move away from the source solution; a plateau while training improves is
   over-fitting and holds or lowers it, ``overfit_factor``), while progress
@@ -76,9 +86,12 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
     stall_gain: decay multiplier while the metric is not improving (>= 1
       speeds it up, 1 disables it).
+    improving_gain: decay multiplier while the metric improves, >= 0 (0: no
+      decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
-      threshold_mode, overfit_factor, max_raises, train_threshold,
-      train_rise, fitted_ratio, target: as in :func:`adjust`.
+      threshold_mode, overfit_factor, rise_factor, slow_progress,
+      max_raises, train_threshold, train_rise, fitted_ratio, target: as in
+      :func:`adjust`.
     plateau_factor: multiplier on a plateau (>1 raises, guarded).
     improve_factor: multiplier on each good evaluation.
     min_scale, max_scale: bounds of the scale.
@@ -108,12 +121,14 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
                                     cooldown, target, monitor)
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
-      max_raises, plateau_factor, overfit_factor)
+      max_raises, plateau_factor, overfit_factor, rise_factor,
+      slow_progress)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
   validation.check_non_negative("progress_gain", progress_gain)
   validation.check_positive("stall_gain", stall_gain)
+  validation.check_non_negative("improving_gain", improving_gain)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   if (validation.all_concrete(min_scale, max_scale)
@@ -142,7 +157,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     progress = jnp.minimum(state.count.astype(jnp.float32) / total_steps, 1.0)
     stalling = judged.num_bad > 0
     log_decay = (base_log_decay * (1.0 + progress_gain * progress)
-                 * jnp.where(stalling, stall_gain, 1.0)).astype(jnp.float32)
+                 * jnp.where(stalling, stall_gain, improving_gain)
+                 ).astype(jnp.float32)
     decay = jnp.exp(-log_decay)
     improve = jnp.where(verdict.good, improve_factor, 1.0)
     # Factor and decay first: scale * factor could overflow to inf and then
