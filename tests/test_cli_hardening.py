@@ -113,6 +113,16 @@ def test_progress_is_reported_per_epoch_chunk(diverged):
   assert "6/6" in err and "epoch/s" in err
 
 
+def test_progress_comes_in_chunks_within_a_method():
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  chunks = []
+  lrtransfer.experiment.compare(
+      task, {"constant": lrtransfer.recipes.Recipe("constant")}, epochs=20,
+      seeds=[0], hidden=(8,), source_epochs=1, on_epochs=chunks.append)
+  # About a tenth of the run per report, not the whole method at once.
+  assert (experiment.progress_chunk(20), chunks) == (2, [2] * 10)
+
+
 @pytest.fixture
 def no_training(monkeypatch):
   """Fails a test that reaches pretraining or fine-tuning: "quickly" is
