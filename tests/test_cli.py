@@ -33,18 +33,24 @@ def test_list_methods(capsys):
 def test_run_writes_table_plots_and_json(tmp_path, capsys):
   out = tmp_path / "out"
   code = cli.main(["run", "--epochs", "3", "--source-epochs", "2", "--seeds",
-                   "2", "--methods", "scratch,adjust,l2sp", "--out", str(out),
-                   "--no-progress"])
+                   "2", "--methods", "scratch,adjust,l2sp,recommended",
+                   "--out", str(out), "--no-progress"])
   assert code == 0
   printed = capsys.readouterr().out
   assert "test acc (mean ± std)" in printed and "best val epoch" in printed
-  for method in ("scratch", "adjust", "l2sp"):
-    assert method in printed
+  rows = [line.split()[0] for line in printed.splitlines()
+          if line.split() and line.split()[0] in
+          ("scratch", "adjust", "l2sp", "recommended")]
+  assert rows == ["recommended", "scratch", "adjust", "l2sp"]  # first row
   results = json.loads((out / "results.json").read_text())
   assert results["task"] == "digits_label_split"
   assert results["settings"]["seeds"] == 2
   assert results["device"]["platform"]
-  assert set(results["methods"]) == {"scratch", "adjust", "l2sp"}
+  assert set(results["methods"]) == {"scratch", "adjust", "l2sp",
+                                     "recommended"}
+  # Without --lr every method runs at its own default base rate.
+  assert results["settings"]["learning_rate"] == {
+      "recommended": 0.01, "scratch": 0.03, "adjust": 0.03, "l2sp": 0.03}
   adjust = results["methods"]["adjust"]
   assert len(adjust["test_accuracy"]) == 2
   assert 0.0 <= adjust["test_accuracy_mean"] <= 1.0
