@@ -6,7 +6,11 @@ validation in eval mode, the evaluation fed to the strategies as one
 train_loss=...)`` -- as one ``lax.scan`` over epochs around a ``lax.scan``
 over steps, so Python runs once per call, not once per step. ``fit_many``
 vmaps the same program over seeds (and base learning rates). Programs are
-compiled once per model structure, recipe, sizes and options, and cached.
+compiled once per model structure, recipe settings, sizes and options, and
+cached: data, keys, base rates and source parameters are arguments, and a
+recipe counts by its settings (``program.recipe_key``: every field but its
+name and base rate; user lambdas by identity), so equal recipes built apart
+share one program. ``clear_compiled_cache()`` frees them.
 """
 
 

@@ -69,9 +69,11 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   RNG state carried along; depth levels for the transfer tools come from
   :func:`lrtransfer.layer_depths` (``recipe.depth_fn``/``recipe.head``).
 
-  The program is compiled once per model structure, recipe, sizes and
-  options, and cached: a second call with new data, seed, weights or source
-  parameters of the same shapes compiles nothing.
+  The program is compiled once per model structure, recipe settings, sizes
+  and options, and cached: a second call with new data, seed, weights,
+  source parameters or base rate of the same shapes compiles nothing, also
+  with another Recipe object of equal settings (compared field by field,
+  name and base rate aside; a lambda by identity: define it once).
 
   Args:
     model: the model to train (not modified; a trained copy is returned).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -118,6 +119,67 @@ def resolve_mode(monitor: str, mode: str) -> str:
   return mode
 
 
+class _ByIdentity:
+  """Wraps a setting that can only be compared by identity (a lambda, a
+  closure, an array): equal only to a wrapper of the very same object, which
+  it keeps alive so its ``id`` cannot be reused by another object."""
+
+  __slots__ = ("value",)
+
+  def __init__(self, value):
+    self.value = value
+
+  def __hash__(self) -> int:
+    return id(self.value)
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, _ByIdentity) and other.value is self.value
+
+  def __repr__(self) -> str:
+    return f"_ByIdentity({self.value!r})"
+
+
+# Settings that are not part of the compiled program: a label, and the base
+# rate, which is an argument of the program (RunInputs.learning_rate).
+_NOT_COMPILED = frozenset({"name", "learning_rate"})
+
+
+def _setting_key(value: Any) -> Any:
+  """A hashable key equal for two settings that build the same program."""
+  if value is None or isinstance(value, (bool, int, float, str)):
+    # The type too: True, 1 and 1.0 hash alike but are different settings.
+    return (type(value).__name__, value)
+  if isinstance(value, tuple):
+    return ("tuple", tuple(_setting_key(v) for v in value))
+  if isinstance(value, functools.partial):
+    return ("partial", _setting_key(value.func),
+            tuple(_setting_key(v) for v in value.args),
+            tuple(sorted((k, _setting_key(v))
+                         for k, v in value.keywords.items())))
+  # A function or other object. lrtransfer's own strategy factories are
+  # module-level functions, the same object in every Recipe. A user's lambda
+  # or closure may read globals or mutable cells that can change between
+  # calls, so two of them are never assumed equal: define it once to share.
+  return _ByIdentity(value)
+
+
+def recipe_key(recipe: Recipe) -> tuple:
+  """What of ``recipe`` the compiled program depends on, as a hashable key.
+
+  Every field but ``name`` and ``learning_rate`` (a label, and an argument
+  of the program): numbers, strings and paths by value, a
+  ``functools.partial`` by its function and arguments, any other callable
+  by identity. So ``default_recipes()`` built twice, or
+  ``Recipe("a", 0.01, strategy=f)`` and ``Recipe("b", 0.1, strategy=f)``,
+  share one compiled program, while another momentum, factor, period or
+  strategy function compiles its own. Keying on the Recipe itself would
+  compile again for every base rate of a sweep run through ``fit``.
+  """
+  return tuple((field.name, _setting_key(getattr(recipe, field.name)))
+               for field in dataclasses.fields(recipe)
+               if field.name not in _NOT_COMPILED)
+
+
 def _table_fn(table: tuple) -> Callable[[tuple], Any]:
   lookup = dict(table)
   return lambda path: lookup[path]
@@ -142,11 +204,15 @@ class FitProgram:
   ``run(carry, inputs, num_epochs) -> (carry, logs)`` are pure functions of
   arrays, so they can be jitted, vmapped over seeds or learning rates, and
   resumed from any carry. The dataclass is hashable: it is the key of the
-  compiled-program cache.
+  compiled-program cache, where the recipe counts by its settings
+  (:func:`recipe_key`), not as an object.
   """
   train_graph: Any  # GraphDef of the model in train mode
   eval_graph: Any  # GraphDef of the same model in eval mode
-  recipe: Recipe
+  # The recipe is read while tracing; `recipe_settings` stands for it in
+  # comparisons, so equal recipes built apart share one compiled program.
+  recipe: Recipe = dataclasses.field(compare=False)
+  recipe_settings: tuple = dataclasses.field(init=False, repr=False)
   batch_size: int
   num_train: int
   total_epochs: int
@@ -158,6 +224,9 @@ class FitProgram:
   monitor: str = "val_loss"
   mode: str = "min"
   restore_best: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "recipe_settings", recipe_key(self.recipe))
 
   @property
   def steps_per_epoch(self) -> int:
