@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import numpy as np
 
 import _bench
 import _common

@@ -6,7 +6,7 @@ For every registered task (``lrtransfer.data.TASKS``; the tuning and report
 tasks of ``suite.py`` first): pretrain the source once
 (``lrtransfer.experiment.pretrain_source``: 20 epochs, batch 32, rate 0.05),
 build the target models the library's way
-(``target_models`` of ``lrtransfer._src.experiment``: all hidden layers but the last
+(``lrtransfer.experiment.target_models``: all hidden layers but the last
 copied, new head), then fine-tune with SGD-momentum 0.9 at every constant
 rate of the grid 0.003, 0.01, 0.03, 0.1, 0.3 x 3 seeds (new head's
 initialisation and data order), all 15 runs as ONE vmapped
@@ -37,12 +37,11 @@ import numpy as np
 import _common
 import suite
 
-import jax  # pylint: disable=unused-import  (after _common, as the others)
 from flax import nnx
 
 import lrtransfer
 # Not re-exported by lrtransfer.experiment (yet).
-from lrtransfer._src.experiment import target_models
+from lrtransfer.experiment import target_models
 
 GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 SENSITIVE_POINTS = 0.05
