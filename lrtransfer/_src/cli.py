@@ -38,6 +38,9 @@ EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
 # MLP widths of `lrtransfer run` (experiment.compare's default).
 _HIDDEN = (256, 128)
+# Levels below the head: the MLP's hidden layers; the CNN's two conv blocks
+# and its dense layer.
+_LEVELS = {"mlp": len(_HIDDEN), "cnn": 3}
 
 
 class UsageError(ValueError):
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
       "run", formatter_class=_HelpFormatter,
       help="pretrain a source model and compare fine-tuning strategies",
       description=(
-          "Pretrains an MLP on the source task, saves it with orbax, builds "
+          "Pretrains an MLP (or, with --model cnn, a CNN) on the source "
+          "task, saves it with orbax, builds "
           "the target model from the restored source layers, fine-tunes it "
           "with each method (vmapped over seeds), then prints a table and "
           "writes learning_rate.png, val_accuracy.png and results.json to "
@@ -101,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--task", default="digits_label_split",
                    choices=sorted(data_lib.TASKS),
                    help="embedded transfer task")
+  run.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="source and target architecture: 'mlp' (hidden "
+                        "widths 256, 128) or 'cnn' (lrtransfer.models.CNN: "
+                        "two conv-BatchNorm-pool blocks of 16 and 32 "
+                        "channels, dropout, a dense layer of 64, the head) "
+                        "for images: the real 28x28 digits of --task "
+                        "mnist_to_digits / mnist_label_split (pip install "
+                        "\"lrtransfer[mnist]\"), the 8x8 digits_* tasks, or "
+                        "your own square images")
   user = run.add_argument_group(
       "your own data (.npz with x [n, features] and y [n], or .csv with the "
       "label in the last column; the same features in every file)")
@@ -143,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "0.03)")
   run.add_argument("--transfer-layers", type=int, default=None, metavar="N",
                    help=f"hidden layers copied from the source model, 0.."
-                        f"{len(_HIDDEN)} (default: all but the last; 0: only "
-                        "the input standardisation is shared)")
+                        f"{len(_HIDDEN)} (cnn: levels, 0..{_LEVELS['cnn']}: "
+                        "the conv blocks, then the dense layer; default: all "
+                        "but the last; 0: only the input standardisation is "
+                        "shared)")
   run.add_argument("--keep-head", action="store_true",
                    help="copy every layer and the source head (only when "
                         "source and target share their label set, e.g. "
@@ -307,7 +322,9 @@ class _Interrupted:
 
 
 def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
-  # Imported here so `--help` and input errors answer without loading JAX.
+  # Imported here, not at the top: experiment, recipes and report pull in
+  # flax, orbax and matplotlib, which `--help` and input errors do not need
+  # (JAX itself is loaded by the package's Optax layer either way).
   from lrtransfer._src import experiment, recipes, report
 
   try:
@@ -318,10 +335,12 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
     print("\n".join(available))
     return 0
   names = _select_methods(args.methods, list(available))
+  levels = _LEVELS[args.model]
   if args.transfer_layers is not None and not (
-      0 <= args.transfer_layers <= len(_HIDDEN)):
-    raise UsageError(f"--transfer-layers must be in 0..{len(_HIDDEN)}, got "
-                     f"{args.transfer_layers}")
+      0 <= args.transfer_layers <= levels):
+    raise UsageError(f"--transfer-layers must be in 0..{levels}"
+                     f"{' with --model cnn' if args.model == 'cnn' else ''}, "
+                     f"got {args.transfer_layers}")
   out = args.out.absolute()
   _check_writable(out)
   stale = out / "results.json"
@@ -336,9 +355,15 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
   task, shots = _load_task(args, files)
   if args.keep_head:
     task.check_keep_head()
+  if args.model == "cnn":
+    try:
+      experiment.image_shape(task)
+    except ValueError as error:
+      raise UsageError(f"--model cnn: {error}") from error
   # compare checks too, but only once the progress bar is on the screen.
   experiment.check_sizes(task, seeds=args.seeds, epochs=args.epochs,
-                         batch_size=args.batch_size, hidden=_HIDDEN)
+                         batch_size=args.batch_size, hidden=_HIDDEN,
+                         model=args.model)
   resume = args.resume
   if resume and not (out / "source_params").exists() and not any(
       _has_run_checkpoints(checkpoints / n) for n in names):
@@ -358,7 +383,7 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
     results = experiment.compare(
         task, {n: available[n] for n in names}, epochs=args.epochs,
         seeds=list(range(args.seeds)), batch_size=args.batch_size,
-        source_epochs=args.source_epochs, hidden=_HIDDEN,
+        source_epochs=args.source_epochs, hidden=_HIDDEN, model=args.model,
         transfer_layers=args.transfer_layers, keep_head=args.keep_head,
         source_dir=out / "source_params",
         checkpoint_root=checkpoints if use_checkpoints else None,
@@ -378,7 +403,8 @@ def run_command(args, interrupted: Optional[_Interrupted] = None) -> int:
       "task": task.name,
       "description": task.description,
       "device": experiment.device_description(),
-      "settings": {"epochs": args.epochs, "source_epochs": args.source_epochs,
+      "settings": {"model": args.model,
+                   "epochs": args.epochs, "source_epochs": args.source_epochs,
                    "seeds": args.seeds, "batch_size": args.batch_size,
                    "learning_rate": (args.lr if args.lr is not None else {
                        n: available[n].learning_rate for n in names}),
