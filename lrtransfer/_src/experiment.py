@@ -21,8 +21,9 @@ from flax import nnx
 from lrtransfer._src import checkpoint
 from lrtransfer._src import interrupts
 from lrtransfer._src import sizes
+from lrtransfer._src.cnn import CNN
 from lrtransfer._src.data import TransferTask
-from lrtransfer._src.models import MLP, target_from_source
+from lrtransfer._src.models import MLP, _rebuild, target_from_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train import fit, fit_many
 
@@ -94,21 +95,60 @@ class MethodResult:
     }
 
 
+# The source architectures of `compare` (and `lrtransfer run --model`).
+MODELS = ("mlp", "cnn")
+
+
+def image_shape(task: TransferTask) -> tuple[int, int, int]:
+  """``(height, width, channels)`` of the task's inputs, for the CNN.
+
+  Images ``[n, h, w, c]`` / ``[n, h, w]`` as they are; flat inputs of a
+  square size (the 8x8 and 28x28 digits) as one square channel.
+
+  Raises:
+    ValueError: the inputs are not images of at least 4x4 pixels (the CNN
+      pools twice), e.g. tabular features.
+  """
+  shape = task.source_train.feature_shape
+  if len(shape) == 1 and math.isqrt(shape[0]) ** 2 == shape[0]:
+    shape = (math.isqrt(shape[0]),) * 2
+  if len(shape) not in (2, 3) or min(shape[:2]) < 4:
+    raise ValueError(
+        f"the CNN takes images: task {task.name!r} has inputs of shape "
+        f"{shape}, neither [height, width(, channels)] nor a square number "
+        "of pixels, at least 4x4")
+  return (*shape, 1)[:3]
+
+
+def new_source_model(model: str, task: TransferTask,
+                     hidden: Sequence[int] = (256, 128), seed: int = 0):
+  """A fresh source model: an `MLP` of widths ``hidden``, or the default
+  `lrtransfer.models.CNN` on the task's images (``hidden`` unused)."""
+  if model == "mlp":
+    return MLP(task.in_features, hidden, task.num_source_classes,
+               rngs=nnx.Rngs(seed))
+  if model == "cnn":
+    return CNN(image_shape(task), num_outputs=task.num_source_classes,
+               rngs=nnx.Rngs(seed))
+  raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+
+
 def pretrain_source(task: TransferTask, *, hidden: Sequence[int] = (256, 128),
                     epochs: int = 20, batch_size: int = 32,
-                    learning_rate: float = 0.05, seed: int = 0) -> MLP:
-  """Trains an MLP on the task's source split with a constant rate."""
-  model = MLP(task.in_features, hidden, task.num_source_classes,
-              rngs=nnx.Rngs(seed))
+                    learning_rate: float = 0.05, seed: int = 0,
+                    model: str = "mlp") -> MLP | CNN:
+  """Trains a source model (:func:`new_source_model`) on the task's source
+  split with a constant rate."""
+  model = new_source_model(model, task, hidden, seed)
   result = fit(model, Recipe("source", learning_rate), task.source_train,
                task.source_val, epochs=epochs, batch_size=batch_size,
                seed=seed)
   return result.model
 
 
-def target_models(source: MLP, recipe: Recipe, num_classes: int,
+def target_models(source: MLP | CNN, recipe: Recipe, num_classes: int,
                   seeds: Sequence[int], transfer_layers: Optional[int] = None,
-                  keep_head: bool = False) -> list[MLP]:
+                  keep_head: bool = False) -> list[MLP | CNN]:
   """One initial target model per seed, as :func:`compare` fine-tunes them.
 
   Public so that a caller running its own loop (``lrtransfer.train.fit_many``
@@ -116,10 +156,10 @@ def target_models(source: MLP, recipe: Recipe, num_classes: int,
   same copied layers and the same freshly initialised parts.
 
   Args:
-    source: the trained source `MLP`.
+    source: the trained source `MLP` or `CNN`.
     recipe: decides between transfer and baseline: ``recipe.from_source``
-      builds from the source, otherwise a fresh MLP of the source's shape
-      (training from scratch).
+      builds from the source, otherwise a fresh model of the source's
+      config (training from scratch).
     num_classes: the target's number of classes (the new head's width).
     seeds: one model per seed; seed ``s`` initialises the new parts with
       ``nnx.Rngs(1000 + s)``, away from the seeds a source is usually
@@ -138,17 +178,16 @@ def target_models(source: MLP, recipe: Recipe, num_classes: int,
                                transfer_layers=transfer_layers,
                                keep_head=keep_head,
                                rngs=nnx.Rngs(1000 + s)) for s in seeds]
-  return [MLP(source.config.in_features, source.config.hidden, num_classes,
-              source.config.activation, rngs=nnx.Rngs(1000 + s))
-          for s in seeds]
+  return [_rebuild(source, num_classes, nnx.Rngs(1000 + s)) for s in seeds]
 
 
 def check_sizes(task: TransferTask, *, seeds: int, epochs: int,
-                batch_size: int, hidden: Sequence[int] = (256, 128)) -> None:
+                batch_size: int, hidden: Sequence[int] = (256, 128),
+                model: str = "mlp") -> None:
   """Refuses a comparison that cannot fit in memory or in int32 counters.
 
   :func:`compare` checks before anything is built: ``seeds`` target MLPs
-  of widths ``hidden`` (vmapped on the device), a history of ``epochs`` x
+  of widths ``hidden`` (or CNNs with ``model="cnn"``; vmapped on the device), a history of ``epochs`` x
   ``seeds`` (on the host), and the step counter (int32).
 
   Raises:
@@ -157,6 +196,11 @@ def check_sizes(task: TransferTask, *, seeds: int, epochs: int,
   layer_sizes = [task.in_features, *hidden, task.num_target_classes]
   num_params = sum((a + 1) * b for a, b in zip(layer_sizes, layer_sizes[1:]))
   levels = len(hidden) + 1
+  if model == "cnn":  # its size follows the images: count it (abstractly)
+    cnn = nnx.eval_shape(lambda: new_source_model(model, task))
+    num_params = sum(math.prod(p.shape) for p in jax.tree.leaves(
+        nnx.state(cnn, nnx.Param)))
+    levels = len(cnn.config.channels) + 2
   steps = math.ceil(len(task.target_train) / batch_size) * epochs
   if steps > np.iinfo(np.int32).max:
     raise sizes.SizeError(
@@ -202,8 +246,8 @@ def _is_run_checkpoint_folder(folder: Path) -> bool:
 def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             epochs: int = 50, seeds: Sequence[int] = (0, 1, 2),
             batch_size: int = 32, source_epochs: int = 20,
-            hidden: Sequence[int] = (256, 128),
-            source: Optional[MLP] = None,
+            hidden: Sequence[int] = (256, 128), model: str = "mlp",
+            source: Optional[MLP | CNN] = None,
             transfer_layers: Optional[int] = None, keep_head: bool = False,
             source_dir: Optional[Path] = None,
             checkpoint_root: Optional[Path] = None,
@@ -222,8 +266,11 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     batch_size: minibatch size.
     source_epochs: epochs of source pretraining.
     hidden: hidden widths of the MLP.
-    source: an already trained source `MLP` (on ``task``'s inputs): no
-      pretraining, ``source_dir`` and ``hidden`` unused.
+    model: the source architecture, ``"mlp"`` or ``"cnn"`` (the default
+      `lrtransfer.models.CNN` on the task's images, :func:`image_shape`).
+    source: an already trained source `MLP` or `CNN` (on ``task``'s
+      inputs): no pretraining, ``source_dir``, ``hidden`` and ``model``
+      unused.
     transfer_layers: hidden layers copied from the source (default: that of
       :func:`lrtransfer.models.target_from_source`, all but the last,
       :func:`lrtransfer.models.default_transfer_layers`).
@@ -253,14 +300,17 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
       nor ``replace_checkpoints`` is set, or a folder there is not a run
       checkpoint.
   """
-  if source is not None and not isinstance(source, MLP):
-    raise TypeError(f"source must be an lrtransfer MLP, got "
-                    f"{type(source).__name__}")
-  if source is not None and source.config.in_features != task.in_features:
-    raise ValueError(f"source takes {source.config.in_features} features, "
-                     f"the task has {task.in_features}")
+  if source is not None:
+    model = checkpoint.model_type(source)
+    if model is None:
+      raise TypeError(f"source must be an lrtransfer MLP or CNN, got "
+                      f"{type(source).__name__}")
+    if _input_size(source) != task.in_features:
+      raise ValueError(f"source takes {_input_size(source)} features, the "
+                       f"task has {task.in_features}")
+    hidden = getattr(source.config, "hidden", hidden)
   check_sizes(task, seeds=len(seeds), epochs=epochs, batch_size=batch_size,
-              hidden=source.config.hidden if source is not None else hidden)
+              hidden=hidden, model=model)
   run_dirs = {}
   if checkpoint_root is not None:
     root = Path(checkpoint_root).absolute()
@@ -279,7 +329,7 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             "deleting it, choose another checkpoint_root")
   if source is None:
     source = _source_model(task, hidden, source_epochs, batch_size,
-                           source_dir, resume)
+                           source_dir, resume, model)
   source_params = nnx.as_pure(nnx.state(source, nnx.Param))
   chunk = checkpoint_every
   if chunk is None and on_epochs is not None:
@@ -304,21 +354,29 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
   return results
 
 
-def _source_model(task, hidden, epochs, batch_size, source_dir, resume):
+def _input_size(source) -> int:
+  config = source.config
+  return getattr(config, "in_features", None) or math.prod(
+      config.image_shape)
+
+
+def _source_model(task, hidden, epochs, batch_size, source_dir, resume,
+                  model):
   """Pretrains (or, resuming, reloads) the source; round trip via orbax."""
   if resume and source_dir is not None and Path(source_dir).exists():
     source = checkpoint.load_source_model(Path(source_dir).absolute())
-    config = source.config
-    if (config.in_features, config.num_outputs) != (
-        task.in_features, task.num_source_classes):
+    saved = (checkpoint.model_type(source), _input_size(source),
+             source.config.num_outputs)
+    if saved != (model, task.in_features, task.num_source_classes):
       raise checkpoint.CheckpointError(
-          f"{source_dir} holds a source model for {config.in_features} "
-          f"features and {config.num_outputs} classes, this task has "
-          f"{task.in_features} and {task.num_source_classes}; resume with "
-          "the same data or use another output folder")
+          f"{source_dir} holds a source model for {saved[1]} features and "
+          f"{saved[2]} classes ({saved[0]}), this run asks for "
+          f"{task.in_features} and {task.num_source_classes} ({model}); "
+          "resume with the same data and --model or use another output "
+          "folder")
     return source
   source = pretrain_source(task, hidden=hidden, epochs=epochs,
-                           batch_size=batch_size)
+                           batch_size=batch_size, model=model)
   if source_dir is None:
     return source
   checkpoint.save_params(Path(source_dir).absolute(), source, overwrite=True)
