@@ -1,11 +1,13 @@
 """fit's compiled-program cache keys on a recipe's settings, not the object.
 
 Counted by traces of the epoch program (``program.TRACES``): a cache hit
-traces nothing and reports ``compile_seconds == 0.0``.
+traces nothing and reports ``compile_seconds == 0.0``. Also: a second
+``lr_range_test`` of the same shapes traces nothing.
 """
 
 import functools
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -125,3 +127,21 @@ def test_recipe_key_tells_bool_from_int():
   assert key(Recipe("a", unfreeze_every_epochs=1)) != key(
       Recipe("a", head_first_epochs=1))
   assert program_lib._setting_key(True) != program_lib._setting_key(1)
+
+
+def _quadratic(w, batch):
+  return 0.5 * jnp.sum(batch * w ** 2)
+
+
+def test_a_second_lr_range_test_of_the_same_shapes_compiles_nothing():
+  from lrtransfer._src.transfer import lr_finder
+  run = lambda w, batch, max_lr: lrtransfer.lr_range_test(
+      _quadratic, jnp.float32(w), jnp.full((2,), batch, jnp.float32),
+      min_lr=1e-3, max_lr=max_lr, num_steps=20)
+  before = lr_finder.TRACES[0]
+  first = run(1.0, 2.0, 10.0)
+  assert lr_finder.TRACES[0] - before == 1
+  # Other parameters, batches and rates of the same shapes: traced arguments.
+  second = run(3.0, 5.0, 1.0)
+  assert lr_finder.TRACES[0] - before == 1
+  assert not np.allclose(first.learning_rates[:5], second.learning_rates[:5])
