@@ -236,28 +236,21 @@ def _infer(tree: Any, head: HeadSpec) -> dict[Path, int]:
   return depths
 
 
-def _checked(depth_fn: DepthFn) -> DepthFn:
-  def depth(path: Path) -> int:
-    value = depth_fn(path)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-      raise ValueError(
-          f"depth_fn must return a Python int, got {value!r} for the "
-          f"parameter at path {path!r}.")
-    return int(value)
-
-  return depth
+def _as_depth(value: Any, path: Path, expected: str) -> int:
+  """``value`` as an int, or a ValueError naming the path (bools refused)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise ValueError(f"depth_fn must {expected}, got {value!r} for the "
+                     f"parameter at path {path!r}.")
+  return int(value)
 
 
 def _table(depth_tree: Any) -> dict[Path, int]:
   """``{path: depth}`` of a depth tree such as ``layer_depths(model)``."""
   table = {}
   for path, value in jax.tree_util.tree_flatten_with_path(depth_tree)[0]:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-      raise ValueError(
-          "depth_fn must be a function or a tree of ints (from "
-          f"layer_depths(model)), got {value!r} at path "
-          f"{normalize_path(path)!r}.")
-    table[normalize_path(path)] = int(value)
+    path = normalize_path(path)
+    table[path] = _as_depth(value, path, "be a function or a tree of ints "
+                            "(from layer_depths(model))")
   return table
 
 
@@ -317,8 +310,8 @@ def resolve_depths(tree: Any, depth_fn: DepthSpec = None,
           f"Cannot assign a depth to the parameter at path {missing[0]!r}: "
           "pass depth_fn(path) -> int, or the tree of layer_depths(model).")
   elif callable(depth_fn):
-    depth = _checked(depth_fn)
-    table = {p: depth(p) for p in positions}
+    table = {p: _as_depth(depth_fn(p), p, "return a Python int")
+             for p in positions}
   else:
     table = _table(depth_fn)
     for path in positions:
@@ -330,21 +323,6 @@ def resolve_depths(tree: Any, depth_fn: DepthSpec = None,
   levels = sorted(set(table.values()) if depth_fn is None or not callable(
       depth_fn) else set(table[p] for p in positions))
   return Depths(leaves, levels)
-
-
-def leaf_depths(tree: Any, depth_fn: DepthSpec = None,
-                head: HeadSpec = None) -> list[int]:
-  """Depths of ``jax.tree.leaves(tree)``, in the same order.
-
-  Args:
-    tree: a parameter-shaped pytree (params, grads or updates).
-    depth_fn: see :func:`layer_depths`.
-    head: see :func:`layer_depths`.
-
-  Returns:
-    A list of Python ints, one per leaf.
-  """
-  return resolve_depths(tree, depth_fn, head).leaves
 
 
 def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
@@ -391,19 +369,16 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
     tx = optax.chain(optax.sgd(0.1), layerwise_scale(0.8, depth_fn=depths))
   """
   if isinstance(params, nnx.Module):
-    remembered = getattr(params, DEPTHS_ATTR, None)
-    if depth_fn is None and head is None and remembered is not None:
-      table = dict(remembered)
-      params = nnx.as_pure(nnx.state(params, nnx.Param))
-      return jax.tree_util.tree_map_with_path(
-          lambda path, _: _lookup(table, normalize_path(path)), params)
-    if depth_fn is None:
-      table = _infer(params, head)
-      params = nnx.as_pure(nnx.state(params, nnx.Param))
-      return jax.tree_util.tree_map_with_path(
-          lambda path, _: _lookup(table, normalize_path(path)), params)
+    table = None
+    if depth_fn is None:  # remembered depths, else the rule on the module
+      remembered = None if head is not None else getattr(
+          params, DEPTHS_ATTR, None)
+      table = (dict(remembered) if remembered is not None
+               else _infer(params, head))
     params = nnx.as_pure(nnx.state(params, nnx.Param))
+    if table is not None:
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: _lookup(table, normalize_path(path)), params)
   depths = resolve_depths(params, depth_fn, head)
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  del leaves
-  return jax.tree_util.tree_unflatten(treedef, depths.leaves)
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
+                                      depths.leaves)
