@@ -166,12 +166,16 @@ def default_transfer_layers(source: nnx.Module, *, depth_fn=None,
   """All levels below the head but the last (at least one).
 
   Lower layers are general, the last hidden layer is specific to the source
-  task (Yosinski et al. 2014). Measured on the four embedded tasks: copying
-  one of two hidden layers instead of both raised the best strategy's mean
-  test accuracy from 0.716 to 0.757 (``benchmarks/quality.py
-  --transfer-layers``). Levels are those of :func:`lrtransfer.layer_depths`
-  (for the MLP: its hidden layers). The one rule of both
-  :func:`target_from_source` and ``lrtransfer.experiment.compare``.
+  task (Yosinski et al. 2014). Chosen, not assumed: stage 1 of
+  ``benchmarks/tune_defaults.py`` compares copying 1 or 2 hidden layers of
+  the 2-hidden-layer MLP with the constant rate on the tuning tasks only, by
+  validation accuracy (test never evaluated), and records "transfer layers:
+  1" -- all hidden layers but the last -- in
+  ``benchmarks/results/defaults.md`` (best mean validation accuracy over
+  rates 0.771 against 0.739 for both layers, ``defaults.json``). Levels are
+  those of :func:`lrtransfer.layer_depths` (for the MLP: its hidden layers).
+  The one rule of both :func:`target_from_source` and
+  ``lrtransfer.experiment.compare``.
   """
   levels = sorted(set(jax.tree.leaves(
       layer_depths(source, depth_fn, head=head))))
