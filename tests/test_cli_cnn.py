@@ -8,9 +8,12 @@ import contextlib
 import io
 import json
 
+import jax
 import pytest
+from flax import nnx
 
-from lrtransfer._src import checkpoint, cli, experiment
+import lrtransfer
+from lrtransfer._src import checkpoint, cli, experiment, sizes
 from lrtransfer.models import CNN
 
 TINY = ["--source-epochs", "1", "--epochs", "2", "--seeds", "1",
@@ -75,3 +78,28 @@ def test_image_shape_rule():
   for shape in ((30,), (9,), (3, 4)):
     with pytest.raises(ValueError, match="the CNN takes images"):
       experiment.image_shape(task(shape))
+
+
+def test_compare_sizes_its_memory_check_for_the_given_cnn_source(
+    monkeypatch):
+  task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
+  wide = CNN((8, 8, 1), channels=(8, 16, 64), dense=96,
+             num_outputs=task.num_source_classes, rngs=nnx.Rngs(0))
+  checked = []
+
+  def check_fits(what, *args, **kwargs):  # the first check ends compare
+    checked.append(what)
+    raise sizes.SizeError(what)
+  monkeypatch.setattr(sizes, "check_fits", check_fits)
+  constant = lrtransfer.recipes.Recipe("constant")
+  with pytest.raises(sizes.SizeError):
+    experiment.compare(task, {"constant": constant}, epochs=1, seeds=[0],
+                       source=wide)
+  target = experiment.target_models(wide, constant, task.num_target_classes,
+                                    [0])[0]
+  count = sum(p.size for p in jax.tree.leaves(nnx.state(target, nnx.Param)))
+  assert checked == [f"seeds=1 runs of a {count}-parameter model"]
+  with pytest.raises(sizes.SizeError):  # the default CNN is another size
+    experiment.check_sizes(task, seeds=1, epochs=1, batch_size=8,
+                           model="cnn")
+  assert checked[1] != checked[0]

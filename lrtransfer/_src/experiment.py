@@ -26,6 +26,7 @@ from lrtransfer._src.data import TransferTask
 from lrtransfer._src.models import MLP, _rebuild, target_from_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train import fit, fit_many
+from lrtransfer._src.transfer.depths import layer_depths
 
 
 @dataclasses.dataclass
@@ -183,24 +184,27 @@ def target_models(source: MLP | CNN, recipe: Recipe, num_classes: int,
 
 def check_sizes(task: TransferTask, *, seeds: int, epochs: int,
                 batch_size: int, hidden: Sequence[int] = (256, 128),
-                model: str = "mlp") -> None:
+                model: str = "mlp", source: Optional[MLP | CNN] = None
+                ) -> None:
   """Refuses a comparison that cannot fit in memory or in int32 counters.
 
-  :func:`compare` checks before anything is built: ``seeds`` target MLPs
-  of widths ``hidden`` (or CNNs with ``model="cnn"``; vmapped on the device), a history of ``epochs`` x
-  ``seeds`` (on the host), and the step counter (int32).
+  :func:`compare` checks before anything is built: ``seeds`` target models
+  (vmapped on the device), a history of ``epochs`` x ``seeds`` (on the
+  host), and the step counter (int32). The targets are counted as
+  :func:`target_models` builds them, abstractly (``nnx.eval_shape``, no
+  memory): from ``source``'s own config when given (a CNN of any channels
+  and widths), else from the source ``model`` and ``hidden`` would make.
 
   Raises:
     SizeError: naming the setting.
   """
-  layer_sizes = [task.in_features, *hidden, task.num_target_classes]
-  num_params = sum((a + 1) * b for a, b in zip(layer_sizes, layer_sizes[1:]))
-  levels = len(hidden) + 1
-  if model == "cnn":  # its size follows the images: count it (abstractly)
-    cnn = nnx.eval_shape(lambda: new_source_model(model, task))
-    num_params = sum(math.prod(p.shape) for p in jax.tree.leaves(
-        nnx.state(cnn, nnx.Param)))
-    levels = len(cnn.config.channels) + 2
+  if source is None:
+    source = nnx.eval_shape(lambda: new_source_model(model, task, hidden))
+  target = nnx.eval_shape(
+      lambda: _rebuild(source, task.num_target_classes, nnx.Rngs(0)))
+  num_params = sum(math.prod(p.shape) for p in jax.tree.leaves(
+      nnx.state(target, nnx.Param)))
+  levels = len(set(jax.tree.leaves(layer_depths(target))))
   steps = math.ceil(len(task.target_train) / batch_size) * epochs
   if steps > np.iinfo(np.int32).max:
     raise sizes.SizeError(
@@ -308,9 +312,8 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     if _input_size(source) != task.in_features:
       raise ValueError(f"source takes {_input_size(source)} features, the "
                        f"task has {task.in_features}")
-    hidden = getattr(source.config, "hidden", hidden)
   check_sizes(task, seeds=len(seeds), epochs=epochs, batch_size=batch_size,
-              hidden=hidden, model=model)
+              hidden=hidden, model=model, source=source)
   run_dirs = {}
   if checkpoint_root is not None:
     root = Path(checkpoint_root).absolute()
