@@ -99,7 +99,8 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                {"strategy": "adjust", "kwargs": {"slow_progress": 0.05}},
                {"strategy": "adjust", "kwargs": {"overfit_factor": 0.5}},
                {"strategy": "adjust",
-                "kwargs": {"improve_factor": 1.03, "slow_progress": 0.0}}],
+                "kwargs": {"improve_factor": 1.03, "slow_progress": 0.0}},
+               {"strategy": "adjust", "kwargs": {"plateau_factor": 2.0}}],
     # dynamic since issue 9: decay only while the metric stalls
     # (improving_gain=0), the brake and slow-progress growth of adjust; then
     # the old default (always decaying, neither brake nor growth).
@@ -107,7 +108,8 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                 {"strategy": "dynamic",
                  "kwargs": {"improving_gain": 1.0, "rise_factor": 1.0,
                             "slow_progress": 0.0, "max_scale": 2.0}},
-                {"strategy": "dynamic", "kwargs": {"improving_gain": 1.0}}],
+                {"strategy": "dynamic", "kwargs": {"improving_gain": 1.0}},
+                {"strategy": "dynamic", "kwargs": {"stall_gain": 1.0}}],
     "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.7)],
     "gradual_unfreeze": [{"recipe": {"unfreeze_every_epochs": e}}
                          for e in (2, 1)],

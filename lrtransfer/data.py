@@ -12,6 +12,7 @@ from lrtransfer._src.data import load_split_file as load_split_file
 from lrtransfer._src.data import load_user_task as load_user_task
 from lrtransfer._src.data import CORRUPTIONS as CORRUPTIONS
 from lrtransfer._src.data import breast_cancer_shift as breast_cancer_shift
+from lrtransfer._src.data import wine_shift as wine_shift
 from lrtransfer._src.data import digits_corruption_shift as digits_corruption_shift
 from lrtransfer._src.data import digits_domain_shift as digits_domain_shift
 from lrtransfer._src.data import digits_label_split as digits_label_split

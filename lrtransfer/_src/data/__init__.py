@@ -41,3 +41,4 @@ from lrtransfer._src.data.digits import digits_corruption_shift as digits_corrup
 from lrtransfer._src.data.mnist import mnist_label_split as mnist_label_split
 from lrtransfer._src.data.mnist import mnist_to_digits as mnist_to_digits
 from lrtransfer._src.data.tabular import breast_cancer_shift as breast_cancer_shift
+from lrtransfer._src.data.tabular import wine_shift as wine_shift

@@ -1,9 +1,11 @@
-"""A tabular covariate-shift task on scikit-learn's breast cancer data (no download).
+"""Tabular covariate-shift tasks on scikit-learn's bundled data (no download).
 
-Source and target are different patients (rows split by one feature) and the
-target's features went through an affine change of units and offsets, as when
-the same measurements come from another hospital's instruments: the label's
-dependence on the underlying quantities is the same, the inputs are not.
+``breast_cancer_shift``: source and target are different patients (rows split
+by one feature) and the target's features went through an affine change of
+units and offsets, as when the same measurements come from another hospital's
+instruments: the label's dependence on the underlying quantities is the
+same, the inputs are not. ``wine_shift``: the same affine change on the wine
+data (another lab's instruments), source and target a random half each.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_wine
 
 from lrtransfer._src.data.splitting import (check_shots, split_per_class,
                                             standardized_task)
@@ -76,11 +78,83 @@ def breast_cancer_shift(
     diagnosis", 1993 (the Wisconsin diagnostic data set).
   """
   check_shots(shots_per_class)
+  _check_shift(shift)
+  x, y = _breast_cancer()
+  is_target = x[:, _SPLIT_FEATURE] >= np.median(x[:, _SPLIT_FEATURE])
+  return _affine_shift_task(
+      "breast_cancer_shift",
+      "breast cancer: another patient group (split by fractal dimension),"
+      f" target features rescaled and offset by {shift} std",
+      x, y, is_target, shots_per_class, seed, shift, "breast cancer")
+
+
+def wine_shift(
+    shots_per_class: int = 5, seed: int = 0, shift: float = 2.0
+) -> TransferTask:
+  """Wine cultivars (3 classes) measured on other instruments.
+
+  The 178 wines are split in two random halves, fixed for the task: the
+  source, and the target, whose 13 features go through the affine map of
+  :func:`breast_cancer_shift` (drawn once for the task)::
+
+    x_f' = a_f * x_f + shift * b_f * std_f,
+    log a_f ~ U(-log 2, log 2),  b_f ~ N(0, 1)
+
+  Inputs are standardised with the source-train statistics. The target
+  training set has ``shots_per_class`` rows per class, the other target rows
+  are split in half into validation and test (about 37 rows each).
+
+  Args:
+    shots_per_class: target training rows per class.
+    seed: seed of the splits.
+    shift: size of the offsets in feature standard deviations.
+
+  Returns:
+    A `TransferTask` with 13 features, 3 source and 3 target classes.
+
+  Example:
+    >>> task = wine_shift()
+    >>> task.target_train.x.shape
+    (15, 13)
+
+  References:
+    Aeberhard, Coomans, de Vel, "Comparative analysis of statistical pattern
+    recognition methods in high dimensional settings", 1994 (the UCI wine
+    data set, as scikit-learn ships it).
+  """
+  check_shots(shots_per_class)
+  _check_shift(shift)
+  x, y = _wine()
+  halves = np.random.default_rng(_SHIFT_SEED + 1).permutation(len(y))
+  is_target = np.zeros(len(y), bool)
+  is_target[halves[: len(y) // 2]] = True
+  return _affine_shift_task(
+      "wine_shift", "wine: another lab's instruments (target features "
+      f"rescaled and offset by {shift} std)", x, y, is_target,
+      shots_per_class, seed, shift, "wine")
+
+
+@functools.cache
+def _wine() -> tuple[np.ndarray, np.ndarray]:
+  x, y = load_wine(return_X_y=True)
+  x, y = x.astype(np.float32), y.astype(np.int32)
+  x.flags.writeable = False
+  y.flags.writeable = False
+  return x, y
+
+
+def _check_shift(shift) -> None:
   if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not (
       np.isfinite(shift) and shift >= 0):
     raise ValueError(f"shift must be a non-negative number, got {shift!r}")
-  x, y = _breast_cancer()
-  is_target = x[:, _SPLIT_FEATURE] >= np.median(x[:, _SPLIT_FEATURE])
+
+
+def _affine_shift_task(name: str, description: str, x: np.ndarray,
+                       y: np.ndarray, is_target: np.ndarray,
+                       shots_per_class: int, seed: int, shift: float,
+                       what: str) -> TransferTask:
+  """Source rows as they are, target rows through the task's fixed affine
+  map, split per class (source 80/20; target shots, then half/half)."""
   shift_rng = np.random.default_rng(_SHIFT_SEED)
   num_features = x.shape[1]
   scale = np.exp(shift_rng.uniform(-np.log(2), np.log(2), num_features))
@@ -91,16 +165,15 @@ def breast_cancer_shift(
 
   rng = np.random.default_rng(seed)
   src_val, src_train = split_per_class(
-      ys, [_SOURCE_VAL_FRACTION], rng, what="breast cancer source")
+      ys, [_SOURCE_VAL_FRACTION], rng, what=f"{what} source")
   tgt_train, tgt_val, tgt_test = split_per_class(
-      yt, [shots_per_class, 0.5], rng, what="breast cancer target")
+      yt, [shots_per_class, 0.5], rng, what=f"{what} target")
+  num_classes = int(y.max()) + 1
   return standardized_task(
-      "breast_cancer_shift",
-      "breast cancer: another patient group (split by fractal dimension),"
-      f" target features rescaled and offset by {shift} std",
+      name, description,
       ((xs[src_train], ys[src_train]), (xs[src_val], ys[src_val])),
       tuple((xt[i], yt[i]) for i in (tgt_train, tgt_val, tgt_test)),
-      num_source_classes=2,
-      num_target_classes=2,
+      num_source_classes=num_classes,
+      num_target_classes=num_classes,
       shared_labels=True,
   )

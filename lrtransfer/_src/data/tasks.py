@@ -25,7 +25,8 @@ Embedded tasks (see `TASKS`; the builders live in ``digits``, ``synthetic``,
   ``teacher_student_sim0.0`` / ``teacher_student_sim0.6`` complete the
   similarity sweep 0.0, 0.3, 0.6, 0.9.
 * ``breast_cancer_shift`` -- tabular covariate shift: another patient group
-  with rescaled and offset features.
+  with rescaled and offset features; ``wine_shift`` -- the same instrument
+  change on the wine data (3 classes, 5 shots).
 * ``mnist_label_split`` -- real 28x28 digits, 0-4 -> 5-9; ``mnist_to_digits``
   -- MNIST -> sklearn's 8x8 digits resized to 28x28 (``as_images=True`` gives
   ``[n, 28, 28, 1]`` inputs instead of ``[n, 784]``).
@@ -42,13 +43,13 @@ from lrtransfer._src.data.digits import (digits_corruption_shift,
                                          digits_label_split)
 from lrtransfer._src.data.mnist import mnist_label_split, mnist_to_digits
 from lrtransfer._src.data.synthetic import teacher_student
-from lrtransfer._src.data.tabular import breast_cancer_shift
+from lrtransfer._src.data.tabular import breast_cancer_shift, wine_shift
 from lrtransfer._src.data.types import TransferTask
 
 __all__ = [
     "TASKS", "get_task", "digits_label_split", "digits_domain_shift",
     "digits_corruption_shift", "teacher_student", "breast_cancer_shift",
-    "mnist_label_split", "mnist_to_digits",
+    "wine_shift", "mnist_label_split", "mnist_to_digits",
 ]
 
 _corrupted = functools.partial(functools.partial, digits_corruption_shift)
@@ -76,6 +77,7 @@ TASKS: dict[str, Callable[..., TransferTask]] = {
     "teacher_student_sim0.0": _teacher(similarity=0.0),
     "teacher_student_sim0.6": _teacher(similarity=0.6),
     "breast_cancer_shift": breast_cancer_shift,
+    "wine_shift": wine_shift,
     "mnist_label_split": mnist_label_split,
     "mnist_to_digits": mnist_to_digits,
 }
