@@ -164,10 +164,10 @@ def _clip(x, low, high):
 def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
-                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
+                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.0,
                      max_raises=2, train_threshold=0.01, train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
-                     max_scale=10.0):
+                     max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
 
   ``train``: the training value of each evaluation, or None (not passed).
@@ -195,7 +195,7 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
 
 def dynamic_reference(step_values, step_counts, step_train=None, *,
                       total_steps, every_steps=1, rate=0.99, progress_gain=1.0,
-                      stall_gain=2.0, improving_gain=0.0, mode="min",
+                      stall_gain=1.0, improving_gain=0.0, mode="min",
                       patience=3, cooldown=1,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,

@@ -151,7 +151,7 @@ def _dynamic_config(name, total_steps, **kwargs):
              every_steps=kwargs.get("every_steps", 1),
              rate=kwargs.get("rate", 0.99),
              progress_gain=kwargs.get("progress_gain", 1.0),
-             stall_gain=kwargs.get("stall_gain", 2.0),
+             stall_gain=kwargs.get("stall_gain", 1.0),
              improving_gain=kwargs.get("improving_gain", 0.0))
   return Config(name, functools.partial(lrtransfer.dynamic, total_steps,
                                         **kwargs),

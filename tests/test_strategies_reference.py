@@ -89,7 +89,7 @@ def test_adjust_matches_reference(case, variant, with_train):
                              expected, rtol=1e-5)
   assert np.all(np.isfinite(got))
   assert np.all((got >= kwargs.get("min_scale", 0.05) * (1 - 1e-6))
-                & (got <= kwargs.get("max_scale", 10.0) * (1 + 1e-6)))
+                & (got <= kwargs.get("max_scale", 2.0) * (1 + 1e-6)))
 
 
 def test_negative_metric_worsening_is_not_improvement():

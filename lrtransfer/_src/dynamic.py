@@ -25,7 +25,7 @@ class DynamicState(NamedTuple):
 
 
 def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
-            progress_gain: float = 1.0, stall_gain: float = 2.0,
+            progress_gain: float = 1.0, stall_gain: float = 1.0,
             improving_gain: float = 0.0,
             monitor: Optional[str] = None, mode: Optional[str] = None,
             train_monitor: Optional[str] = "train_loss", patience: int = 3,
