@@ -70,14 +70,15 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         not (over-fitting), or no training value was passed
     G = plateau_factor  (a raise) on a good evaluation after which the
                         training value improved by less than slow_progress
-                        of the previous one (too low a rate creeps)
+                        of the previous one (too low a rate creeps); off by
+                        default (slow_progress=0)
     B = rise_factor     when the training value is more than train_rise
                         above its best (or not finite): the rate is too high
                         now, cut at once, without patience
 
   This is the founding article's rule read right: raise the rate when the
-  model *fails to fit* the target (training stalls, or creeps at a rate too
-  low), and never raise on over-fitting, where a higher rate only fits the
+  model *fails to fit* the target (training stalls; with ``slow_progress >
+  0`` also when it creeps), and never raise on over-fitting, where a higher rate only fits the
   few target examples harder (issue 9: raising there pinned every seed at
   ``max_scale``, 0.30 test accuracy against 0.83 for a constant rate).
   Lowering the rate on every good evaluation (``improve_factor < 1``, "keep
@@ -145,7 +146,10 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
       than ``train_rise`` above its best, in (0, 1]; 1 turns it off.
     slow_progress: a good evaluation whose training value improved by less
       than this fraction of the previous one raises (by ``plateau_factor``,
-      guarded like a plateau raise), in [0, 1]; 0 turns it off.
+      guarded like a plateau raise), in [0, 1]; 0 (the default) turns it
+      off. 0.1 with ``max_scale=10`` recovers a base rate 10x too low within
+      about 20 epochs, but was not the most robust setting on the
+      benchmarks' tuning tasks (``benchmarks/results/defaults.md``).
     max_raises: raises allowed between two good evaluations, >= 0.
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.

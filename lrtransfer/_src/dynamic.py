@@ -71,8 +71,10 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   learning rate (``f_t``: a plateau while training stalls too raises it to
   move away from the source solution; a plateau while training improves is
   over-fitting and holds or lowers it, ``overfit_factor``), while progress
-  and the metric's trend move the decay rate ``lambda_t``: late in the
-  budget, or while the metric stalls, the rate falls faster, keeping what the
+  and the metric's trend move the decay rate ``lambda_t``: the rate decays
+  only while the metric stalls (by default; ``improving_gain > 0`` decays it
+  always, ``stall_gain > 1`` faster on a stall), faster late in the budget,
+  keeping what the
   source and the target have taught (the budget-aware decay of Li et al.,
   "Budgeted Training": a schedule that reaches small rates by the end of the
   budget). The upward factor is subject to the same undo and bound as in
@@ -84,8 +86,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     rate: decay per period at the start, in (0, 1].
     progress_gain: how much the decay speeds up by the end of the budget
       (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
-    stall_gain: decay multiplier while the metric is not improving (>= 1
-      speeds it up, 1 disables it).
+    stall_gain: decay multiplier while the metric is not improving (> 1
+      speeds it up; the default 1 decays at the budget's rate).
     improving_gain: decay multiplier while the metric improves, >= 0 (0: no
       decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
