@@ -172,7 +172,7 @@ def default_transfer_layers(source: nnx.Module, *, depth_fn=None,
   validation accuracy (test never evaluated), and records "transfer layers:
   1" -- all hidden layers but the last -- in
   ``benchmarks/results/defaults.md`` (best mean validation accuracy over
-  rates 0.771 against 0.739 for both layers, ``defaults.json``). Levels are
+  rates 0.795 against 0.765 for both layers, ``defaults.json``). Levels are
   those of :func:`lrtransfer.layer_depths` (for the MLP: its hidden layers).
   The one rule of both :func:`target_from_source` and
   ``lrtransfer.experiment.compare``.
