@@ -11,13 +11,13 @@ Pixels share one mean and scale taken from the source training images
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 from lrtransfer._src.data.corruptions import CORRUPTIONS, corrupt
-from lrtransfer._src.data.splitting import (check_shots, split_per_class,
+from lrtransfer._src.data.splitting import (bundled_xy, check_shots,
+                                            split_per_class,
                                             standardized_task)
 from lrtransfer._src.data.types import TransferTask
 
@@ -28,15 +28,8 @@ DIGITS_MAX = 16.0
 _SOURCE_VAL_FRACTION = 0.2
 
 
-@functools.cache
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-  # Ships with scikit-learn: no download. Cached read-only, so no caller can
-  # corrupt the copy the others get.
-  x, y = load_digits(return_X_y=True)
-  x, y = x.astype(np.float32), y.astype(np.int32)
-  x.flags.writeable = False
-  y.flags.writeable = False
-  return x, y
+  return bundled_xy(load_digits)
 
 
 def digits_label_split(

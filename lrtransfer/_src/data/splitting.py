@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -10,6 +11,18 @@ from lrtransfer._src.data.types import DataError, Split, TransferTask
 
 # ----------------------------------------------------------------------------
 # Shared helpers.
+
+
+@functools.cache
+def bundled_xy(load: Callable) -> tuple[np.ndarray, np.ndarray]:
+  """``load(return_X_y=True)`` of a data set scikit-learn ships (no
+  download) as float32 features and int32 labels, read once and cached
+  read-only, so no caller can corrupt the copy the others get."""
+  x, y = load(return_X_y=True)
+  x, y = x.astype(np.float32), y.astype(np.int32)
+  x.flags.writeable = False
+  y.flags.writeable = False
+  return x, y
 
 
 def check_shots(shots_per_class) -> int:

@@ -10,12 +10,12 @@ data (another lab's instruments), source and target a random half each.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from lrtransfer._src.data.splitting import (check_shots, split_per_class,
+from lrtransfer._src.data.splitting import (bundled_xy, check_shots,
+                                            split_per_class,
                                             standardized_task)
 from lrtransfer._src.data.types import TransferTask
 
@@ -27,15 +27,6 @@ _SPLIT_FEATURE = 9
 # The affine shift is part of the task's definition, the same for every
 # seed: seeds move the split and the runs, not the task.
 _SHIFT_SEED = 20_260_908
-
-
-@functools.cache
-def _breast_cancer() -> tuple[np.ndarray, np.ndarray]:
-  x, y = load_breast_cancer(return_X_y=True)
-  x, y = x.astype(np.float32), y.astype(np.int32)
-  x.flags.writeable = False
-  y.flags.writeable = False
-  return x, y
 
 
 def breast_cancer_shift(
@@ -79,7 +70,7 @@ def breast_cancer_shift(
   """
   check_shots(shots_per_class)
   _check_shift(shift)
-  x, y = _breast_cancer()
+  x, y = bundled_xy(load_breast_cancer)
   is_target = x[:, _SPLIT_FEATURE] >= np.median(x[:, _SPLIT_FEATURE])
   return _affine_shift_task(
       "breast_cancer_shift",
@@ -124,7 +115,7 @@ def wine_shift(
   """
   check_shots(shots_per_class)
   _check_shift(shift)
-  x, y = _wine()
+  x, y = bundled_xy(load_wine)
   halves = np.random.default_rng(_SHIFT_SEED + 1).permutation(len(y))
   is_target = np.zeros(len(y), bool)
   is_target[halves[: len(y) // 2]] = True
@@ -132,15 +123,6 @@ def wine_shift(
       "wine_shift", "wine: another lab's instruments (target features "
       f"rescaled and offset by {shift} std)", x, y, is_target,
       shots_per_class, seed, shift, "wine")
-
-
-@functools.cache
-def _wine() -> tuple[np.ndarray, np.ndarray]:
-  x, y = load_wine(return_X_y=True)
-  x, y = x.astype(np.float32), y.astype(np.int32)
-  x.flags.writeable = False
-  y.flags.writeable = False
-  return x, y
 
 
 def _check_shift(shift) -> None:
