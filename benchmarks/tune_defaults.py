@@ -162,11 +162,18 @@ def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
                 **spec.get("recipe", {}))
 
 
+def _worst(val: Mapping[str, Mapping[str, Mapping[str, float]]], name: str,
+           rates, reference) -> float:
+  """min over tasks and ``rates`` of (name - ``reference(task, rate)``)."""
+  return min(val[t][name][_bench_key(r)] - reference(t, r)
+             for t in val for r in rates)
+
+
 def _margins(val: Mapping[str, Mapping[str, float]], name: str, d: float,
              reference: Mapping[str, Mapping[str, float]]) -> float:
   """min over tasks and rates d/10, d, 10d of (name - reference same rate)."""
-  return min(val[t][name][_bench_key(r)] - reference[t][_bench_key(r)]
-             for t in val for r in (d / 10, d, d * 10))
+  return _worst(val, name, (d / 10, d, d * 10),
+                lambda t, r: reference[t][_bench_key(r)])
 
 
 def _bench_key(lr: float) -> str:
@@ -221,13 +228,13 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
       "families": {}}
   best_grid = {t: max(const[t][_bench_key(lr)] for lr in _bench.GRID)
                for t in tasks}
+  below_best = lambda t, r: best_grid[t]
   winners = {}
   for family, ids in families.items():
     rows = {i: {"val_at_d": mean_at(i, d),
                 "worst_vs_constant": _margins(val, i, d, const),
-                "worst_vs_best_grid_at_10x": min(
-                    val[t][i][_bench_key(r)] - best_grid[t]
-                    for t in tasks for r in (d / 10, d * 10))}
+                "worst_vs_best_grid_at_10x": _worst(
+                    val, i, (d / 10, d * 10), below_best)}
             for i in ids}
     for i in ids:
       if i in ineligible:
@@ -260,9 +267,8 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
   rec_rows = {}
   for family, i in winners.items():
     for rate in BASE_LR_CANDIDATES:
-      at_d = min(val[t][i][_bench_key(rate)] - best_grid[t] for t in tasks)
-      at_10x = min(val[t][i][_bench_key(r)] - best_grid[t]
-                   for t in tasks for r in (rate / 10, rate * 10))
+      at_d = _worst(val, i, (rate,), below_best)
+      at_10x = _worst(val, i, (rate / 10, rate * 10), below_best)
       worst = min(at_d + TUNING_FREE_MARGIN_AT_D,
                   at_10x + TUNING_FREE_MARGIN_AT_10X,
                   _margins(val, i, rate, const) + CATASTROPHE_MARGIN)

@@ -317,7 +317,6 @@ def recommended_recipe(learning_rate: float = RECOMMENDED_LEARNING_RATE
   Returns:
     A :class:`Recipe` named ``"recommended"``.
   """
-  validation.check_positive("learning_rate", learning_rate)
   return Recipe("recommended", learning_rate, strategy=_adjust)
 
 
@@ -335,8 +334,7 @@ def default_recipes(learning_rate: Optional[float] = None
   (``benchmarks/tune_defaults.py``; results in
   ``benchmarks/results/defaults.md``).
   """
-  if learning_rate is not None:
-    validation.check_positive("learning_rate", learning_rate)
+  # A bad rate is refused by Recipe itself, naming learning_rate.
   lr = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
   return {r.name: r for r in [
       recommended_recipe(RECOMMENDED_LEARNING_RATE if learning_rate is None
