@@ -96,8 +96,9 @@ class _Guard:
 
   def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
                train_threshold, train_rise=0.25, fitted_ratio=0.05,
-               rise_factor=1.0, slow_progress=0.0):
+               rise_factor=1.0, slow_progress=0.0, remember_brake=False):
     self.patience, self.max_raises = patience, max_raises
+    self.remember_brake = remember_brake
     self.slow_progress = f32(slow_progress)
     self.train_last = f32(np.nan)
     self.rise_factor = f32(rise_factor)
@@ -110,7 +111,7 @@ class _Guard:
     self.raises, self.raise_value = 0, None
 
   def __call__(self, v, train, good, plateau):
-    """One evaluation; returns (plateau factor, undo, raised)."""
+    """One evaluation; returns (plateau factor, undo, raised, braked)."""
     fails_to_fit = rising = slow = False
     if train is not None:
       train = f32(train)
@@ -154,7 +155,8 @@ class _Guard:
     self.raises = 0 if good else self.raises + int(raised)
     raised = raised or grow
     self.raise_value = v if raised else None
-    return factor, undo, raised
+    braked = rising and self.remember_brake and self.rise_factor < 1
+    return factor, undo, raised, braked
 
 
 def _clip(x, low, high):
@@ -165,7 +167,7 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.0,
-                     max_raises=2, train_threshold=0.01, train_rise=0.25,
+                     remember_brake=True, max_raises=2, train_threshold=0.01, train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
                      max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
@@ -175,19 +177,22 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress)
-  scale, pre_raise = f32(init_scale), f32(init_scale)
+                 slow_progress, remember_brake)
+  scale, pre_raise, ceiling = f32(init_scale), f32(init_scale), f32(np.inf)
   out = []
   for k, value in enumerate(values):
     good, plateau = judge(value)
-    action, undo, raised = guard(judge.last, None if train is None
-                                 else train[k], good, plateau)
+    action, undo, raised, braked = guard(judge.last, None if train is None
+                                         else train[k], good, plateau)
     improve = f32(improve_factor) if good else f32(1.0)
     new = _clip(scale * (improve * action), min_scale, max_scale)
     if undo:
       new = min(new, pre_raise)
     if raised:
       pre_raise = _clip(scale * improve, min_scale, max_scale)
+      new = min(new, max(ceiling, pre_raise))
+    if braked:
+      ceiling = min(ceiling, new)
     scale = new
     out.append(scale)
   return np.asarray(out, np.float32)
@@ -200,23 +205,23 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      max_raises=2, train_threshold=0.01, train_rise=0.25,
+                      remember_brake=True, max_raises=2, train_threshold=0.01, train_rise=0.25,
                       fitted_ratio=0.05, target=None, min_scale=0.01,
                       max_scale=10.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress)
-  last_count, scale, pre_raise = 0, 1.0, 1.0
+                 slow_progress, remember_brake)
+  last_count, scale, pre_raise, ceiling = 0, 1.0, 1.0, math.inf
   lambda0 = -math.log(rate) / every_steps
   out = []
   for t, (value, count) in enumerate(zip(step_values, step_counts)):
-    improve, action, undo, raised = 1.0, 1.0, False, False
+    improve, action, undo, raised, braked = 1.0, 1.0, False, False, False
     if count > last_count:
       last_count = count
       good, plateau = judge(value)
-      action, undo, raised = guard(judge.last, None if step_train is None
+      action, undo, raised, braked = guard(judge.last, None if step_train is None
                                    else step_train[t], good, plateau)
       improve = improve_factor if good else 1.0
     progress = min(t / total_steps, 1.0)
@@ -229,6 +234,9 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
       new = min(new, pre_raise)
     if raised:
       pre_raise = min(max(scale * improve * decay, min_scale), max_scale)
+      new = min(new, max(ceiling, pre_raise))
+    if braked:
+      ceiling = min(ceiling, new)
     scale = new
     out.append(scale)
   return np.asarray(out)

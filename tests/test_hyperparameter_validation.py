@@ -58,6 +58,9 @@ BAD = [
     (lrtransfer.dynamic, dict(total_steps="10"), "total_steps='10'"),
     (lrtransfer.decay, dict(rate="0.9"), "rate='0.9'"),
     (lrtransfer.decay, dict(staircase="yes"), "staircase"),
+    (lrtransfer.adjust, dict(remember_brake="False"), "remember_brake"),
+    (lrtransfer.dynamic, dict(total_steps=10, remember_brake=0),
+     "remember_brake"),
     (lrtransfer.bold_driver, dict(increase="1.1"), "increase='1.1'"),
     (lrtransfer.reduce_on_plateau, dict(factor=[0.5]), "factor"),
 ]

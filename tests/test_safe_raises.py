@@ -203,3 +203,29 @@ def test_rise_factor_one_turns_the_brake_off(kind):
   scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, 0.9, 5.0], rise_factor=1.0,
                    **NO_DRIFT[kind])
   np.testing.assert_allclose(scales, [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_no_raise_climbs_back_above_a_brake(kind):
+  # Brake at the third evaluation (0.5), then validation improves while the
+  # training loss creeps (< 10% per evaluation): every evaluation asks for a
+  # slow-progress raise, and the ceiling the brake left stops them all.
+  val = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+  train = [1.0, 0.9, 1.3, 0.88, 0.86, 0.84, 0.82, 0.80]
+  kwargs = dict(rise_factor=0.5, slow_progress=0.1, max_scale=10.0,
+                **NO_DRIFT[kind])
+  scales = _scales(kind, val, train, **kwargs)
+  np.testing.assert_allclose(scales[2:], 0.5)
+  # Without the memory, the same run climbs back above the braked rate.
+  free = _scales(kind, val, train, remember_brake=False, **kwargs)
+  assert free[-1] > 1.0, free
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_raise_below_the_ceiling_still_happens(kind):
+  # Grows before any brake (no ceiling yet): the slow-progress raise works.
+  val = [1.0, 0.9, 0.8, 0.7]
+  train = [1.0, 0.95, 0.92, 0.90]
+  scales = _scales(kind, val, train, rise_factor=0.5, slow_progress=0.1,
+                   max_scale=10.0, **NO_DRIFT[kind])
+  assert scales[-1] > 1.0, scales

@@ -60,6 +60,14 @@ ADJUST_CASES = {
                   patience=1, cooldown=0, min_scale=0.01, max_scale=10.0),
     "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, patience=2,
                         max_scale=10.0, fitted_ratio=0.1),
+    # The brake's ceiling on later raises, and without it.
+    "brake_memory": dict(rise_factor=0.5, train_rise=0.05,
+                         slow_progress=0.3, plateau_factor=1.3, patience=1,
+                         cooldown=0, max_scale=10.0, fitted_ratio=0.1),
+    "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
+                            slow_progress=0.3, plateau_factor=1.3,
+                            patience=1, cooldown=0, max_scale=10.0,
+                            fitted_ratio=0.1, remember_brake=False),
 }
 
 
@@ -148,6 +156,13 @@ DYNAMIC_CASES = {
                         patience=1, cooldown=0),
     "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, max_scale=10.0,
                         improving_gain=1.0),
+    "brake_memory": dict(rise_factor=0.5, train_rise=0.05, slow_progress=0.3,
+                         plateau_factor=1.3, patience=1, cooldown=0,
+                         fitted_ratio=0.1),
+    "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
+                            slow_progress=0.3, plateau_factor=1.3,
+                            patience=1, cooldown=0, fitted_ratio=0.1,
+                            remember_brake=False),
 }
 
 

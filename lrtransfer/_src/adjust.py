@@ -28,7 +28,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            threshold_mode: str = "rel", plateau_factor: float = 1.5,
            improve_factor: float = 1.0, overfit_factor: float = 1.0,
            rise_factor: float = 0.5,
-           slow_progress: float = 0.0,
+           slow_progress: float = 0.0, remember_brake: bool = True,
            max_raises: int = 2, train_threshold: float = 0.01,
            train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
@@ -52,6 +52,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     new   = clip(scale * f, min_scale, max_scale)
     new   = min(new, pre_raise_scale)   if the last evaluation raised and
                                         this one is not better than it (undo)
+    new   = min(new, max(ceiling, scale)) if this evaluation raises
+                                        (ceiling: where the last brake left
+                                        the scale, +inf before any)
     scale <- new   if |new - scale| > eps   else scale
 
   The plateau action ``A``, the raise ``G`` and the brake ``B``
@@ -74,7 +77,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         default (slow_progress=0)
     B = rise_factor     when the training value is more than train_rise
                         above its best (or not finite): the rate is too high
-                        now, cut at once, without patience
+                        now, cut at once, without patience; with
+                        remember_brake, no later raise goes above the
+                        braked scale
 
   This is the founding article's rule read right: raise the rate when the
   model *fails to fit* the target (training stalls; with ``slow_progress >
@@ -150,6 +155,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
       off. 0.1 with ``max_scale=10`` recovers a base rate 10x too low within
       about 20 epochs, but was not the most robust setting on the
       benchmarks' tuning tasks (``benchmarks/results/defaults.md``).
+    remember_brake: after a brake, no raise takes the scale above where the
+      brake left it (a rate that made training diverge is not climbed back
+      to); a bool.
     max_raises: raises allowed between two good evaluations, >= 0.
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.
@@ -194,7 +202,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress)
+      slow_progress, remember_brake)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   validation.check_positive("init_scale", init_scale)

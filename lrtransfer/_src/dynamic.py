@@ -33,7 +33,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             threshold_mode: str = "rel", plateau_factor: float = 1.5,
             improve_factor: float = 1.0, overfit_factor: float = 1.0,
             rise_factor: float = 0.5,
-            slow_progress: float = 0.1,
+            slow_progress: float = 0.1, remember_brake: bool = True,
             max_raises: int = 2, train_threshold: float = 0.01,
             train_rise: float = 0.25, fitted_ratio: float = 0.05,
             target: Optional[float] = None, min_scale: float = 0.01,
@@ -59,6 +59,9 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     scale_t  = min(scale_t, u_t)   if a raise failed at t (undo), where
     u_t      = the scale the raise started from, decayed since by the same
                exp(-lambda) factors (the scale as if it had not raised)
+    scale_t  = min(scale_t, max(c_t, scale_t without the raise))  if it
+               raises at t, c_t the ceiling the last brake left (+inf
+               before any; remember_brake)
 
   with ``scale_{-1} = 1``, ``num_bad_t`` the count of consecutive bad
   evaluations after the measurement seen at ``t``, and ``A``, ``G`` (the
@@ -92,7 +95,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
       threshold_mode, overfit_factor, rise_factor, slow_progress,
-      max_raises, train_threshold, train_rise, fitted_ratio, target: as in
+      remember_brake, max_raises, train_threshold, train_rise, fitted_ratio, target: as in
       :func:`adjust`.
     plateau_factor: multiplier on a plateau (>1 raises, guarded).
     improve_factor: multiplier on each good evaluation.
@@ -124,7 +127,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress)
+      slow_progress, remember_brake)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)

@@ -44,6 +44,10 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                    1               otherwise
                  * (rise_factor if rising else 1)        (the brake)
   after a failed raise: scale <- min(scale, pre_raise_scale)   (undo)
+  after a raise:        scale <- min(scale, max(ceiling, scale without
+                                the raise))      (no raise above the ceiling)
+  after a brake:        ceiling <- min(ceiling, scale)   if remember_brake
+                        (ceiling starts at +inf: the brake's memory)
   raises         = 0 after a good evaluation, + 1 after a raise
   raise_value    = v if raise_now else unset (a raise is judged once)
 
@@ -51,7 +55,12 @@ The brake acts at any evaluation, without patience: a training loss well
 above its best means the rate is too high for the model now (Battiti's bold
 driver cuts the rate whenever the training error rises; here only a rise of
 more than ``train_rise``, so minibatch noise does not brake). A raise needs a
-training value that is not rising, so the two never meet.
+training value that is not rising, so the two never meet. With
+``remember_brake`` the brake also sets a ceiling: no later raise (plateau or
+slow-progress) takes the scale above where the last brake left it, so a rate
+that once made training diverge is not climbed back to (the growth of
+DoG/Prodigy-style estimates is likewise monotone in what it has observed; a
+raise undone by the next evaluation then cannot oscillate with the brake).
 
 Without ``train_monitor`` in the measurement (a user feeding one number)
 there is neither a raise nor a brake: the safe reading of a plateau one
@@ -97,6 +106,9 @@ class RaiseGuardState(NamedTuple):
   # float32, the scale the last raise would have left without its factor
   # (decayed along with the scale by dynamic); where an undo goes back to
   pre_raise_scale: jax.Array
+  # float32, no raise takes the scale above this (+inf until a brake, with
+  # remember_brake)
+  ceiling: jax.Array
 
 
 class RaiseRule(NamedTuple):
@@ -111,12 +123,14 @@ class RaiseRule(NamedTuple):
   overfit_factor: float
   rise_factor: float = 1.0
   slow_progress: float = 0.0
+  remember_brake: bool = False
 
 
 def validated_raise_rule(train_monitor, train_threshold, train_rise,
                          fitted_ratio, patience, max_raises, plateau_factor,
                          overfit_factor, rise_factor=1.0,
-                         slow_progress=0.0) -> RaiseRule:
+                         slow_progress=0.0, remember_brake=False
+                         ) -> RaiseRule:
   if train_monitor is not None and not isinstance(train_monitor, str):
     raise ValueError("train_monitor must be a name (str) or None, got "
                      f"train_monitor={train_monitor!r}")
@@ -130,9 +144,10 @@ def validated_raise_rule(train_monitor, train_threshold, train_rise,
   validation.check_in_interval("rise_factor", rise_factor, 0.0, 1.0,
                                low_open=True)
   validation.check_in_interval("slow_progress", slow_progress, 0.0, 1.0)
+  validation.check_bool("remember_brake", remember_brake)
   return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
                    patience, max_raises, plateau_factor, overfit_factor,
-                   rise_factor, slow_progress)
+                   rise_factor, slow_progress, remember_brake)
 
 
 def init_guard(scale) -> RaiseGuardState:
@@ -143,7 +158,8 @@ def init_guard(scale) -> RaiseGuardState:
       train_num_bad=jnp.zeros([], jnp.int32),
       raises=jnp.zeros([], jnp.int32),
       raise_value=jnp.asarray(jnp.nan, jnp.float32),
-      pre_raise_scale=jnp.asarray(scale, jnp.float32))
+      pre_raise_scale=jnp.asarray(scale, jnp.float32),
+      ceiling=jnp.asarray(jnp.inf, jnp.float32))
 
 
 class GuardedStep(NamedTuple):
@@ -151,6 +167,7 @@ class GuardedStep(NamedTuple):
   plateau_factor: jax.Array  # float32, the plateau action's factor (1: none)
   undo: jax.Array  # bool, a raise failed: cap the scale at pre_raise_scale
   raised: jax.Array  # bool, this update raises
+  braked: jax.Array  # bool, this update brakes and remembers it (ceiling)
 
 
 def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
@@ -221,8 +238,11 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
   raise_now = raise_now | grow_now
   # A raise needs a training value that is not rising, so the brake and a
   # raise never meet and the brake can ride in the same factor.
-  factor = (factor * jnp.where(is_new & rising, rule.rise_factor, 1.0)
+  braked = is_new & rising
+  factor = (factor * jnp.where(braked, rule.rise_factor, 1.0)
             ).astype(jnp.float32)
+  braked = braked & jnp.asarray(rule.remember_brake) & (
+      jnp.asarray(rule.rise_factor) < 1)
   raises = jnp.where(verdict.good, 0,
                      guard.raises + raise_now.astype(jnp.int32))
   new_guard = RaiseGuardState(
@@ -236,14 +256,14 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
       raise_value=jnp.where(
           is_new, jnp.where(raise_now, v, jnp.nan),
           guard.raise_value).astype(jnp.float32),
-      pre_raise_scale=guard.pre_raise_scale)
-  return new_guard, GuardedStep(factor, failed, raise_now)
+      pre_raise_scale=guard.pre_raise_scale, ceiling=guard.ceiling)
+  return new_guard, GuardedStep(factor, failed, raise_now, braked)
 
 
 def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,
            scale_without_raise: jax.Array, decay: jax.Array = 1.0
            ) -> tuple[jax.Array, RaiseGuardState]:
-  """Applies the undo and records where a new raise would be undone to.
+  """Applies the undo and the ceiling; records the undo target and ceiling.
 
   Args:
     guard: the state from :func:`guard_step`.
@@ -258,6 +278,12 @@ def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,
   """
   decayed_target = (guard.pre_raise_scale * decay).astype(jnp.float32)
   scale = jnp.where(step.undo, jnp.minimum(scale, decayed_target), scale)
+  # A raise stops at the ceiling (never below where it started from).
+  capped = jnp.minimum(scale, jnp.maximum(guard.ceiling, scale_without_raise))
+  scale = jnp.where(step.raised, capped, scale)
   pre = jnp.where(step.raised, scale_without_raise, decayed_target)
+  ceiling = jnp.where(step.braked, jnp.minimum(guard.ceiling, scale),
+                      guard.ceiling)
   return scale.astype(jnp.float32), guard._replace(
-      pre_raise_scale=pre.astype(jnp.float32))
+      pre_raise_scale=pre.astype(jnp.float32),
+      ceiling=ceiling.astype(jnp.float32))

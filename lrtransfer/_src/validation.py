@@ -104,6 +104,13 @@ def check_in_interval(name: str, value: Any, low: float, high: float,
     _fail(name, value, f"in {left}{low}, {high}{right}")
 
 
+def check_bool(name: str, value: Any) -> None:
+  """A Python bool, or a JAX array/tracer (``inject_hyperparams`` turns a
+  bool into one); a string such as ``"False"`` is refused."""
+  if not (isinstance(value, bool) or is_jax_value(value)):
+    _fail(name, value, "True or False")
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
   if value not in choices:
     _fail(name, value, "one of " + ", ".join(repr(c) for c in choices))
