@@ -67,9 +67,25 @@ REPORT_TASKS: tuple[str, ...] = (
 )
 
 TUNING_SEEDS: tuple[int, ...] = tuple(range(5))
+# Tuning tasks too small for 5 seeds to settle a choice: wine_shift has 15
+# training and 44 validation rows, and in session 3 its 5-seed mean at one
+# rate (0.3) decided the stage-3 pick of adjust while the seeds of that cell
+# ended either near 0.97 or near chance (issue 9 note). 20 seeds halve the
+# standard error there; the run costs little (a 13-input MLP).
+TUNING_SEEDS_BY_TASK: dict[str, tuple[int, ...]] = {
+    "wine_shift": tuple(range(20)),
+}
 REPORT_SEEDS: tuple[int, ...] = tuple(range(100, 110))
+
+
+def tuning_seeds(task: str) -> tuple[int, ...]:
+  """The tuning seeds of ``task`` (more for the small ones)."""
+  return TUNING_SEEDS_BY_TASK.get(task, TUNING_SEEDS)
 
 ALL_TASKS: tuple[str, ...] = TUNING_TASKS + REPORT_TASKS
 
 assert not set(TUNING_TASKS) & set(REPORT_TASKS)
 assert not set(TUNING_SEEDS) & set(REPORT_SEEDS)
+assert not any(set(seeds) & set(REPORT_SEEDS)
+               for seeds in TUNING_SEEDS_BY_TASK.values())
+assert set(TUNING_SEEDS_BY_TASK) <= set(TUNING_TASKS)

@@ -163,7 +163,8 @@ def test_tune_defaults_reads_validation_only(defaults):
   result, _ = defaults
   import suite
   assert set(result["tasks"]) <= set(suite.TUNING_TASKS)
-  assert set(result["seeds"]) <= set(suite.TUNING_SEEDS)
+  assert all(set(seeds) <= set(suite.tuning_seeds(task))
+             for task, seeds in result["seeds"].items())
   def keys(tree):
     if isinstance(tree, dict):
       for k, v in tree.items():
@@ -180,6 +181,13 @@ def test_tune_defaults_reads_validation_only(defaults):
     assert family["chosen"] in family["candidates"]
   assert selection["recommended"]["chosen"] in selection["recommended"][
       "candidates"]
+  # Each seed's value is kept, and the means are theirs.
+  for task, by_name in result["val"].items():
+    for name, by_rate in by_name.items():
+      for rate, mean in by_rate.items():
+        runs = result["val_seeds"][task][name][rate]
+        assert len(runs) == len(result["seeds"][task])
+        assert abs(sum(runs) / len(runs) - mean) < 1e-6
 
 
 def test_catastrophe_and_worst_drop_arithmetic():
