@@ -86,8 +86,8 @@ TUNING_FREE_MARGIN_AT_10X = 0.02
 
 # The first candidate of each family is the library's current default.
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.97}},
-              {"strategy": "decay", "kwargs": {"rate": 0.99}}],
+    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
+              {"strategy": "decay", "kwargs": {"rate": 0.97}}],
     # Ours (patience 3, floor 0.1), without the floor, and PyTorch's own
     # patience (10) with our factor and with PyTorch's (0.1).
     "reduce_on_plateau": [

@@ -194,12 +194,16 @@ def test_catastrophe_and_worst_drop_arithmetic():
   import robustness
   stats = lambda mean: {"mean": mean, "std": 0.0, "n": 3}
   result = {
-      "kinds": {"constant": "baseline", "ours": "lrtransfer"},
+      "kinds": {"constant": "baseline", "adjust": "lrtransfer",
+                "layerwise": "lrtransfer"},
       "recommended_default_lr": 0.03,
       "tasks": {"a": {"constant": {"0.01": stats(0.8), "0.1": stats(0.9)},
-                      "ours": {"0.01": stats(0.85), "0.1": stats(0.6)}},
+                      "adjust": {"0.01": stats(0.85), "0.1": stats(0.6)},
+                      "layerwise": {"0.01": stats(0.8), "0.1": stats(0.85)}},
                 "b": {"constant": {"0.01": stats(0.5), "0.1": stats(0.7)},
-                      "ours": {"0.01": stats(0.45), "0.1": stats(0.7)}}},
+                      "adjust": {"0.01": stats(0.45), "0.1": stats(0.7)},
+                      "layerwise": {"0.01": stats(0.5),
+                                    "0.1": stats(0.7)}}},
       "details": {"a": {"best_of_grid": {"lr": 0.1, "mean": 0.9}},
                   "b": {"best_of_grid": {"lr": 0.01, "mean": 0.5}}}}
   robustness.BASE_LRS, saved = (0.01, 0.1), robustness.BASE_LRS
@@ -207,11 +211,17 @@ def test_catastrophe_and_worst_drop_arithmetic():
     figures = robustness.figures(result)
   finally:
     robustness.BASE_LRS = saved
-  assert figures["catastrophe"]["ours"] == pytest.approx(-0.3)
-  assert figures["catastrophe_at"]["ours"] == {"task": "a", "lr": 0.1}
-  assert figures["worst_drop"]["ours"] == pytest.approx(-0.3)
+  assert figures["catastrophe"]["adjust"] == pytest.approx(-0.3)
+  assert figures["catastrophe_at"]["adjust"] == {"task": "a", "lr": 0.1}
+  assert figures["worst_drop"]["adjust"] == pytest.approx(-0.3)
   assert figures["worst_drop"]["constant"] == pytest.approx(-0.1)
-  assert figures["targets"]["catastrophe_free"]["met"] is False
+  assert figures["catastrophe"]["layerwise"] == pytest.approx(-0.05)
+  # Strategies make the target; the transfer tools are reported apart.
+  targets = figures["targets"]
+  assert targets["catastrophe_free"]["met"] is False
+  assert set(targets["catastrophe_free"]["failing"]) == {"adjust"}
+  assert targets["tools_catastrophe_free"]["met"] is False
+  assert set(targets["tools_catastrophe_free"]["failing"]) == {"layerwise"}
   assert figures["sensitivity"]["a"]["sensitive"] is True
 
 
