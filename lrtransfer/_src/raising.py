@@ -75,6 +75,9 @@ chance on most tasks at 10x the default base rate (0.3); with it, 0.50-0.92.
 The slow-progress raise (``slow_progress=0.1``) lifts 10x below the default
 (0.003) by up to 4 points, but is off by default: with it the worst tuning
 task at 10x off the default was worse (a noisy 3-class tabular task at 0.3).
+The brake's memory (session 4, same protocol, 20 seeds on that tabular
+task): ``dynamic``'s worst margin against the constant rate -4.8 points with
+it, -6.1 without; at 10x off the default -28.4 with it, -40.2 without.
 """
 
 from __future__ import annotations
