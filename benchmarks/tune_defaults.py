@@ -171,11 +171,19 @@ def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
                 **spec.get("recipe", {}))
 
 
+def _worst_cell(val: Mapping[str, Mapping[str, Mapping[str, float]]],
+                name: str, rates, reference) -> tuple[float, str, str]:
+  """min over tasks and ``rates`` of (name - ``reference(task, rate)``), with
+  the task and rate key where it is reached (the first, on a tie)."""
+  return min(((val[t][name][_bench_key(r)] - reference(t, r), t,
+               _bench_key(r)) for t in val for r in rates),
+             key=lambda cell: cell[0])
+
+
 def _worst(val: Mapping[str, Mapping[str, Mapping[str, float]]], name: str,
            rates, reference) -> float:
   """min over tasks and ``rates`` of (name - ``reference(task, rate)``)."""
-  return min(val[t][name][_bench_key(r)] - reference(t, r)
-             for t in val for r in rates)
+  return _worst_cell(val, name, rates, reference)[0]
 
 
 def _margins(val: Mapping[str, Mapping[str, float]], name: str, d: float,
@@ -183,13 +191,6 @@ def _margins(val: Mapping[str, Mapping[str, float]], name: str, d: float,
   """min over tasks and rates d/10, d, 10d of (name - reference same rate)."""
   return _worst(val, name, (d / 10, d, d * 10),
                 lambda t, r: reference[t][_bench_key(r)])
-
-
-def _worst_cell(val, name: str, rates, reference) -> tuple[str, str]:
-  """(task, rate) where :func:`_worst` is reached."""
-  return min(((t, _bench_key(r)) for t in val for r in rates),
-             key=lambda c: val[c[0]][name][c[1]] - reference(c[0],
-                                                             float(c[1])))
 
 
 def _bench_key(lr: float) -> str:
@@ -250,16 +251,15 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
   below_best = lambda t, r: best_grid[t]
   winners = {}
   for family, ids in families.items():
-    rows = {i: {"val_at_d": mean_at(i, d),
-                "worst_vs_constant": _margins(val, i, d, const),
-                "worst_vs_best_grid_at_10x": _worst(
-                    val, i, (d / 10, d * 10), below_best)}
-            for i in ids}
+    rows = {}
     for i in ids:
+      at_10x, task, rate = _worst_cell(val, i, (d / 10, d * 10), below_best)
+      rows[i] = {"val_at_d": mean_at(i, d),
+                 "worst_vs_constant": _margins(val, i, d, const),
+                 "worst_vs_best_grid_at_10x": at_10x,
+                 "worst_10x_cell": [task, rate]}
       if i in ineligible:
         rows[i]["ineligible"] = ineligible[i]
-      task, rate = _worst_cell(val, i, (d / 10, d * 10), below_best)
-      rows[i]["worst_10x_cell"] = [task, rate]
       if val_seeds is not None:
         runs = np.asarray(val_seeds[task][i][rate])
         rows[i]["worst_10x_cell_stderr"] = float(

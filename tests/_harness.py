@@ -167,7 +167,8 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.0,
-                     remember_brake=True, max_raises=2, train_threshold=0.01, train_rise=0.25,
+                     remember_brake=True, max_raises=2, train_threshold=0.01,
+                     train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
                      max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
@@ -205,7 +206,8 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      remember_brake=True, max_raises=2, train_threshold=0.01, train_rise=0.25,
+                      remember_brake=True, max_raises=2, train_threshold=0.01,
+                      train_rise=0.25,
                       fitted_ratio=0.05, target=None, min_scale=0.01,
                       max_scale=10.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
@@ -221,8 +223,9 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
     if count > last_count:
       last_count = count
       good, plateau = judge(value)
-      action, undo, raised, braked = guard(judge.last, None if step_train is None
-                                   else step_train[t], good, plateau)
+      action, undo, raised, braked = guard(
+          judge.last, None if step_train is None else step_train[t], good,
+          plateau)
       improve = improve_factor if good else 1.0
     progress = min(t / total_steps, 1.0)
     log_decay = (lambda0 * (1 + progress_gain * progress)

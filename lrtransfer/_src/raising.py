@@ -241,10 +241,11 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
   raise_now = raise_now | grow_now
   # A raise needs a training value that is not rising, so the brake and a
   # raise never meet and the brake can ride in the same factor.
-  braked = is_new & rising
-  factor = (factor * jnp.where(braked, rule.rise_factor, 1.0)
+  brakes = is_new & rising
+  factor = (factor * jnp.where(brakes, rule.rise_factor, 1.0)
             ).astype(jnp.float32)
-  braked = braked & jnp.asarray(rule.remember_brake) & (
+  # Remembered only where the brake is on and its memory asked for.
+  braked = brakes & jnp.asarray(rule.remember_brake) & (
       jnp.asarray(rule.rise_factor) < 1)
   raises = jnp.where(verdict.good, 0,
                      guard.raises + raise_now.astype(jnp.int32))
