@@ -96,7 +96,8 @@ class _Guard:
 
   def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
                train_threshold, train_rise=0.25, fitted_ratio=0.05,
-               rise_factor=1.0, slow_progress=0.0, remember_brake=False):
+               rise_factor=1.0, slow_progress=0.0, remember_brake=False,
+               brake_patience=0):
     self.patience, self.max_raises = patience, max_raises
     self.remember_brake = remember_brake
     self.slow_progress = f32(slow_progress)
@@ -108,6 +109,8 @@ class _Guard:
     self.train_rise, self.fitted_ratio = f32(train_rise), f32(fitted_ratio)
     self.train_best, self.train_num_bad = f32(np.inf), 0
     self.train_first = None
+    self.brake_level = f32(np.nan)
+    self.high_run, self.brake_patience = 0, brake_patience
     self.raises, self.raise_value = 0, None
 
   def __call__(self, v, train, good, plateau):
@@ -130,10 +133,22 @@ class _Guard:
           and train <= self.train_best + self.train_rise * abs(
               self.train_best)
           and train > self.fitted_ratio * self.train_first)
+      level = self.brake_level
+      high = bool(np.isfinite(best_before)) and not (
+          train <= best_before + self.train_rise * abs(best_before))
+      self.high_run = self.high_run + 1 if high else 0
+      waited = self.high_run > self.brake_patience and (
+          self.brake_patience == 0 or not train < self.train_last)
       rising = bool(np.isfinite(best_before)) and (
           not np.isfinite(train)
-          or (train > best_before + self.train_rise * abs(best_before)
-              and train > self.fitted_ratio * self.train_first))
+          or (high and waited
+              and train > self.fitted_ratio * self.train_first
+              and (train > self.train_first
+                   or not train <= level + self.train_rise * abs(level))))
+      if rising:
+        self.brake_level = train if np.isfinite(train) else f32(np.nan)
+      elif improved:
+        self.brake_level = f32(np.nan)
       progress = self.train_last - train
       slow = bool(0 < progress < self.slow_progress * abs(self.train_last)
                   and train > self.fitted_ratio * self.train_first)
@@ -167,8 +182,8 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.0,
-                     remember_brake=True, max_raises=2, train_threshold=0.01,
-                     train_rise=0.25,
+                     remember_brake=True, brake_patience=0, max_raises=2,
+                     train_threshold=0.01, train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
                      max_scale=2.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
@@ -178,7 +193,7 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake)
+                 slow_progress, remember_brake, brake_patience)
   scale, pre_raise, ceiling = f32(init_scale), f32(init_scale), f32(np.inf)
   out = []
   for k, value in enumerate(values):
@@ -206,15 +221,15 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      remember_brake=True, max_raises=2, train_threshold=0.01,
-                      train_rise=0.25,
+                      remember_brake=True, brake_patience=0, max_raises=2,
+                      train_threshold=0.01, train_rise=0.25,
                       fitted_ratio=0.05, target=None, min_scale=0.01,
                       max_scale=10.0):
   """Scale after each step, per the docstring formula of ``dynamic``."""
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake)
+                 slow_progress, remember_brake, brake_patience)
   last_count, scale, pre_raise, ceiling = 0, 1.0, 1.0, math.inf
   lambda0 = -math.log(rate) / every_steps
   out = []

@@ -29,6 +29,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            improve_factor: float = 1.0, overfit_factor: float = 1.0,
            rise_factor: float = 0.5,
            slow_progress: float = 0.0, remember_brake: bool = True,
+           brake_patience: int = 0,
            max_raises: int = 2, train_threshold: float = 0.01,
            train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
@@ -77,7 +78,11 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         default (slow_progress=0)
     B = rise_factor     when the training value is more than train_rise
                         above its best (or not finite): the rate is too high
-                        now, cut at once, without patience; with
+                        now; cut once it has stayed so for brake_patience
+                        more evaluations without falling back, and, below
+                        the first training value, only on a further rise
+                        past the level of the last cut (a momentum overshoot
+                        or a catapult settles by itself); with
                         remember_brake, no later raise goes above the
                         braked scale
 
@@ -158,6 +163,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     remember_brake: after a brake, no raise takes the scale above where the
       brake left it (a rate that made training diverge is not climbed back
       to); a bool.
+    brake_patience: evaluations the training value must stay high (and not
+      be falling) before the brake cuts, an int >= 0; 0 cuts at the first
+      high one (Battiti's bold driver). A non-finite value cuts at once.
     max_raises: raises allowed between two good evaluations, >= 0.
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.
@@ -194,6 +202,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     Parameter-Free Learner", 2023, https://arxiv.org/abs/2306.06101
     Ivgi, Hinder, Carmon, "DoG is SGD's Best Friend", ICML 2023,
     https://arxiv.org/abs/2302.12022
+    Lewkowycz et al., "The large learning rate phase of deep learning: the
+    catapult mechanism", 2020, https://arxiv.org/abs/2003.02218
     Hugging Face transformers ``GreedyLR`` (pull request 44271, 2026),
     https://github.com/huggingface/transformers/pull/44271
   """
@@ -202,7 +212,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress, remember_brake)
+      slow_progress, remember_brake, brake_patience)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   validation.check_positive("init_scale", init_scale)

@@ -34,6 +34,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             improve_factor: float = 1.0, overfit_factor: float = 1.0,
             rise_factor: float = 0.5,
             slow_progress: float = 0.1, remember_brake: bool = True,
+            brake_patience: int = 0,
             max_raises: int = 2, train_threshold: float = 0.01,
             train_rise: float = 0.25, fitted_ratio: float = 0.05,
             target: Optional[float] = None, min_scale: float = 0.01,
@@ -95,8 +96,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
       threshold_mode, overfit_factor, rise_factor, slow_progress,
-      remember_brake, max_raises, train_threshold, train_rise, fitted_ratio, target: as in
-      :func:`adjust`.
+      remember_brake, brake_patience, max_raises, train_threshold,
+      train_rise, fitted_ratio, target: as in :func:`adjust`.
     plateau_factor: multiplier on a plateau (>1 raises, guarded).
     improve_factor: multiplier on each good evaluation.
     min_scale, max_scale: bounds of the scale.
@@ -127,7 +128,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress, remember_brake)
+      slow_progress, remember_brake, brake_patience)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)

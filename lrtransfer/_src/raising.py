@@ -32,9 +32,20 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                      or good and slow)       (the rate is too low: training
                                               stalls, or creeps while
                                               validation still improves)
+  high           = not tr <= train_best + train_rise * |train_best|
+                   (NaN counts as high; train_best before this evaluation)
+  high_run       = high_run + 1 if high else 0
+  waited         = high_run > q and (q = 0 or not tr < train_last)
+                   (q = brake_patience: a loss that stays high and is not
+                   falling back by itself)
   rising         = train_best finite and (tr not finite or
-                   (tr > train_best + train_rise * |train_best|
-                    and not_fitted))
+                   (high and waited and not_fitted and
+                    (tr > train_first or
+                     not tr <= brake_level + train_rise * |brake_level|)))
+                   (brake_level: the training value at the last brake,
+                   unset (NaN) after an improvement: below where training
+                   started, a cut answers one rise and a second cut needs
+                   a further rise beyond it)
   factor         = plateau_factor  if raise_now
                    overfit_factor  if plateau and plateau_factor > 1
                                    and not raise_now (over-fitting, or no
@@ -48,14 +59,30 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                                 the raise))      (no raise above the ceiling)
   after a brake:        ceiling <- min(ceiling, scale)   if remember_brake
                         (ceiling starts at +inf: the brake's memory)
+                        brake_level <- tr if finite else unset
+  after an improvement: brake_level <- unset
   raises         = 0 after a good evaluation, + 1 after a raise
   raise_value    = v if raise_now else unset (a raise is judged once)
 
-The brake acts at any evaluation, without patience: a training loss well
-above its best means the rate is too high for the model now (Battiti's bold
-driver cuts the rate whenever the training error rises; here only a rise of
-more than ``train_rise``, so minibatch noise does not brake). A raise needs a
-training value that is not rising, so the two never meet. With
+The brake acts at any evaluation (``brake_patience=0``) or after the loss
+has stayed high for ``q`` more: a training loss well above its best means
+the rate is too high for the model now (Battiti's bold driver cuts the rate
+whenever the training error rises; here only a rise of more than
+``train_rise``, so minibatch noise does not brake). Two things look like a
+too-high rate and are not, and both were measured (session 5, a
+15-example task with one step per epoch, ``benchmarks/tune_defaults.py``):
+SGD-momentum's loss on a fresh head overshoots and climbs for a few
+evaluations while its velocity decays (1.26, 1.95, 2.38, 2.67, 2.69 at a
+rate 30x below the best one), and a rate near the edge of stability spikes
+the loss at the first steps and then settles by itself (3.35, 11.6, 23.5,
+4.3, 1.7 -- the "catapult" of Lewkowycz et al., 2020). A brake judged
+against the best loss alone cut the first at every evaluation down to
+``min_scale``, and the second three times; with one step per evaluation
+the run then crawls. Hence: below where training started, each cut answers
+one rise (the next needs the loss to rise by ``train_rise`` again above
+where it stood at the last cut), and ``brake_patience`` waits for a high
+loss that is not falling back. A diverging loss grows by more than that
+per evaluation and is cut every time. A raise needs a training value that is not rising, so the two never meet. With
 ``remember_brake`` the brake also sets a ceiling: no later raise (plateau or
 slow-progress) takes the scale above where the last brake left it, so a rate
 that once made training diverge is not climbed back to (the growth of
@@ -112,6 +139,12 @@ class RaiseGuardState(NamedTuple):
   # float32, no raise takes the scale above this (+inf until a brake, with
   # remember_brake)
   ceiling: jax.Array
+  # float32, training value at the last brake; a further brake needs a rise
+  # beyond it (NaN: unset, after an improvement or before any brake)
+  brake_level: jax.Array
+  # int32, evaluations in a row whose training value was high (more than
+  # train_rise above the best before it; saturating)
+  high_run: jax.Array
 
 
 class RaiseRule(NamedTuple):
@@ -127,13 +160,14 @@ class RaiseRule(NamedTuple):
   rise_factor: float = 1.0
   slow_progress: float = 0.0
   remember_brake: bool = False
+  brake_patience: int = 0
 
 
 def validated_raise_rule(train_monitor, train_threshold, train_rise,
                          fitted_ratio, patience, max_raises, plateau_factor,
                          overfit_factor, rise_factor=1.0,
-                         slow_progress=0.0, remember_brake=False
-                         ) -> RaiseRule:
+                         slow_progress=0.0, remember_brake=False,
+                         brake_patience=0) -> RaiseRule:
   if train_monitor is not None and not isinstance(train_monitor, str):
     raise ValueError("train_monitor must be a name (str) or None, got "
                      f"train_monitor={train_monitor!r}")
@@ -148,9 +182,10 @@ def validated_raise_rule(train_monitor, train_threshold, train_rise,
                                low_open=True)
   validation.check_in_interval("slow_progress", slow_progress, 0.0, 1.0)
   validation.check_bool("remember_brake", remember_brake)
+  validation.check_int("brake_patience", brake_patience, 0)
   return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
                    patience, max_raises, plateau_factor, overfit_factor,
-                   rise_factor, slow_progress, remember_brake)
+                   rise_factor, slow_progress, remember_brake, brake_patience)
 
 
 def init_guard(scale) -> RaiseGuardState:
@@ -162,7 +197,9 @@ def init_guard(scale) -> RaiseGuardState:
       raises=jnp.zeros([], jnp.int32),
       raise_value=jnp.asarray(jnp.nan, jnp.float32),
       pre_raise_scale=jnp.asarray(scale, jnp.float32),
-      ceiling=jnp.asarray(jnp.inf, jnp.float32))
+      ceiling=jnp.asarray(jnp.inf, jnp.float32),
+      brake_level=jnp.asarray(jnp.nan, jnp.float32),
+      high_run=jnp.zeros([], jnp.int32))
 
 
 class GuardedStep(NamedTuple):
@@ -200,14 +237,28 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     not_fitted = tr > rule.fitted_ratio * train_first
     fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > rule.patience)
                     & not_rising & not_fitted)
-    # The brake: judged against the best before this evaluation (a rising
+    # The brake, judged against the best before this evaluation (a rising
     # value never improves it), only once a finite best exists, and not
     # where the training set is fitted (a loss near zero moves by large
-    # relative amounts harmlessly).
-    rising = jnp.isfinite(guard.train_best) & (
+    # relative amounts harmlessly). A loss that is not finite brakes at
+    # once; a finite one must also
+    # - stay high for more than brake_patience evaluations in a row and,
+    #   with a patience, not be falling back by itself (a catapult at the
+    #   start of training recovers unaided);
+    # - be above where training started, or rise by train_rise beyond the
+    #   level that prompted the last brake (a cut answers one rise; the
+    #   momentum overshoot of a fresh head climbs for a few evaluations).
+    # NaN comparisons are False, so the negated ones count NaN as high.
+    best, level = guard.train_best, guard.brake_level
+    high = jnp.isfinite(best) & ~(tr <= best + rule.train_rise * jnp.abs(best))
+    high_run = jnp.where(high, optax.safe_increment(guard.high_run), 0)
+    waited = (high_run > rule.brake_patience) & (
+        (jnp.asarray(rule.brake_patience) == 0) | ~(tr < guard.train_last))
+    above_start = tr > train_first
+    beyond_last_brake = ~(tr <= level + rule.train_rise * jnp.abs(level))
+    rising = jnp.isfinite(best) & (
         ~jnp.isfinite(tr)
-        | ((tr > guard.train_best + rule.train_rise
-            * jnp.abs(guard.train_best)) & not_fitted))
+        | (high & waited & (above_start | beyond_last_brake) & not_fitted))
     # Slow progress: training improved since the previous evaluation, but by
     # less than slow_progress of it (NaN comparisons are False).
     progress = guard.train_last - tr
@@ -215,7 +266,11 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
                               * jnp.abs(guard.train_last))
             & not_fitted)
     train_last = tr
+    brake_level = jnp.where(
+        rising & jnp.isfinite(tr), tr,
+        jnp.where(rising | train_improved, jnp.nan, guard.brake_level))
   else:
+    brake_level, high_run = guard.brake_level, guard.high_run
     train_best, train_num_bad = guard.train_best, guard.train_num_bad
     train_first = guard.train_first
     fails_to_fit = jnp.zeros([], bool)
@@ -260,7 +315,10 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
       raise_value=jnp.where(
           is_new, jnp.where(raise_now, v, jnp.nan),
           guard.raise_value).astype(jnp.float32),
-      pre_raise_scale=guard.pre_raise_scale, ceiling=guard.ceiling)
+      pre_raise_scale=guard.pre_raise_scale, ceiling=guard.ceiling,
+      brake_level=jnp.where(is_new, brake_level,
+                            guard.brake_level).astype(jnp.float32),
+      high_run=jnp.where(is_new, high_run, guard.high_run).astype(jnp.int32))
   return new_guard, GuardedStep(factor, failed, raise_now, braked)
 
 
