@@ -97,8 +97,8 @@ TUNING_FREE_MARGIN_AT_10X = 0.02
 
 # The first candidate of each family is the library's current default.
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
-              {"strategy": "decay", "kwargs": {"rate": 0.97}}],
+    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.97}},
+              {"strategy": "decay", "kwargs": {"rate": 0.99}}],
     # Ours (patience 3, floor 0.1), without the floor, and PyTorch's own
     # patience (10) with our factor and with PyTorch's (0.1).
     "reduce_on_plateau": [
@@ -110,37 +110,32 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
          "kwargs": {"factor": 0.5, "patience": 10, "min_scale": 0.1}},
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.1, "patience": 10}}],
-    # adjust since issue 9 (session 3, run with wine_shift): the brake
-    # (rise_factor=0.5), no cut on improvement, max_scale 2, the
-    # slow-progress raise off; session 4 adds the brake's memory
-    # (remember_brake, on). Session 5: the brake waits (brake_patience 1, 2:
-    # a high loss must not fall back by itself), with and without the
-    # slow-progress raise (max_scale 10); that raise without the memory; a
-    # larger plateau raise. (Session 4's gentler raise 1.25, weaker trigger
-    # 0.05 and overfit cut 0.5 tied the default within 0.3 point and left.)
+    # adjust since session 5 (picked by the run of session 5, where the
+    # candidates were written relative to session 4's defaults): the brake
+    # (rise_factor=0.5; below the first loss one cut per rise), the
+    # slow-progress raise (0.1, max_scale 10) without the brake's memory.
+    # Then: the brake waiting (brake_patience 1), with the memory, both,
+    # session 4's default (no slow-progress raise, max 2, memory), a larger
+    # plateau raise.
     "adjust": [{"strategy": "adjust", "kwargs": {}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
-               {"strategy": "adjust", "kwargs": {"brake_patience": 2}},
+               {"strategy": "adjust", "kwargs": {"remember_brake": True}},
                {"strategy": "adjust",
-                "kwargs": {"slow_progress": 0.1, "max_scale": 10.0}},
+                "kwargs": {"remember_brake": True, "brake_patience": 1}},
                {"strategy": "adjust",
-                "kwargs": {"slow_progress": 0.1, "max_scale": 10.0,
-                           "brake_patience": 1}},
-               {"strategy": "adjust",
-                "kwargs": {"slow_progress": 0.1, "max_scale": 10.0,
-                           "remember_brake": False}},
+                "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
+                           "remember_brake": True}},
                {"strategy": "adjust", "kwargs": {"plateau_factor": 2.0}}],
-    # dynamic since issue 9: decay only while the metric stalls, the brake
-    # (with its memory since session 4) and the slow-progress raise; then
-    # the brake waiting (session 5), without the memory, without growth
-    # (max_scale 2) and a waiting brake.
+    # dynamic since session 5: decay only while the metric stalls, the
+    # slow-progress raise, the brake waiting one evaluation (brake_patience
+    # 1) with its memory. Then: the brake at once (session 4's default),
+    # waiting two, without the memory, without growth (max_scale 2).
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
-                {"strategy": "dynamic", "kwargs": {"brake_patience": 1}},
+                {"strategy": "dynamic", "kwargs": {"brake_patience": 0}},
                 {"strategy": "dynamic", "kwargs": {"brake_patience": 2}},
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
-                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
-                            "brake_patience": 1}}],
+                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],
     "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.7)],
     "gradual_unfreeze": [{"recipe": {"unfreeze_every_epochs": e}}
                          for e in (2, 1)],

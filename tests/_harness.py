@@ -181,11 +181,11 @@ def _clip(x, low, high):
 def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
-                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.0,
-                     remember_brake=True, brake_patience=0, max_raises=2,
+                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
+                     remember_brake=False, brake_patience=0, max_raises=2,
                      train_threshold=0.01, train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
-                     max_scale=2.0):
+                     max_scale=10.0):
   """Scale after each evaluation, per the docstring of ``adjust``.
 
   ``train``: the training value of each evaluation, or None (not passed).
@@ -221,7 +221,7 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      remember_brake=True, brake_patience=0, max_raises=2,
+                      remember_brake=True, brake_patience=1, max_raises=2,
                       train_threshold=0.01, train_rise=0.25,
                       fitted_ratio=0.05, target=None, min_scale=0.01,
                       max_scale=10.0):

@@ -68,6 +68,10 @@ ADJUST_CASES = {
                             slow_progress=0.3, plateau_factor=1.3,
                             patience=1, cooldown=0, max_scale=10.0,
                             fitted_ratio=0.1, remember_brake=False),
+    # A brake that waits for a high loss that does not fall back.
+    "brake_waits": dict(rise_factor=0.5, train_rise=0.05, brake_patience=1,
+                        slow_progress=0.3, plateau_factor=1.3, patience=1,
+                        cooldown=0, max_scale=10.0, fitted_ratio=0.1),
 }
 
 
@@ -97,7 +101,7 @@ def test_adjust_matches_reference(case, variant, with_train):
                              expected, rtol=1e-5)
   assert np.all(np.isfinite(got))
   assert np.all((got >= kwargs.get("min_scale", 0.05) * (1 - 1e-6))
-                & (got <= kwargs.get("max_scale", 2.0) * (1 + 1e-6)))
+                & (got <= kwargs.get("max_scale", 10.0) * (1 + 1e-6)))
 
 
 def test_negative_metric_worsening_is_not_improvement():
@@ -163,6 +167,9 @@ DYNAMIC_CASES = {
                             slow_progress=0.3, plateau_factor=1.3,
                             patience=1, cooldown=0, fitted_ratio=0.1,
                             remember_brake=False),
+    "brake_waits": dict(rise_factor=0.5, train_rise=0.05, brake_patience=2,
+                        slow_progress=0.3, plateau_factor=1.3, patience=1,
+                        cooldown=0, fitted_ratio=0.1),
 }
 
 

@@ -28,12 +28,12 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            threshold_mode: str = "rel", plateau_factor: float = 1.5,
            improve_factor: float = 1.0, overfit_factor: float = 1.0,
            rise_factor: float = 0.5,
-           slow_progress: float = 0.0, remember_brake: bool = True,
+           slow_progress: float = 0.1, remember_brake: bool = False,
            brake_patience: int = 0,
            max_raises: int = 2, train_threshold: float = 0.01,
            train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
-           min_scale: float = 0.05, max_scale: float = 2.0,
+           min_scale: float = 0.05, max_scale: float = 10.0,
            eps: float = 0.0) -> optax.GradientTransformationExtraArgs:
   """Scales the learning rate by how the target task goes on validation.
 
