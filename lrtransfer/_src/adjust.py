@@ -74,8 +74,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         not (over-fitting), or no training value was passed
     G = plateau_factor  (a raise) on a good evaluation after which the
                         training value improved by less than slow_progress
-                        of the previous one (too low a rate creeps); off by
-                        default (slow_progress=0)
+                        of the previous one (too low a rate creeps; with
+                        max_scale=10 a base rate 10x too low is recovered)
     B = rise_factor     when the training value is more than train_rise
                         above its best (or not finite): the rate is too high
                         now; cut once it has stayed so for brake_patience
@@ -83,12 +83,12 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         the first training value, only on a further rise
                         past the level of the last cut (a momentum overshoot
                         or a catapult settles by itself); with
-                        remember_brake, no later raise goes above the
-                        braked scale
+                        remember_brake (off by default), no later raise
+                        goes above the braked scale
 
   This is the founding article's rule read right: raise the rate when the
-  model *fails to fit* the target (training stalls; with ``slow_progress >
-  0`` also when it creeps), and never raise on over-fitting, where a higher rate only fits the
+  model *fails to fit* the target (training stalls, or creeps while
+  validation improves), and never raise on over-fitting, where a higher rate only fits the
   few target examples harder (issue 9: raising there pinned every seed at
   ``max_scale``, 0.30 test accuracy against 0.83 for a constant rate).
   Lowering the rate on every good evaluation (``improve_factor < 1``, "keep
@@ -158,11 +158,13 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
       than this fraction of the previous one raises (by ``plateau_factor``,
       guarded like a plateau raise), in [0, 1]; 0 (the default) turns it
       off. 0.1 with ``max_scale=10`` recovers a base rate 10x too low within
-      about 20 epochs, but was not the most robust setting on the
-      benchmarks' tuning tasks (``benchmarks/results/defaults.md``).
+      about 20 epochs (chosen on the benchmarks' tuning tasks, session 5,
+      ``benchmarks/results/defaults.md``).
     remember_brake: after a brake, no raise takes the scale above where the
       brake left it (a rate that made training diverge is not climbed back
-      to); a bool.
+      to); a bool. Off by default: on the tuning tasks the slow-progress
+      raise climbing back after a brake that fired on a transient was worth
+      more than the memory (session 5).
     brake_patience: evaluations the training value must stay high (and not
       be falling) before the brake cuts, an int >= 0; 0 cuts at the first
       high one (Battiti's bold driver). A non-finite value cuts at once.
