@@ -302,14 +302,15 @@ def recommended_recipe(learning_rate: float = RECOMMENDED_LEARNING_RATE
   Fine-tuning from the source at ``learning_rate`` (default 0.01) with
   SGD-momentum 0.9, the rate moved once per epoch by ``adjust``: a brake
   when the training loss rises (the rate is too high), a raise when
-  training and validation stall together (too low), undone if the next
-  evaluation is not better. Chosen, with its base
+  training and validation stall together or training creeps while
+  validation improves (too low), undone if the next evaluation is not
+  better. Chosen, with its base
   rate, among every strategy and transfer tool of :func:`default_recipes`
   at base rates 0.01, 0.03 and 0.1 by the benchmarks' protocol: validation
   accuracy on the tuning tasks only, the pair least short of the
   tuning-free targets (``benchmarks/tune_defaults.py`` stage 4; none met
   them on validation: 1.2 points below the best constant rate of a grid at
-  0.01, 11.4 at 0.001 or 0.1 on the worst tuning task). Report-set figures, where it wins and where
+  0.01, 2.9 at 0.001 or 0.1 on the worst tuning task; session 5). Report-set figures, where it wins and where
   it loses: the README's "Benchmarks".
 
   Args:
