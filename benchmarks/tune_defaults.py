@@ -97,10 +97,16 @@ TUNING_FREE_MARGIN_AT_10X = 0.02
 
 # The first candidate of each family is the library's current default.
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    # decay: 0.97 per epoch (session 5), 0.99 (the founding article's), and
+    # both with a floor at half the base rate (a schedule only lowers the
+    # rate, so where the base rate is already too low the floor bounds the
+    # loss against the constant rate; session 5, second run).
     "decay": [{"strategy": "decay", "kwargs": {"rate": 0.97}},
-              {"strategy": "decay", "kwargs": {"rate": 0.99}}],
-    # Ours (patience 3, floor 0.1), without the floor, and PyTorch's own
-    # patience (10) with our factor and with PyTorch's (0.1).
+              {"strategy": "decay", "kwargs": {"rate": 0.99}},
+              {"strategy": "decay", "kwargs": {"rate": 0.97, "min_scale": 0.5}},
+              {"strategy": "decay", "kwargs": {"rate": 0.99, "min_scale": 0.5}}],
+    # Ours (patience 3, floor 0.1), without the floor, PyTorch's own
+    # patience (10) with our factor and with PyTorch's (0.1), a higher floor.
     "reduce_on_plateau": [
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.1}},
@@ -109,7 +115,10 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 10, "min_scale": 0.1}},
         {"strategy": "reduce_on_plateau",
-         "kwargs": {"factor": 0.1, "patience": 10}}],
+         "kwargs": {"factor": 0.1, "patience": 10}},
+        # A floor at half the base rate (session 5, second run).
+        {"strategy": "reduce_on_plateau",
+         "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.5}}],
     # adjust since session 5 (picked by the run of session 5, where the
     # candidates were written relative to session 4's defaults): the brake
     # (rise_factor=0.5; below the first loss one cut per rise), the
