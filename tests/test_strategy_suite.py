@@ -300,6 +300,11 @@ INJECT_CASES = {
                             min_scale=0.2), ()),
     "adjust": (lrtransfer.adjust, (), dict(patience=1, cooldown=0), ()),
     "dynamic": (lrtransfer.dynamic, (20,), dict(patience=1), ()),
+    # brake_patience traced: its comparisons must stay array operations.
+    "adjust-brake": (lrtransfer.adjust, (),
+                     dict(brake_patience=1, rise_factor=0.5), ()),
+    "dynamic-brake": (lrtransfer.dynamic, (20,),
+                      dict(brake_patience=0, rise_factor=0.5), ()),
     # The schedule must be static (see schedule_scale's docstring).
     "schedule_scale": (lrtransfer.schedule_scale,
                        (optax.cosine_decay_schedule(1.0, 20),), {},
@@ -319,10 +324,12 @@ def test_every_strategy_works_under_inject_hyperparams(case):
   s_injected, s_plain = injected.init(params), plain.init(params)
   update = jax.jit(injected.update)
   values = [1.0, 1.0, 1.0, 1.0, 0.5, 0.6, 0.7, 0.8, 0.2, 0.2]
+  # Rises, a spike that falls back, a climb: the brake acts on some.
+  train = [2.0, 1.5, 3.0, 3.5, 1.2, 1.1, 2.0, 2.5, 1.0, 0.9]
   got, expected = [], []
-  for count, value in enumerate(values, start=1):
+  for count, (value, train_loss) in enumerate(zip(values, train), start=1):
     metric = lrtransfer.measurement(count=count, monitor="val_loss",
-                                    val_loss=value, train_loss=2.0)
+                                    val_loss=value, train_loss=train_loss)
     _, s_injected = update(params, s_injected, params, metric=metric)
     _, s_plain = plain.update(params, s_plain, params, metric=metric)
     got.append(float(lrtransfer.current_scale(s_injected.inner_state)))
