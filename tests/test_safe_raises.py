@@ -161,7 +161,8 @@ def test_a_metric_that_only_worsens_is_above_start_at_most_max_raises(kind):
 
 
 # The brake (``rise_factor``): a training loss well above its best means the
-# rate is too high now; cut at once, whatever validation says.
+# rate is too high now; cut, whatever validation says (at once with
+# brake_patience=0, the default of adjust; dynamic waits one evaluation).
 NO_DRIFT = {"adjust": {"improve_factor": 1.0}, "dynamic": {"rate": 1.0}}
 # The brake at the first high evaluation (dynamic waits one by default).
 AT_ONCE = dict(rise_factor=0.5, brake_patience=0)
@@ -196,14 +197,14 @@ def test_a_non_finite_training_loss_brakes(kind):
 def test_a_fitted_training_loss_does_not_brake(kind):
   # 0.002 -> 0.004 doubles, but both are below fitted_ratio * first = 0.05.
   scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, 0.002, 0.004],
-                   rise_factor=0.5, **NO_DRIFT[kind])
+                   **AT_ONCE, **NO_DRIFT[kind])
   np.testing.assert_allclose(scales, [1.0, 1.0, 1.0])
 
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_rise_factor_one_turns_the_brake_off(kind):
   scales = _scales(kind, [1.0, 0.9, 0.8], [1.0, 0.9, 5.0], rise_factor=1.0,
-                   **NO_DRIFT[kind])
+                   brake_patience=0, **NO_DRIFT[kind])
   np.testing.assert_allclose(scales, [1.0, 1.0, 1.0])
 
 
@@ -287,3 +288,22 @@ def test_brake_patience_still_stops_a_divergence(kind):
   # Waits two evaluations (2, 4 high), then cuts at each one.
   np.testing.assert_allclose(scales[:6], [1.0, 1.0, 1.0, 0.5, 0.25, 0.125])
   assert scales[-1] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_an_improvement_clears_the_level_of_the_last_cut(kind):
+  # Cut at 1.5 (level 1.5); 0.8 is a new best and clears it, so 1.2 (below
+  # 1.25 x 1.5 but 50% above the new best) cuts again.
+  scales = _scales(kind, np.linspace(1.0, 0.6, 5), [5.0, 1.0, 1.5, 0.8, 1.2],
+                   **AT_ONCE, slow_progress=0.0, **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1, 1, .5, .5, .25])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_a_loss_back_below_the_threshold_restarts_the_wait(kind):
+  # 2.0 is high (run 1), 1.1 is not (run reset), 2.2 high (run 1), 2.3 high
+  # and climbing (run 2 > brake_patience 1): one cut, at the last.
+  scales = _scales(kind, np.linspace(1.0, 0.6, 5), [1.0, 2.0, 1.1, 2.2, 2.3],
+                   rise_factor=0.5, brake_patience=1, slow_progress=0.0,
+                   **NO_DRIFT[kind])
+  np.testing.assert_allclose(scales, [1, 1, 1, 1, .5])

@@ -63,7 +63,8 @@ ADJUST_CASES = {
     # The brake's ceiling on later raises, and without it.
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05,
                          slow_progress=0.3, plateau_factor=1.3, patience=1,
-                         cooldown=0, max_scale=10.0, fitted_ratio=0.1),
+                         cooldown=0, max_scale=10.0, fitted_ratio=0.1,
+                         remember_brake=True),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
                             slow_progress=0.3, plateau_factor=1.3,
                             patience=1, cooldown=0, max_scale=10.0,
@@ -157,19 +158,16 @@ DYNAMIC_CASES = {
     "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
                         cooldown=0, max_raises=3, max_scale=8.0),
     "gated_brake": dict(improving_gain=0.0, rise_factor=0.5, train_rise=0.1,
-                        patience=1, cooldown=0),
+                        patience=1, cooldown=0, brake_patience=0),
     "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, max_scale=10.0,
                         improving_gain=1.0),
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05, slow_progress=0.3,
                          plateau_factor=1.3, patience=1, cooldown=0,
-                         fitted_ratio=0.1),
+                         fitted_ratio=0.1, brake_patience=0),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
                             slow_progress=0.3, plateau_factor=1.3,
                             patience=1, cooldown=0, fitted_ratio=0.1,
-                            remember_brake=False),
-    "brake_waits": dict(rise_factor=0.5, train_rise=0.05, brake_patience=2,
-                        slow_progress=0.3, plateau_factor=1.3, patience=1,
-                        cooldown=0, fitted_ratio=0.1),
+                            remember_brake=False, brake_patience=0),
 }
 
 
@@ -196,6 +194,44 @@ def test_dynamic_matches_reference(case, with_nan, with_train):
       step_counts.astype(np.int32), step_train=step_train)
   np.testing.assert_allclose(got, expected, rtol=2e-4)
   assert np.all(np.isfinite(got))
+
+
+def _oscillating_train_sequence(n, with_nan=False):
+  """A falling training loss with decaying swings lasting several
+  evaluations (SGD-momentum's overshoot), on which a waiting brake acts."""
+  k = np.arange(n)
+  values = (1.5 * np.exp(-k / 30.0) + 0.3
+            + 0.8 * np.exp(-k / 40.0) * np.sin(k / 2.5) ** 2)
+  if with_nan:
+    values[np.random.default_rng(5).choice(n, size=n // 20,
+                                           replace=False)] = np.nan
+  return np.round(values, 3).astype(np.float32)
+
+
+@pytest.mark.parametrize("brake_patience", [0, 1, 2])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_waiting_brake_matches_reference(brake_patience, with_nan):
+  # Both strategies on a loss whose rises last several evaluations, so the
+  # brake acts at every patience (checked against rise_factor=1).
+  kwargs = dict(rise_factor=0.5, brake_patience=brake_patience,
+                train_rise=0.1, patience=2, cooldown=0, fitted_ratio=0.05)
+  values = _metric_sequence(seed=11, n=80, with_nan=with_nan)
+  train = _oscillating_train_sequence(80, with_nan=with_nan)
+  expected = adjust_reference(values, train, **kwargs)
+  no_brake = adjust_reference(values, train, **{**kwargs, "rise_factor": 1.0})
+  assert np.any(expected != no_brake)
+  got = scales_over_steps(lrtransfer.adjust(**kwargs),
+                          *per_step_measurements(values, 1), step_train=train)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  counts = np.arange(1, len(values) + 1)
+  expected = dynamic_reference(values, counts, train, total_steps=80,
+                               **kwargs)
+  no_brake = dynamic_reference(values, counts, train, total_steps=80,
+                               **{**kwargs, "rise_factor": 1.0})
+  assert np.any(expected != no_brake)
+  got = scales_over_steps(lrtransfer.dynamic(80, **kwargs), values,
+                          counts.astype(np.int32), step_train=train)
+  np.testing.assert_allclose(got, expected, rtol=2e-4)
 
 
 def test_bold_driver_compares_with_the_best_not_the_previous_evaluation():

@@ -156,10 +156,10 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
       than ``train_rise`` above its best, in (0, 1]; 1 turns it off.
     slow_progress: a good evaluation whose training value improved by less
       than this fraction of the previous one raises (by ``plateau_factor``,
-      guarded like a plateau raise), in [0, 1]; 0 (the default) turns it
-      off. 0.1 with ``max_scale=10`` recovers a base rate 10x too low within
-      about 20 epochs (chosen on the benchmarks' tuning tasks, session 5,
-      ``benchmarks/results/defaults.md``).
+      guarded like a plateau raise), in [0, 1]; 0 turns it off. The
+      default 0.1 with ``max_scale=10`` recovers a base rate 10x too low
+      within about 20 epochs (chosen on the benchmarks' tuning tasks,
+      session 5, ``benchmarks/results/defaults.md``).
     remember_brake: after a brake, no raise takes the scale above where the
       brake left it (a rate that made training diverge is not climbed back
       to); a bool. Off by default: on the tuning tasks the slow-progress

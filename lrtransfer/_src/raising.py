@@ -32,8 +32,10 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                      or good and slow)       (the rate is too low: training
                                               stalls, or creeps while
                                               validation still improves)
-  high           = not tr <= train_best + train_rise * |train_best|
-                   (NaN counts as high; train_best before this evaluation)
+  high           = train_best finite and
+                   not tr <= train_best + train_rise * |train_best|
+                   (NaN counts as high; train_best before this evaluation;
+                   never high while train_best is unset)
   high_run       = high_run + 1 if high else 0
   waited         = high_run > q and (q = 0 or not tr < train_last)
                    (q = brake_patience: a loss that stays high and is not
