@@ -307,3 +307,29 @@ def test_a_loss_back_below_the_threshold_restarts_the_wait(kind):
                    rise_factor=0.5, brake_patience=1, slow_progress=0.0,
                    **NO_DRIFT[kind])
   np.testing.assert_allclose(scales, [1, 1, 1, 1, .5])
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_one_number_without_a_training_loss_warns_at_trace_time(kind):
+  # New-user trial (session 5): fed one number, adjust silently held the
+  # rate. It still works (measurement(value, count) is the simple form),
+  # but says at trace time what is off and how to turn it on.
+  tx = FACTORIES[kind]()
+  state = tx.init(PARAMS)
+  with pytest.warns(UserWarning, match="no 'train_loss'.*brake"):
+    tx.update(PARAMS, state, PARAMS, metric=lrtransfer.measurement(1.0, 1))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: lrtransfer.adjust(train_monitor=None),
+    lambda: lrtransfer.reduce_on_plateau(),
+    lambda: lrtransfer.bold_driver(),
+    lambda: lrtransfer.adjust(plateau_factor=0.5, rise_factor=1.0),
+])
+def test_no_warning_where_no_training_value_is_read(make):
+  import warnings
+  tx = make()
+  state = tx.init(PARAMS)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    tx.update(PARAMS, state, PARAMS, metric=lrtransfer.measurement(1.0, 1))

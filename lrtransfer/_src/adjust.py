@@ -78,12 +78,16 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                         max_scale=10 a base rate 10x too low is recovered)
     B = rise_factor     when the training value is more than train_rise
                         above its best (or not finite): the rate is too high
-                        now; cut once it has stayed so for brake_patience
-                        more evaluations without falling back, and, below
-                        the first training value, only on a further rise
-                        past the level of the last cut (a momentum overshoot
-                        or a catapult settles by itself); with
-                        remember_brake (off by default), no later raise
+                        now. With brake_patience=0 (the default) every such
+                        evaluation above the first training value cuts,
+                        falling or not; below it, only a further rise past
+                        the level of the last cut does (a momentum
+                        overshoot climbs for a few evaluations). With
+                        brake_patience=q > 0 the value must also have been
+                        high at the q evaluations before and not be falling
+                        (a catapult spike settles by itself; a divergence
+                        that dips for one evaluation is then cut later);
+                        with remember_brake (off by default), no later raise
                         goes above the braked scale
 
   This is the founding article's rule read right: raise the rate when the
@@ -140,7 +144,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
     mode: "min" (a loss) or "max" (an accuracy); None: the measurement's.
     train_monitor: the measurement's training value (a loss, smaller is
       better) that tells failing to fit from over-fitting; None, or a
-      measurement without it: plateaus never raise.
+      measurement without it: no raise and no brake (a plateau applies
+      ``overfit_factor``, which holds the rate by default), and a
+      measurement that has values but not this one warns at trace time.
     patience: bad evaluations tolerated; the action fires at the
       ``patience + 1``-th in a row (PyTorch's convention).
     cooldown: evaluations after an action during which bad ones are not
@@ -292,7 +298,7 @@ def reduce_on_plateau(*, factor: float = 0.1, patience: int = 10,
                 cooldown=cooldown, threshold=threshold,
                 threshold_mode=threshold_mode, plateau_factor=factor,
                 improve_factor=1.0, rise_factor=1.0, min_scale=min_scale,
-                max_scale=1.0, eps=eps)
+                max_scale=1.0, eps=eps, train_monitor=None)
 
 
 def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
@@ -346,4 +352,4 @@ def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
   return adjust(monitor=monitor, mode=mode, patience=0, cooldown=0,
                 improve_factor=increase, plateau_factor=decrease,
                 rise_factor=1.0, init_scale=init_scale, min_scale=min_scale,
-                max_scale=max_scale)
+                max_scale=max_scale, train_monitor=None)

@@ -107,7 +107,7 @@ def _checked_value(name: str, value: Any) -> jax.Array:
   if array.shape != ():
     raise ValueError(
         f"measurement value {name} must be a scalar, got shape {array.shape}."
-        " Reduce it (e.g. the mean validation loss) before passing it.")
+        " Reduce it (e.g. its mean over the batches) before passing it.")
   return array.astype(jnp.float32)
 
 
@@ -260,8 +260,8 @@ def read_measurement(extra_args: Mapping[str, Any], who: str) -> Measurement:
     if v.shape != ():
       raise ValueError(
           f"{who}: the metric value {name!r} must be a scalar, got shape "
-          f"{v.shape}. Reduce it (e.g. the mean validation loss) before "
-          "passing it.")
+          f"{v.shape}. Reduce it (e.g. its mean over the batches) "
+          "before passing it.")
     values[name] = v.astype(jnp.float32)
   count = jnp.asarray(metric.count)
   if count.shape != ():

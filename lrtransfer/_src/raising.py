@@ -113,6 +113,7 @@ below the constant rate over 9 tasks x 5 base rates.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple, Optional
 
 import jax
@@ -226,6 +227,24 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
   v = judged_value
   has_train = (rule.train_monitor is not None
                and rule.train_monitor in metric.values)
+  # Only where the rule reads the training value: a raise or a brake.
+  reads_train = not (
+      validation.all_concrete(rule.plateau_factor, rule.rise_factor)
+      and rule.plateau_factor <= 1 and rule.rise_factor >= 1)
+  if (rule.train_monitor is not None and not has_train and metric.values
+      and reads_train):
+    # Trace time, once per compiled structure: the one silent way to get a
+    # constant rate from adjust (a user of ReduceLROnPlateau feeds one
+    # number). A measurement with no values (before the first evaluation)
+    # says nothing about the ones that follow.
+    warnings.warn(
+        f"adjust/dynamic: the measurement carries no {rule.train_monitor!r} "
+        f"(it has {sorted(metric.values)}), so the brake and every raise "
+        "are off and a plateau only applies overfit_factor (1 by default: "
+        "the rate is held). Pass the training loss, e.g. lrtransfer."
+        f"measurement(count=k, monitor=..., {rule.train_monitor}=...), or "
+        "train_monitor=None to say that none will come.", UserWarning,
+        stacklevel=2)
   if has_train:
     tr = metric.values[rule.train_monitor].astype(jnp.float32)
     margin = rule.train_threshold * jnp.abs(guard.train_best)
