@@ -124,8 +124,10 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
     # (rise_factor=0.5; below the first loss one cut per rise), the
     # slow-progress raise (0.1, max_scale 10) without the brake's memory.
     # Then: the brake waiting (brake_patience 1), with the memory, both,
-    # session 4's default (no slow-progress raise, max 2, memory), a larger
-    # plateau raise.
+    # session 4's default (no slow-progress raise, max 2, memory), the
+    # slow-progress raise after two slow evaluations in a row (a fresh
+    # head's first epoch is slow at any rate; session 5 trace). A larger
+    # plateau raise (2) left after two runs at -2.7.
     "adjust": [{"strategy": "adjust", "kwargs": {}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
                {"strategy": "adjust", "kwargs": {"remember_brake": True}},
@@ -134,14 +136,15 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                {"strategy": "adjust",
                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
                            "remember_brake": True}},
-               {"strategy": "adjust", "kwargs": {"plateau_factor": 2.0}}],
+               {"strategy": "adjust", "kwargs": {"slow_patience": 2}}],
     # dynamic since session 5: decay only while the metric stalls, the
     # slow-progress raise, the brake waiting one evaluation (brake_patience
     # 1) with its memory. Then: the brake at once (session 4's default),
-    # waiting two, without the memory, without growth (max_scale 2).
+    # the slow-progress raise after two slow evaluations in a row, without
+    # the memory, without growth (max_scale 2). (Waiting two: -6.2, left.)
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
                 {"strategy": "dynamic", "kwargs": {"brake_patience": 0}},
-                {"strategy": "dynamic", "kwargs": {"brake_patience": 2}},
+                {"strategy": "dynamic", "kwargs": {"slow_patience": 2}},
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
                  "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],

@@ -97,7 +97,7 @@ class _Guard:
   def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
                train_threshold, train_rise=0.25, fitted_ratio=0.05,
                rise_factor=1.0, slow_progress=0.0, remember_brake=False,
-               brake_patience=0):
+               brake_patience=0, slow_patience=1):
     self.patience, self.max_raises = patience, max_raises
     self.remember_brake = remember_brake
     self.slow_progress = f32(slow_progress)
@@ -111,6 +111,7 @@ class _Guard:
     self.train_first = None
     self.brake_level = f32(np.nan)
     self.high_run, self.brake_patience = 0, brake_patience
+    self.slow_run, self.slow_patience = 0, slow_patience
     self.raises, self.raise_value = 0, None
 
   def __call__(self, v, train, good, plateau):
@@ -152,12 +153,14 @@ class _Guard:
       progress = self.train_last - train
       slow = bool(0 < progress < self.slow_progress * abs(self.train_last)
                   and train > self.fitted_ratio * self.train_first)
+      self.slow_run = self.slow_run + 1 if slow else 0
       self.train_last = train
     undo = self.raise_value is not None and not v < self.raise_value
     raised = (plateau and fails_to_fit and self.plateau_factor > 1
               and self.raises < self.max_raises and not undo
               and bool(np.isfinite(v)))
-    grow = (good and slow and self.plateau_factor > 1 and not undo
+    grow = (good and self.slow_run >= self.slow_patience
+            and self.plateau_factor > 1 and not undo
             and bool(np.isfinite(v)))
     factor = self.plateau_factor if grow else f32(1.0)
     if plateau:
@@ -182,7 +185,8 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
                      cooldown=1, threshold=1e-4, threshold_mode="rel",
                      plateau_factor=1.5, improve_factor=1.0,
                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                     remember_brake=False, brake_patience=0, max_raises=2,
+                     remember_brake=False, brake_patience=0, slow_patience=1,
+                     max_raises=2,
                      train_threshold=0.01, train_rise=0.25,
                      fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
                      max_scale=10.0):
@@ -193,7 +197,8 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake, brake_patience)
+                 slow_progress, remember_brake, brake_patience,
+                 slow_patience)
   scale, pre_raise, ceiling = f32(init_scale), f32(init_scale), f32(np.inf)
   out = []
   for k, value in enumerate(values):
@@ -221,7 +226,8 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
                       threshold=1e-4, threshold_mode="rel",
                       plateau_factor=1.5, improve_factor=1.0,
                       overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      remember_brake=True, brake_patience=1, max_raises=2,
+                      remember_brake=True, brake_patience=1, slow_patience=1,
+                      max_raises=2,
                       train_threshold=0.01, train_rise=0.25,
                       fitted_ratio=0.05, target=None, min_scale=0.01,
                       max_scale=10.0):
@@ -229,7 +235,8 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
   guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
                  train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake, brake_patience)
+                 slow_progress, remember_brake, brake_patience,
+                 slow_patience)
   last_count, scale, pre_raise, ceiling = 0, 1.0, 1.0, math.inf
   lambda0 = -math.log(rate) / every_steps
   out = []

@@ -29,7 +29,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            improve_factor: float = 1.0, overfit_factor: float = 1.0,
            rise_factor: float = 0.5,
            slow_progress: float = 0.1, remember_brake: bool = False,
-           brake_patience: int = 0,
+           brake_patience: int = 0, slow_patience: int = 1,
            max_raises: int = 2, train_threshold: float = 0.01,
            train_rise: float = 0.25, fitted_ratio: float = 0.05,
            target: Optional[float] = None, init_scale: float = 1.0,
@@ -166,6 +166,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
       default 0.1 with ``max_scale=10`` recovers a base rate 10x too low
       within about 20 epochs (chosen on the benchmarks' tuning tasks,
       session 5, ``benchmarks/results/defaults.md``).
+    slow_patience: evaluations in a row with slow progress before that raise
+      fires, an int >= 1 (1: at each one; it keeps firing while progress
+      stays slow).
     remember_brake: after a brake, no raise takes the scale above where the
       brake left it (a rate that made training diverge is not climbed back
       to); a bool. Off by default: on the tuning tasks the slow-progress
@@ -220,7 +223,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress, remember_brake, brake_patience)
+      slow_progress, remember_brake, brake_patience,
+      slow_patience)
   validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
   validation.check_positive("init_scale", init_scale)

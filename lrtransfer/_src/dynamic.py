@@ -34,7 +34,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             improve_factor: float = 1.0, overfit_factor: float = 1.0,
             rise_factor: float = 0.5,
             slow_progress: float = 0.1, remember_brake: bool = True,
-            brake_patience: int = 1,
+            brake_patience: int = 1, slow_patience: int = 1,
             max_raises: int = 2, train_threshold: float = 0.01,
             train_rise: float = 0.25, fitted_ratio: float = 0.05,
             target: Optional[float] = None, min_scale: float = 0.01,
@@ -96,8 +96,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
       threshold_mode, overfit_factor, rise_factor, slow_progress,
-      max_raises, train_threshold, train_rise, fitted_ratio, target: as in
-      :func:`adjust`.
+      slow_patience, max_raises, train_threshold, train_rise, fitted_ratio,
+      target: as in :func:`adjust`.
     remember_brake: as in :func:`adjust`, but True by default here.
     brake_patience: as in :func:`adjust`, but 1 by default here: the brake
       cuts when the training loss is high at two evaluations in a row and
@@ -134,7 +134,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
   raise_rule = raising.validated_raise_rule(
       train_monitor, train_threshold, train_rise, fitted_ratio, patience,
       max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress, remember_brake, brake_patience)
+      slow_progress, remember_brake, brake_patience,
+      slow_patience)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)

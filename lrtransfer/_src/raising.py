@@ -25,11 +25,14 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   slow           = 0 < train_last - tr < slow_progress * |train_last|
                    and not_fitted             (training improved since the
                                                previous evaluation, slowly)
+  slow_run       = slow_run + 1 if slow else 0
+
   failed_raise   = a raise is pending and not v < raise_value
   may_raise      = plateau_factor > 1 and not failed_raise and isfinite(v)
   raise_now      = may_raise and (
                      plateau and fails_to_fit and raises < max_raises
-                     or good and slow)       (the rate is too low: training
+                     or good and slow_run >= s)  (s = slow_patience; the
+                                              rate is too low: training
                                               stalls, or creeps while
                                               validation still improves)
   high           = train_best finite and
@@ -150,6 +153,8 @@ class RaiseGuardState(NamedTuple):
   # int32, evaluations in a row whose training value was high (more than
   # train_rise above the best before it; saturating)
   high_run: jax.Array
+  # int32, evaluations in a row with slow training progress (saturating)
+  slow_run: jax.Array
 
 
 class RaiseRule(NamedTuple):
@@ -166,13 +171,14 @@ class RaiseRule(NamedTuple):
   slow_progress: float = 0.0
   remember_brake: bool = False
   brake_patience: int = 0
+  slow_patience: int = 1
 
 
 def validated_raise_rule(train_monitor, train_threshold, train_rise,
                          fitted_ratio, patience, max_raises, plateau_factor,
                          overfit_factor, rise_factor=1.0,
                          slow_progress=0.0, remember_brake=False,
-                         brake_patience=0) -> RaiseRule:
+                         brake_patience=0, slow_patience=1) -> RaiseRule:
   if train_monitor is not None and not isinstance(train_monitor, str):
     raise ValueError("train_monitor must be a name (str) or None, got "
                      f"train_monitor={train_monitor!r}")
@@ -188,9 +194,11 @@ def validated_raise_rule(train_monitor, train_threshold, train_rise,
   validation.check_in_interval("slow_progress", slow_progress, 0.0, 1.0)
   validation.check_bool("remember_brake", remember_brake)
   validation.check_int("brake_patience", brake_patience, 0)
+  validation.check_int("slow_patience", slow_patience, 1)
   return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
                    patience, max_raises, plateau_factor, overfit_factor,
-                   rise_factor, slow_progress, remember_brake, brake_patience)
+                   rise_factor, slow_progress, remember_brake, brake_patience,
+                   slow_patience)
 
 
 def init_guard(scale) -> RaiseGuardState:
@@ -204,7 +212,8 @@ def init_guard(scale) -> RaiseGuardState:
       pre_raise_scale=jnp.asarray(scale, jnp.float32),
       ceiling=jnp.asarray(jnp.inf, jnp.float32),
       brake_level=jnp.asarray(jnp.nan, jnp.float32),
-      high_run=jnp.zeros([], jnp.int32))
+      high_run=jnp.zeros([], jnp.int32),
+      slow_run=jnp.zeros([], jnp.int32))
 
 
 class GuardedStep(NamedTuple):
@@ -288,12 +297,14 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     slow = ((progress > 0) & (progress < rule.slow_progress
                               * jnp.abs(guard.train_last))
             & not_fitted)
+    slow_run = jnp.where(slow, optax.safe_increment(guard.slow_run), 0)
     train_last = tr
     brake_level = jnp.where(
         rising & jnp.isfinite(tr), tr,
         jnp.where(rising | train_improved, jnp.nan, guard.brake_level))
   else:
     brake_level, high_run = guard.brake_level, guard.high_run
+    slow_run = guard.slow_run
     train_best, train_num_bad = guard.train_best, guard.train_num_bad
     train_first = guard.train_first
     fails_to_fit = jnp.zeros([], bool)
@@ -310,7 +321,7 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
                & (guard.raises < rule.max_raises))
   # A good evaluation after slow training progress: the rate is too low.
   # Good and plateau never meet, so this is a second, exclusive trigger.
-  grow_now = verdict.good & slow & may_raise
+  grow_now = verdict.good & (slow_run >= rule.slow_patience) & may_raise
   not_raised = jnp.where(raising_rule, rule.overfit_factor,
                          rule.plateau_factor)
   factor = jnp.where(verdict.plateau,
@@ -341,7 +352,8 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
       pre_raise_scale=guard.pre_raise_scale, ceiling=guard.ceiling,
       brake_level=jnp.where(is_new, brake_level,
                             guard.brake_level).astype(jnp.float32),
-      high_run=jnp.where(is_new, high_run, guard.high_run).astype(jnp.int32))
+      high_run=jnp.where(is_new, high_run, guard.high_run).astype(jnp.int32),
+      slow_run=jnp.where(is_new, slow_run, guard.slow_run).astype(jnp.int32))
   return new_guard, GuardedStep(factor, failed, raise_now, braked)
 
 
