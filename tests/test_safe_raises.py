@@ -333,3 +333,22 @@ def test_no_warning_where_no_training_value_is_read(make):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     tx.update(PARAMS, state, PARAMS, metric=lrtransfer.measurement(1.0, 1))
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_slow_patience_waits_for_slow_progress_twice_in_a_row(kind):
+  # A fresh head's first epoch barely moves the loss at any rate (session 5
+  # trace: 2.28 -> 2.13, then 1.71): with slow_patience=2 that one slow
+  # evaluation does not raise; steady slow progress raises from the second
+  # slow evaluation on, at each one (up to max_scale).
+  kwargs = dict(slow_progress=0.1, max_scale=10.0, brake_patience=0,
+                **NO_DRIFT[kind])
+  val = np.linspace(1.0, 0.5, 6)
+  fast_after_one = [2.28, 2.13, 1.71, 1.2, 0.9, 0.7]
+  scales = _scales(kind, val, fast_after_one, slow_patience=2, **kwargs)
+  np.testing.assert_allclose(scales, 1.0)
+  at_once = _scales(kind, val, fast_after_one, **kwargs)
+  assert at_once[1] == pytest.approx(1.5), at_once
+  creeping = [2.0, 1.95, 1.9, 1.86, 1.82, 1.78]
+  scales = _scales(kind, val, creeping, slow_patience=2, **kwargs)
+  np.testing.assert_allclose(scales, [1, 1, 1.5, 2.25, 3.375, 5.0625])

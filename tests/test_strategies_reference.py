@@ -69,6 +69,9 @@ ADJUST_CASES = {
                             slow_progress=0.3, plateau_factor=1.3,
                             patience=1, cooldown=0, max_scale=10.0,
                             fitted_ratio=0.1, remember_brake=False),
+    # The slow-progress raise after two slow evaluations in a row.
+    "slow_twice": dict(slow_progress=0.2, slow_patience=2, plateau_factor=1.3,
+                       patience=2, max_scale=10.0, fitted_ratio=0.1),
     # A brake that waits for a high loss that does not fall back.
     "brake_waits": dict(rise_factor=0.5, train_rise=0.05, brake_patience=1,
                         slow_progress=0.3, plateau_factor=1.3, patience=1,
@@ -161,6 +164,8 @@ DYNAMIC_CASES = {
                         patience=1, cooldown=0, brake_patience=0),
     "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, max_scale=10.0,
                         improving_gain=1.0),
+    "slow_twice": dict(slow_progress=0.2, slow_patience=2, plateau_factor=1.3,
+                       max_scale=10.0, improving_gain=1.0),
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05, slow_progress=0.3,
                          plateau_factor=1.3, patience=1, cooldown=0,
                          fitted_ratio=0.1, brake_patience=0),
