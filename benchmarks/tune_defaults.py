@@ -119,24 +119,24 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
         # A floor at half the base rate (session 5, second run).
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.5}}],
-    # adjust since session 5 (picked by the run of session 5, where the
-    # candidates were written relative to session 4's defaults): the brake
+    # adjust since session 5 (picked by the runs of session 5, the first
+    # with candidates written relative to session 4's defaults): the brake
     # (rise_factor=0.5; below the first loss one cut per rise), the
-    # slow-progress raise (0.1, max_scale 10) without the brake's memory.
+    # slow-progress raise (0.1, max_scale 10, after two slow evaluations in
+    # a row: slow_patience 2, third run) without the brake's memory; then
+    # the raise at the first slow evaluation (slow_patience 1).
     # Then: the brake waiting (brake_patience 1), with the memory, both,
-    # session 4's default (no slow-progress raise, max 2, memory), the
-    # slow-progress raise after two slow evaluations in a row (a fresh
-    # head's first epoch is slow at any rate; session 5 trace). A larger
+    # session 4's default (no slow-progress raise, max 2, memory). A larger
     # plateau raise (2) left after two runs at -2.7.
     "adjust": [{"strategy": "adjust", "kwargs": {}},
+               {"strategy": "adjust", "kwargs": {"slow_patience": 1}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
                {"strategy": "adjust", "kwargs": {"remember_brake": True}},
                {"strategy": "adjust",
                 "kwargs": {"remember_brake": True, "brake_patience": 1}},
                {"strategy": "adjust",
                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
-                           "remember_brake": True}},
-               {"strategy": "adjust", "kwargs": {"slow_patience": 2}}],
+                           "remember_brake": True}}],
     # dynamic since session 5: decay only while the metric stalls, the
     # slow-progress raise, the brake waiting one evaluation (brake_patience
     # 1) with its memory. Then: the brake at once (session 4's default),

@@ -96,8 +96,10 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       decay then; 1: the decay of the budget alone).
     monitor, mode, train_monitor, patience, cooldown, threshold,
       threshold_mode, overfit_factor, rise_factor, slow_progress,
-      slow_patience, max_raises, train_threshold, train_rise, fitted_ratio,
-      target: as in :func:`adjust`.
+      max_raises, train_threshold, train_rise, fitted_ratio, target: as in
+      :func:`adjust`.
+    slow_patience: as in :func:`adjust`, but 1 by default here (2 was not
+      better on the tuning tasks, session 5).
     remember_brake: as in :func:`adjust`, but True by default here.
     brake_patience: as in :func:`adjust`, but 1 by default here: the brake
       cuts when the training loss is high at two evaluations in a row and
