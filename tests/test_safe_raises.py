@@ -347,7 +347,7 @@ def test_slow_patience_waits_for_slow_progress_twice_in_a_row(kind):
   fast_after_one = [2.28, 2.13, 1.71, 1.2, 0.9, 0.7]
   scales = _scales(kind, val, fast_after_one, slow_patience=2, **kwargs)
   np.testing.assert_allclose(scales, 1.0)
-  at_once = _scales(kind, val, fast_after_one, **kwargs)
+  at_once = _scales(kind, val, fast_after_one, slow_patience=1, **kwargs)
   assert at_once[1] == pytest.approx(1.5), at_once
   creeping = [2.0, 1.95, 1.9, 1.86, 1.82, 1.78]
   scales = _scales(kind, val, creeping, slow_patience=2, **kwargs)
