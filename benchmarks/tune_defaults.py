@@ -191,13 +191,19 @@ def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
                 **spec.get("recipe", {}))
 
 
+def _cells(val: Mapping[str, Mapping[str, Mapping[str, float]]], name: str,
+           rates, reference) -> list[tuple[float, str, str]]:
+  """(name - ``reference(task, rate)``, task, rate key) for every task and
+  rate of ``rates``."""
+  return [(val[t][name][_bench_key(r)] - reference(t, r), t, _bench_key(r))
+          for t in val for r in rates]
+
+
 def _worst_cell(val: Mapping[str, Mapping[str, Mapping[str, float]]],
                 name: str, rates, reference) -> tuple[float, str, str]:
   """min over tasks and ``rates`` of (name - ``reference(task, rate)``), with
   the task and rate key where it is reached (the first, on a tie)."""
-  return min(((val[t][name][_bench_key(r)] - reference(t, r), t,
-               _bench_key(r)) for t in val for r in rates),
-             key=lambda cell: cell[0])
+  return min(_cells(val, name, rates, reference), key=lambda cell: cell[0])
 
 
 def _worst(val: Mapping[str, Mapping[str, Mapping[str, float]]], name: str,
@@ -216,8 +222,7 @@ def _margins(val: Mapping[str, Mapping[str, float]], name: str, d: float,
 def _mean_margin(val: Mapping[str, Mapping[str, Mapping[str, float]]],
                  name: str, rates, reference) -> float:
   """mean over tasks and ``rates`` of (name - ``reference(task, rate)``)."""
-  return float(np.mean([val[t][name][_bench_key(r)] - reference(t, r)
-                        for t in val for r in rates]))
+  return float(np.mean([c[0] for c in _cells(val, name, rates, reference)]))
 
 
 def _most_robust(ids: list[str], rows: Mapping[str, Mapping[str, Any]],

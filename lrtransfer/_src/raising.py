@@ -87,8 +87,8 @@ the run then crawls. Hence: below where training started, each cut answers
 one rise (the next needs the loss to rise by ``train_rise`` again above
 where it stood at the last cut), and ``brake_patience`` waits for a high
 loss that is not falling back. A diverging loss grows by more than that
-per evaluation and is cut every time. A raise needs a training value that is not rising, so the two never meet. With
-``remember_brake`` the brake also sets a ceiling: no later raise (plateau or
+per evaluation and is cut every time. A raise needs a training value that
+is not rising, so the two never meet. With ``remember_brake`` the brake also sets a ceiling: no later raise (plateau or
 slow-progress) takes the scale above where the last brake left it, so a rate
 that once made training diverge is not climbed back to (the growth of
 DoG/Prodigy-style estimates is likewise monotone in what it has observed; a
@@ -281,8 +281,10 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     #   level that prompted the last brake (a cut answers one rise; the
     #   momentum overshoot of a fresh head climbs for a few evaluations).
     # NaN comparisons are False, so the negated ones count NaN as high.
+    # `high` is `not_rising` against the best before this evaluation: the
+    # two bests differ only where tr improved it, and there neither holds.
     best, level = guard.train_best, guard.brake_level
-    high = jnp.isfinite(best) & ~(tr <= best + rule.train_rise * jnp.abs(best))
+    high = jnp.isfinite(best) & ~not_rising
     high_run = jnp.where(high, optax.safe_increment(guard.high_run), 0)
     waited = (high_run > rule.brake_patience) & (
         (jnp.asarray(rule.brake_patience) == 0) | ~(tr < guard.train_last))
@@ -309,7 +311,6 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     train_first = guard.train_first
     fails_to_fit = jnp.zeros([], bool)
     rising = jnp.zeros([], bool)
-    slow = jnp.zeros([], bool)
     train_last = guard.train_last
 
   is_new = verdict.is_new
