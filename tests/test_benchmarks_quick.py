@@ -225,6 +225,51 @@ def test_catastrophe_and_worst_drop_arithmetic():
   assert figures["sensitivity"]["a"]["sensitive"] is True
 
 
+def test_base_optimizer_reads_validation_only(tmp_path):
+  result = _run("base_optimizer.py", tmp_path / "base_optimizer.json")
+  import suite
+  _check_device(result["device"])
+  assert set(result["tasks"]) <= set(suite.TUNING_TASKS)
+  assert not [k for k in json.dumps(result).split('"') if "test" in k.lower()]
+  selection = result["selection"]
+  assert selection["chosen"] in selection["candidates"]
+  for task, by_name in result["val"].items():
+    assert set(by_name) == {"sgd/constant", "sgd/recommended",
+                            "adam/constant", "adam/recommended"}
+    for name, by_rate in by_name.items():
+      ladder = result["ladders"][name.split("/")[0]]
+      assert [float(r) for r in by_rate] == pytest.approx(ladder)
+      assert all(0.0 <= v <= 1.0 for v in by_rate.values())
+  assert (tmp_path / "base_optimizer.md").read_text().count("**chosen**") == 1
+
+
+def test_base_optimizer_rule_prefers_a_qualifying_pair_then_the_mean():
+  import base_optimizer as bo
+  def ladder(name, value, overrides={}):
+    rates, _, _ = bo.OPTIMIZERS[name]
+    return {f"{r:g}": overrides.get(f"{r:g}", value) for r in rates}
+  # SGD's best of grid is 0.9. Adam's recommended is 0.95 everywhere but
+  # 10x above 1e-3 (0.01: 0.5): adam@0.001 fails, adam@0.0003 and
+  # adam@0.003 qualify with the best mean at d, SGD's pairs qualify lower.
+  val = {"task": {
+      "sgd/constant": ladder("sgd", 0.9),
+      "sgd/recommended": ladder("sgd", 0.9),
+      "adam/constant": ladder("adam", 0.95, {"0.01": 0.5}),
+      "adam/recommended": ladder("adam", 0.95, {"0.01": 0.5,
+                                                "0.0003": 0.96})}}
+  selection = bo.select(val)
+  rows = selection["candidates"]
+  assert rows["adam@0.001"]["qualifies"] is False
+  assert rows["adam@0.0003"]["qualifies"] and rows["sgd@0.03"]["qualifies"]
+  assert selection["chosen"] == "adam@0.0003"
+  # Far below its own constant rate at 10x: not catastrophe-free.
+  val["task"]["adam/constant"] = ladder("adam", 0.99)
+  selection = bo.select(val)
+  assert not any(r["qualifies"] for k, r in selection["candidates"].items()
+                 if k.startswith("adam"))
+  assert selection["chosen"].startswith("sgd@")
+
+
 @pytest.mark.parametrize("kwargs", [
     {},
     {"patience": 2, "cooldown": 1, "warmup": 2, "min_lr": 0.02,
