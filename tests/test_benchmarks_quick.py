@@ -230,6 +230,8 @@ def test_base_optimizer_reads_validation_only(tmp_path):
   import suite
   _check_device(result["device"])
   assert set(result["tasks"]) <= set(suite.TUNING_TASKS)
+  assert all(set(seeds) <= set(suite.tuning_seeds(task))
+             for task, seeds in result["seeds"].items())
   assert not [k for k in json.dumps(result).split('"') if "test" in k.lower()]
   selection = result["selection"]
   assert selection["chosen"] in selection["candidates"]
@@ -243,31 +245,55 @@ def test_base_optimizer_reads_validation_only(tmp_path):
   assert (tmp_path / "base_optimizer.md").read_text().count("**chosen**") == 1
 
 
+def _ladders(base_optimizer, sgd, adam_const, adam_rec):
+  """A one-task table: every rate at a value, with per-rate overrides."""
+  def ladder(name, spec):
+    value, overrides = spec
+    rates, _, _ = base_optimizer.OPTIMIZERS[name]
+    return {f"{r:g}": overrides.get(f"{r:g}", value) for r in rates}
+  return {"task": {"sgd/constant": ladder("sgd", (0.9, {})),
+                   "sgd/recommended": ladder("sgd", sgd),
+                   "adam/constant": ladder("adam", adam_const),
+                   "adam/recommended": ladder("adam", adam_rec)}}
+
+
 def test_base_optimizer_rule_prefers_a_qualifying_pair_then_the_mean():
   import base_optimizer as bo
-  def ladder(name, value, overrides={}):
-    rates, _, _ = bo.OPTIMIZERS[name]
-    return {f"{r:g}": overrides.get(f"{r:g}", value) for r in rates}
-  # SGD's best of grid is 0.9. Adam's recommended is 0.95 everywhere but
-  # 10x above 1e-3 (0.01: 0.5): adam@0.001 fails, adam@0.0003 and
-  # adam@0.003 qualify with the best mean at d, SGD's pairs qualify lower.
-  val = {"task": {
-      "sgd/constant": ladder("sgd", 0.9),
-      "sgd/recommended": ladder("sgd", 0.9),
-      "adam/constant": ladder("adam", 0.95, {"0.01": 0.5}),
-      "adam/recommended": ladder("adam", 0.95, {"0.01": 0.5,
-                                                "0.0003": 0.96})}}
+  # SGD's best of grid is 0.9. Adam's recommended beats it everywhere but
+  # at 0.01 (10x above 1e-3), so adam@0.001 fails; of the qualifying pairs
+  # adam@0.003 has the best mean at d (0.97) although adam@0.0003 has the
+  # larger worst margin (adam@0.003 is 0.91 at 10x, 1 point over Adam's
+  # constant there).
+  val = _ladders(bo, (0.9, {}), (0.9, {"0.01": 0.5}),
+                 (0.95, {"0.003": 0.97, "0.01": 0.5, "0.03": 0.91}))
   selection = bo.select(val)
   rows = selection["candidates"]
   assert rows["adam@0.001"]["qualifies"] is False
-  assert rows["adam@0.0003"]["qualifies"] and rows["sgd@0.03"]["qualifies"]
-  assert selection["chosen"] == "adam@0.0003"
-  # Far below its own constant rate at 10x: not catastrophe-free.
-  val["task"]["adam/constant"] = ladder("adam", 0.99)
+  assert rows["adam@0.0003"]["worst_margin"] > rows["adam@0.003"][
+      "worst_margin"]
+  assert rows["sgd@0.03"]["qualifies"]
+  assert selection["chosen"] == "adam@0.003"
+  assert selection["none_qualifies"] is False
+  # 0.7 point below the best of grid at 0.01 alone: sgd@0.01 fails (0.5
+  # allowed at d), sgd@0.1, with 0.01 at d/10 (2 points allowed), does not.
+  val = _ladders(bo, (0.9, {"0.01": 0.893}), (0.5, {}), (0.5, {}))
+  rows = bo.select(val)["candidates"]
+  assert rows["sgd@0.01"]["qualifies"] is False
+  assert rows["sgd@0.1"]["qualifies"] and rows["sgd@0.03"]["qualifies"]
+  # 4 points below its own constant rate: not catastrophe-free, SGD wins.
+  val = _ladders(bo, (0.9, {}), (0.99, {}), (0.95, {}))
   selection = bo.select(val)
   assert not any(r["qualifies"] for k, r in selection["candidates"].items()
                  if k.startswith("adam"))
   assert selection["chosen"].startswith("sgd@")
+  # Nothing qualifies: the largest worst margin wins (SGD 3 points below
+  # the best of grid everywhere), not the best mean at d (Adam's 0.95, 40
+  # points below 10x off each of its d).
+  val = _ladders(bo, (0.87, {}), (0.5, {}),
+                 (0.5, {"0.0003": 0.95, "0.001": 0.95, "0.003": 0.95}))
+  selection = bo.select(val)
+  assert selection["none_qualifies"] is True
+  assert selection["chosen"] == "sgd@0.01"  # the first of equal margins
 
 
 @pytest.mark.parametrize("kwargs", [
