@@ -54,6 +54,7 @@ class Interrupted:
     self.out: Optional[Path] = None
     self.checkpoints: Optional[Path] = None
     self.progress_bar = False  # a bar line to end before ours
+    self.uses_checkpoints = False  # --checkpoint-every or --resume given
 
   def __call__(self, signum: int) -> None:
     # Runs in the watcher thread, no save in progress; must end the process.
@@ -63,6 +64,9 @@ class Interrupted:
         has_run_checkpoints(p) for p in self.checkpoints.glob("*")):
       advice = (f"the last complete run checkpoints are in "
                 f"{self.checkpoints}; rerun with --resume to continue")
+    elif self.uses_checkpoints:
+      advice = ("no run checkpoint was complete yet (the first is written "
+                "after --checkpoint-every epochs); rerunning starts over")
     else:
       advice = "no run checkpoints to resume (see --checkpoint-every)"
     try:
@@ -121,6 +125,8 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
           file=sys.stderr)
     resume = False
   use_checkpoints = args.checkpoint_every is not None or resume
+  if interrupted is not None:
+    interrupted.uses_checkpoints = use_checkpoints
   if use_checkpoints and not resume and any(
       (checkpoints / n).exists() for n in names):
     print(f"lrtransfer: replacing the earlier run checkpoints in "

@@ -28,6 +28,7 @@ from the old count, or check with :func:`check_count_order`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import numbers
 from typing import Any, Mapping, Optional
 
@@ -104,6 +105,9 @@ def _checked_value(name: str, value: Any) -> jax.Array:
     raise ValueError(f"measurement value {name} must be a number, got "
                      f"{name}={value!r}")
   array = jnp.asarray(value)
+  if jnp.iscomplexobj(array):
+    raise ValueError(f"measurement value {name} must be a real number, got "
+                     f"{name}={value!r}")
   if array.shape != ():
     raise ValueError(
         f"measurement value {name} must be a scalar, got shape {array.shape}."
@@ -121,6 +125,27 @@ def _default_monitor(names) -> str:
       f"value strategies judge; got values {sorted(names)}.")
 
 
+def _resolved_mode(monitor: str, mode: str) -> str:
+  """``"auto"``: max for names containing "acc" (Keras' rule), else min."""
+  if mode == "auto":
+    return "max" if "acc" in monitor.lower() else "min"
+  if mode not in MODES:
+    raise ValueError(f"mode must be 'auto', 'min' or 'max', got mode={mode!r}")
+  return mode
+
+
+def _warn_if_never_judged(count: Any, values: dict[str, Any]) -> None:
+  """Count 0 means "no evaluation yet": a real value there is dropped."""
+  if not _is_concrete(count) or int(np.asarray(count)) != 0:
+    return
+  if any(_is_concrete(v) and np.isfinite(np.asarray(v))
+         for v in values.values()):
+    warnings.warn(
+        "measurement with count=0 is never judged: counts start at 1 (pass "
+        "epoch + 1 for an epoch counted from 0); before the first evaluation "
+        "pass lrtransfer.no_measurement()", UserWarning, stacklevel=3)
+
+
 def _check_monitor_and_mode(monitor: str, mode: str, names) -> None:
   if mode not in MODES:
     raise ValueError(f"mode must be 'min' or 'max', got mode={mode!r}")
@@ -131,7 +156,7 @@ def _check_monitor_and_mode(monitor: str, mode: str, names) -> None:
 
 
 def measurement(value: Any = None, count: Any = None, *,
-                monitor: Optional[str] = None, mode: str = "min",
+                monitor: Optional[str] = None, mode: str = "auto",
                 **values: Any) -> Measurement:
   """Builds a :class:`Measurement` with the protocol's dtypes.
 
@@ -144,7 +169,9 @@ def measurement(value: Any = None, count: Any = None, *,
       last it saw.
     monitor: the name of the value strategies judge unless they are told
       otherwise (their ``monitor=``). Default: ``"value"``, or the only value.
-    mode: "min" if a smaller ``monitor`` is better, "max" if larger is.
+    mode: "min" if a smaller ``monitor`` is better, "max" if larger is;
+      "auto" (default): "max" when the monitor's name contains "acc"
+      (Keras' rule, as :func:`lrtransfer.train.fit`), else "min".
     **values: named scalar values, e.g. ``val_loss=``, ``val_accuracy=``,
       ``train_loss=`` (the names ``lrtransfer.train.fit`` feeds).
 
@@ -154,8 +181,12 @@ def measurement(value: Any = None, count: Any = None, *,
 
   Raises:
     ValueError: a count that is not an integer in [0, 2**31 - 1], a value that
-      is not a scalar number, no value at all, a ``monitor`` naming no value,
-      a ``mode`` other than "min"/"max".
+      is not a real scalar number, no value at all, a ``monitor`` naming no
+      value, a ``mode`` other than "auto"/"min"/"max".
+
+  Warns:
+    UserWarning: a finite value with ``count=0``, which is never judged (a
+    0-based epoch passed as the count).
 
   Example::
 
@@ -179,13 +210,16 @@ def measurement(value: Any = None, count: Any = None, *,
                      "or measurement(count=k, name=value, ...).")
   checked_count = _checked_count(count)
   checked = {name: _checked_value(name, v) for name, v in values.items()}
+  _warn_if_never_judged(count, values)
   monitor = _default_monitor(checked) if monitor is None else monitor
+  if isinstance(monitor, str):
+    mode = _resolved_mode(monitor, mode)
   _check_monitor_and_mode(monitor, mode, checked)
   return Measurement(checked, checked_count, monitor, mode)
 
 
 def no_measurement(*names: str, monitor: Optional[str] = None,
-                   mode: str = "min") -> Measurement:
+                   mode: str = "auto") -> Measurement:
   """The measurement to pass before the first evaluation (count 0).
 
   Its values are NaN and never judged; it has the tree structure of the

@@ -13,6 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
+from lrtransfer._src.train.checks import check_data, check_options
 from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs, _nested
 from lrtransfer._src.transfer.depths import remember_depths
 from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
@@ -110,7 +111,17 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
     timings).
 
   Raises:
-    ValueError: bad epochs/batch size, data, monitor, mode or loss.
+    ValueError: bad epochs/batch size, data, monitor, mode or loss; with the
+      default loss, labels that are not integers ``[n]`` in ``[0, outputs
+      of the model)`` (the message names the split and row); NaN or
+      infinite inputs; ``resume`` without ``checkpoint_dir``; a model passed
+      as ``source_params``.
+    lrtransfer.checkpoint.CheckpointError: resuming a checkpoint of another
+      run (the message names what differs).
+
+  Warns:
+    UserWarning: ``checkpoint_every`` without ``checkpoint_dir`` (nothing
+      is saved).
 
   Example::
 
@@ -126,6 +137,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   """
   check_sizes(epochs, batch_size)
   train, val = as_split(train, "train"), as_split(val, "val")
+  check_data(model, {"train": train, "val": val}, loss_fn is None)
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params)
   every = epochs_per_call(epochs, checkpoint_every)
   mesh = data_mesh(devices, batch_size)
   program = build_program(model, recipe, len(train), epochs, batch_size,
@@ -146,7 +159,7 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   if checkpoint_dir is not None:
     checkpointer = RunCheckpointer(checkpoint_dir, run_description(
         model, recipe, train, val, epochs, batch_size, [seed],
-        [recipe.learning_rate]))
+        [recipe.learning_rate], program))
 
   def compile_chunk(num_epochs):
     run, seconds = compile_cached(

@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspection
 from lrtransfer._src.data import Split
+from lrtransfer._src.train import checks
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
                                      group_learning_rates)
@@ -91,15 +92,23 @@ def accuracy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.argmax(model(x), -1) == y).astype(jnp.float32)
 
 
-def evaluate(model: nnx.Module, split: Split) -> tuple[float, float]:
+def evaluate(model: nnx.Module, split: Any) -> tuple[float, float]:
   """Cross-entropy and accuracy of ``model`` on ``split`` (in eval mode).
+
+  ``split``: a :class:`lrtransfer.data.Split` or an ``(x, y)`` pair of
+  arrays, as :func:`fit` takes, with integer labels in ``[0, classes)``.
 
   ``loss = mean_i -log softmax(model(x_i))[y_i]``,
   ``accuracy = mean_i [argmax model(x_i) == y_i]``.
   """
+  split = checks.as_split(split, "split")
+  checks.check_finite_inputs(split, "split")
   model = nnx.clone(model)
   model.eval()
   logits = model(jnp.asarray(split.x))
+  checks.check_class_labels(split.y, "split", int(logits.shape[-1])
+                            if logits.ndim == 2 else None,
+                            takes_loss_fn=False)
   labels = jnp.asarray(split.y)
   return (float(cross_entropy(logits, labels)),
           float(jnp.mean(jnp.argmax(logits, -1) == labels)))

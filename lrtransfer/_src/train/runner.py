@@ -19,36 +19,8 @@ from lrtransfer._src.transfer.depths import layer_depths, normalize_path
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src import sizes
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
+from lrtransfer._src.train.checks import ArraySplit, as_split  # noqa: F401
 from lrtransfer._src.train.program import FitProgram, resolve_mode
-
-
-@dataclasses.dataclass(frozen=True)
-class ArraySplit:
-  """Inputs and targets as arrays (a :class:`Split` or any ``(x, y)``)."""
-  x: Any  # [n, ...] inputs
-  y: Any  # [n, ...] targets: integer labels, or floats for regression
-
-  def __len__(self) -> int:
-    return len(self.y)
-
-
-def as_split(split: Any, name: str) -> ArraySplit:
-  """A :class:`Split`, or an ``(x, y)`` pair of arrays with equal length."""
-  if isinstance(split, Split):
-    return ArraySplit(split.x, split.y)
-  if isinstance(split, tuple) and len(split) == 2:
-    x, y = np.asarray(split[0]), np.asarray(split[1])
-    if x.ndim < 1 or y.ndim < 1 or len(x) != len(y) or len(x) == 0:
-      raise ValueError(f"{name} must be a Split or an (x, y) pair with the "
-                       f"same non-zero number of rows, got shapes {x.shape} "
-                       f"and {y.shape}")
-    if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
-      raise ValueError(f"{name}: x and y must be numeric arrays, got "
-                       f"{x.dtype} and {y.dtype}")
-    return ArraySplit(x.astype(np.float32) if x.dtype.kind == "f" else x,
-                      y.astype(np.float32) if y.dtype.kind == "f" else y)
-  raise ValueError(f"{name} must be a lrtransfer.data.Split or an (x, y) "
-                   f"pair of arrays, got {type(split).__name__}")
 
 
 def data_arrays(train: ArraySplit, val: ArraySplit) -> tuple:
@@ -222,9 +194,16 @@ def data_mesh(devices: Optional[Sequence[jax.Device]], batch_size: int
 
 
 def run_description(model_like, recipe: Recipe, train: Split, val: Split,
-                     epochs: int, batch_size: int, seeds, learning_rates):
+                     epochs: int, batch_size: int, seeds, learning_rates,
+                     program: Optional[FitProgram] = None):
+  """What must match to resume a run; with ``program``, also what it
+  monitors and whether it keeps the best parameters (which change the
+  checkpointed state)."""
   config = getattr(model_like, "config", None)
-  return {
+  options = {} if program is None else {
+      "monitor": program.monitor, "mode": program.mode,
+      "restore_best": program.restore_best}
+  return {**options,
       "model": repr(config) if config is not None else type(model_like)
       .__name__,
       "recipe": recipe_identity(recipe), "epochs": epochs, "batch_size": batch_size,

@@ -14,6 +14,7 @@ from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.fitting import check_sizes
 from lrtransfer._src.train.program import LossFn, RunInputs
+from lrtransfer._src.train.checks import check_data, check_options
 from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
                                           compile_cached, data_arrays,
                                           epochs_per_call, run_description,
@@ -91,6 +92,12 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
                      f"{len(learning_rates)} for {runs} models")
   check_sizes(epochs, batch_size)
   train, val = as_split(train, "train"), as_split(val, "val")
+  splits = {"train": train, "val": val}
+  if test is not None:
+    splits["test"] = test = as_split(test, "test")
+  check_data(models[0], splits, loss_fn is None)
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params,
+                reports_chunks=on_chunk is not None)
   every = epochs_per_call(epochs, checkpoint_every)
   program = build_program(models[0], recipe, len(train), epochs, batch_size,
                           loss_fn=loss_fn, metrics=metrics, monitor=monitor,
@@ -109,7 +116,7 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   if checkpoint_dir is not None:
     checkpointer = RunCheckpointer(checkpoint_dir, run_description(
         models[0], recipe, train, val, epochs, batch_size, seeds,
-        learning_rates))
+        learning_rates, program))
 
   def compile_chunk(num_epochs):
     run, seconds = compile_cached(
@@ -127,7 +134,6 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   compile_seconds = run.compile_seconds
   accuracy = best_accuracy = None
   if test is not None:
-    test = as_split(test, "test")
     test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
     score, seconds_test = compile_cached(
         ("test_many", program),

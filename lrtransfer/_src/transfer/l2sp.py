@@ -93,11 +93,25 @@ def _transferred_mask(
         raise ValueError(
             "source_params does not match params: source leaf at path "
             f"{path!r} has no counterpart in params.")
-    return [
+    mask = [
         not is_head_path(path) and path in source
         and np.shape(source[path]) == np.shape(leaf)
         for path, leaf in param_paths
     ]
+    resized = [(path, np.shape(source[path]), np.shape(leaf))
+               for (path, leaf), pulled in zip(param_paths, mask)
+               if not pulled and not is_head_path(path) and path in source]
+    if resized and not any(mask):
+      # Every layer "resized": almost surely another model's parameters
+      # (e.g. another width), and L2-SP would silently pull nothing.
+      path, source_shape, shape = resized[0]
+      raise ValueError(
+          "source_params does not match params in shape anywhere outside the "
+          f"head, e.g. at path {path!r}: source {source_shape} != params "
+          f"{shape}; L2-SP would pull no leaf toward the source. Pass the "
+          "parameters of the model the target was built from, or "
+          "`transferred` to mark leaves.")
+    return mask
   flags = _leaves_by_path(transferred, "transferred")
   mask = []
   for path, leaf in param_paths:
@@ -159,8 +173,10 @@ def l2sp(
     transferred: optional pytree of Python bools with the paths of ``params``:
       which leaves are pulled toward the source. Default: every leaf outside
       the head (the top depth level of :func:`lrtransfer.layer_depths`)
-      whose source leaf has the same shape; then, outside the head, the two
-      trees must have the same paths.
+      whose source leaf has the same shape (a resized layer counts as new);
+      then, outside the head, the two trees must have the same paths, and
+      at least one leaf must match in shape when any source leaf shares a
+      path with params (else nothing would be pulled: refused).
     depth_fn: how to find the head when ``transferred`` is None:
       ``depth_fn(path) -> int`` or the depth tree ``layer_depths(model)``
       (default: the inference rule of :func:`lrtransfer.layer_depths`).

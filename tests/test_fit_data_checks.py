@@ -1,0 +1,198 @@
+"""Mistakes users make with their own data and options stop before training.
+
+Found by a new-user trial (session 6): out-of-range labels ran to the end
+with NaN losses (1-based) or a silently wrong class (negative, wrapped by the
+gather), float/one-hot labels crashed deep inside optax, NaN inputs gave NaN
+runs, an L2-SP source of another width pulled nothing, an accuracy fed by hand
+was judged as a loss, a 0-based epoch as the count dropped the first
+evaluation, and resuming with another ``restore_best`` failed with orbax's
+text. Each case here fails with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import lrtransfer
+from lrtransfer import recipes, train
+from lrtransfer._src import checkpoint
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(48, 6)).astype(np.float32)
+Y = RNG.integers(0, 3, 48).astype(np.int32)
+Y[0], Y[1] = 0, 2  # every class present, the largest at row 1
+
+
+class Net(nnx.Module):
+  def __init__(self, width: int, rngs: nnx.Rngs):
+    self.body = nnx.Linear(6, width, rngs=rngs)
+    self.head = nnx.Linear(width, 3, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(jax.nn.relu(self.body(x)))
+
+
+def _fit(train_split, val_split=(X, Y), **kwargs):
+  return train.fit(Net(8, nnx.Rngs(0)), recipes.recommended_recipe(),
+                   train_split, val_split, epochs=1, batch_size=16, **kwargs)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (Y + 1, r"train.y holds label 3 \(row 1\) but the model has 3 outputs"),
+    (Y - 1, r"train.y holds label -1 \(row 0\)"),
+    (Y.astype(np.float32), r"integer class labels of shape \[n\].*float32"),
+    (Y[:, None], r"\(a column \[n, 1\]: pass y\[:, 0\]\)"),
+    (np.eye(3, dtype=np.float32)[Y], r"one-hot rows: pass y.argmax\(-1\)"),
+])
+def test_fit_refuses_labels_the_default_loss_cannot_read(labels, message):
+  with pytest.raises(ValueError, match=message):
+    _fit((X, labels))
+
+
+def test_fit_names_the_split_with_bad_labels():
+  with pytest.raises(ValueError, match=r"^val.y holds label 3"):
+    _fit((X, Y), (X, Y + 1))
+
+
+def test_fit_refuses_nan_or_infinite_inputs():
+  bad = X.copy()
+  bad[5, 2], bad[7, 0] = np.nan, np.inf
+  with pytest.raises(ValueError, match=r"train.x holds 2 NaN or infinite "
+                     r"values, the first in row 5"):
+    _fit((bad, Y))
+
+
+def test_fit_many_checks_the_test_split_too():
+  models = [Net(8, nnx.Rngs(s)) for s in (0, 1)]
+  with pytest.raises(ValueError, match=r"^test.y holds label -1"):
+    train.fit_many(models, recipes.recommended_recipe(), (X, Y), (X, Y),
+                   seeds=[0, 1], epochs=1, test=(X, Y - 1))
+
+
+def test_a_loss_fn_takes_float_targets_unchecked():
+  def mse(model, x, y):
+    return jnp.mean((model(x)[:, 0] - y) ** 2)
+  targets = RNG.normal(size=48).astype(np.float32)
+  result = _fit((X, targets), (X, targets), loss_fn=mse)
+  assert np.isfinite(result.history["val_loss"]).all()
+
+
+def test_evaluate_takes_pairs_like_fit_and_checks_labels():
+  model = Net(8, nnx.Rngs(0))
+  as_pair = train.evaluate(model, (X, Y))
+  as_split = train.evaluate(model, lrtransfer.data.Split(X, Y))
+  assert as_pair == pytest.approx(as_split)
+  with pytest.raises(ValueError, match=r"split.y holds label 3"):
+    train.evaluate(model, (X, Y + 1))
+  with pytest.raises(ValueError, match=r"float32 \(48,\)$"):
+    train.evaluate(model, (X, Y.astype(np.float32)))
+
+
+def test_resume_needs_a_checkpoint_folder():
+  with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+    _fit((X, Y), resume=True)
+
+
+def test_checkpoint_every_without_a_folder_warns_that_nothing_is_saved():
+  with pytest.warns(UserWarning, match="without checkpoint_dir: nothing is "
+                    "saved"):
+    _fit((X, Y), checkpoint_every=1)
+
+
+def test_fit_many_with_progress_chunks_does_not_warn():
+  models = [Net(8, nnx.Rngs(0))]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    train.fit_many(models, recipes.recommended_recipe(), (X, Y), (X, Y),
+                   seeds=[0], epochs=2, checkpoint_every=1,
+                   on_chunk=lambda epochs: None)
+
+
+def test_the_source_model_itself_is_refused_as_source_params():
+  source = Net(8, nnx.Rngs(1))
+  recipe = recipes.Recipe("l2sp", 0.03, l2sp_alpha=1e-3)
+  with pytest.raises(ValueError, match=r"nnx.state\(source_model, "
+                     r"flax.nnx.Param\), not the model itself \(Net\)"):
+    train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=1,
+              source_params=source)
+
+
+def test_resuming_with_another_restore_best_names_the_difference(tmp_path):
+  _fit((X, Y), checkpoint_dir=tmp_path, checkpoint_every=1)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r"restore_best: checkpoint has False, this run "
+                     r"True"):
+    _fit((X, Y), checkpoint_dir=tmp_path, checkpoint_every=1, resume=True,
+         restore_best=True)
+
+
+def test_l2sp_refuses_a_source_that_matches_no_leaf_in_shape():
+  params = nnx.state(Net(8, nnx.Rngs(0)), nnx.Param)
+  other_width = nnx.state(Net(16, nnx.Rngs(1)), nnx.Param)
+  with pytest.raises(ValueError, match=r"does not match params in shape "
+                     r"anywhere outside the head, e.g. at path \('body', "
+                     r"'bias'\): source \(16,\) != params \(8,\)"):
+    lrtransfer.l2sp(other_width, alpha=1.0).init(params)
+  # The same width is pulled; the check does not fire.
+  state = lrtransfer.l2sp(nnx.state(Net(8, nnx.Rngs(1)), nnx.Param),
+                          alpha=1.0).init(params)
+  assert np.shape(state.source["body"]["kernel"]) == (6, 8)
+
+
+def test_a_resized_layer_beside_matching_ones_is_still_new():
+  class Deep(nnx.Module):
+    def __init__(self, width, rngs):
+      self.a = nnx.Linear(6, 8, rngs=rngs)
+      self.b = nnx.Linear(8, width, rngs=rngs)
+      self.head = nnx.Linear(width, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.head(self.b(self.a(x)))
+  params = nnx.state(Deep(4, nnx.Rngs(0)), nnx.Param)
+  source = nnx.state(Deep(5, nnx.Rngs(1)), nnx.Param)
+  state = lrtransfer.l2sp(source, alpha=1.0).init(params)
+  assert np.shape(state.source["a"]["kernel"]) == (6, 8)  # pulled
+  assert np.shape(state.source["b"]["kernel"]) != (8, 4)  # resized: new
+
+
+@pytest.mark.parametrize("name, mode", [
+    ("val_accuracy", "max"), ("top5_acc", "max"), ("Val_Acc", "max"),
+    ("val_loss", "min"), ("value", "min")])
+def test_measurement_mode_auto_follows_the_name(name, mode):
+  assert lrtransfer.measurement(count=1, **{name: 0.5}).mode == mode
+  assert lrtransfer.no_measurement(name).mode == mode
+  explicit = "min" if mode == "max" else "max"
+  assert lrtransfer.measurement(count=1, mode=explicit,
+                                **{name: 0.5}).mode == explicit
+
+
+def test_reduce_on_plateau_fed_an_accuracy_by_hand_does_not_cut_its_rise():
+  tx = lrtransfer.reduce_on_plateau(factor=0.5, patience=1)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  for count, accuracy in enumerate([0.5, 0.6, 0.7, 0.8, 0.9, 0.92], 1):
+    _, state = tx.update(params, state, params, metric=lrtransfer.measurement(
+        count=count, val_accuracy=accuracy))
+  assert float(lrtransfer.current_scale(state)) == 1.0
+
+
+def test_a_value_with_count_zero_warns_that_it_is_never_judged():
+  with pytest.warns(UserWarning, match="count=0 is never judged: counts "
+                    "start at 1"):
+    lrtransfer.measurement(0.3, 0)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    lrtransfer.no_measurement("val_loss", "train_loss", monitor="val_loss")
+    lrtransfer.measurement(0.3, 1)
+    jax.jit(lambda v, c: lrtransfer.measurement(v, c).value)(0.3, 0)
+
+
+def test_complex_values_are_refused():
+  with pytest.raises(ValueError, match="must be a real number"):
+    lrtransfer.measurement(1 + 2j, 1)
