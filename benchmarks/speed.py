@@ -153,7 +153,9 @@ def measure_overhead(width: int, repeats: int, steps_per_sample: int,
   params0 = big_tree(width)
   num_params = sum(x.size for x in jax.tree.leaves(params0))
   grads = jax.tree.map(lambda x: jnp.full_like(x, 1e-3), params0)
-  metric = lrtransfer.measurement(1.0, 1)
+  # With a training value, so adjust/dynamic trace their brake and raises
+  # (fed one number they compile without them, and warn).
+  metric = lrtransfer.measurement(1.0, 1, train_loss=1.0)
   value = jnp.float32(1.0)
   runners = []
   for name, (tx, reads) in overhead_transforms(params0).items():

@@ -97,13 +97,12 @@ TUNING_FREE_MARGIN_AT_10X = 0.02
 
 # The first candidate of each family is the library's current default.
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    # decay: 0.97 per epoch with a floor at half the base rate (session 5,
-    # second run: a schedule only lowers the rate, so where the base rate is
-    # already too low the floor bounds the loss against the constant rate),
-    # without the floor, and 0.99 (the founding article's) with and without.
-    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.97, "min_scale": 0.5}},
+    # decay: 0.99 per epoch (the founding article's; picked in session 6
+    # with 60 wine_shift seeds), then session 5's pick with 20 seeds (0.97
+    # with a floor at half the base rate), 0.97 alone, 0.99 with the floor.
+    "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
+              {"strategy": "decay", "kwargs": {"rate": 0.97, "min_scale": 0.5}},
               {"strategy": "decay", "kwargs": {"rate": 0.97}},
-              {"strategy": "decay", "kwargs": {"rate": 0.99}},
               {"strategy": "decay", "kwargs": {"rate": 0.99, "min_scale": 0.5}}],
     # Ours (patience 3, floor 0.1), without the floor, PyTorch's own
     # patience (10) with our factor and with PyTorch's (0.1), a higher floor.
@@ -119,17 +118,16 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
         # A floor at half the base rate (session 5, second run).
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.5}}],
-    # adjust since session 5 (picked by the runs of session 5, the first
-    # with candidates written relative to session 4's defaults): the brake
-    # (rise_factor=0.5; below the first loss one cut per rise), the
-    # slow-progress raise (0.1, max_scale 10, after two slow evaluations in
-    # a row: slow_patience 2, third run) without the brake's memory; then
-    # the raise at the first slow evaluation (slow_patience 1).
-    # Then: the brake waiting (brake_patience 1), with the memory, both,
-    # session 4's default (no slow-progress raise, max 2, memory). A larger
-    # plateau raise (2) left after two runs at -2.7.
+    # adjust since session 6: the brake (rise_factor=0.5; below the first
+    # loss one cut per rise), the slow-progress raise (0.1, max_scale 10, at
+    # the first slow evaluation: slow_patience 1, picked with 60 wine_shift
+    # seeds) without the brake's memory. Then: the raise after two slow
+    # evaluations in a row (session 5's pick with 20 seeds), the brake
+    # waiting (brake_patience 1), with the memory, both, session 4's default
+    # (no slow-progress raise, max 2, memory). A larger plateau raise (2)
+    # left after two runs at -2.7.
     "adjust": [{"strategy": "adjust", "kwargs": {}},
-               {"strategy": "adjust", "kwargs": {"slow_patience": 1}},
+               {"strategy": "adjust", "kwargs": {"slow_patience": 2}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
                {"strategy": "adjust", "kwargs": {"remember_brake": True}},
                {"strategy": "adjust",
@@ -140,11 +138,14 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
     # dynamic since session 5: decay only while the metric stalls, the
     # slow-progress raise, the brake waiting one evaluation (brake_patience
     # 1) with its memory. Then: the brake at once (session 4's default),
-    # the slow-progress raise after two slow evaluations in a row, without
-    # the memory, without growth (max_scale 2). (Waiting two: -6.2, left.)
+    # the slow-progress raise after two slow evaluations in a row, both of
+    # these (session 6), without the memory, without growth (max_scale 2).
+    # (Waiting two: -6.2, left.)
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
                 {"strategy": "dynamic", "kwargs": {"brake_patience": 0}},
                 {"strategy": "dynamic", "kwargs": {"slow_patience": 2}},
+                {"strategy": "dynamic",
+                 "kwargs": {"slow_patience": 2, "brake_patience": 0}},
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
                  "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],

@@ -118,9 +118,9 @@ def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
                                        (staircase)
 
   "Multiply by 0.99 every epoch" is ``decay(0.99, every_steps=steps_per_epoch,
-  staircase=True)`` (the founding article's rate; the ``decay`` recipe of
-  ``lrtransfer.recipes.default_recipes`` uses 0.97 per epoch with
-  ``min_scale=0.5``, chosen on the benchmarks' tuning tasks). The formula of ``optax.exponential_decay`` after an
+  staircase=True)`` (the founding article's rate, also what the ``decay``
+  recipe of ``lrtransfer.recipes.default_recipes`` uses, chosen on the
+  benchmarks' tuning tasks). The formula of ``optax.exponential_decay`` after an
   ``optax.linear_schedule`` warmup (see :func:`decay_schedule`); for other
   shapes (cosine, piecewise, ...) pass any Optax schedule to
   :func:`schedule_scale`. Works under ``optax.inject_hyperparams`` with every
