@@ -138,8 +138,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   check_sizes(epochs, batch_size)
   train, val = as_split(train, "train"), as_split(val, "val")
   check_data(model, {"train": train, "val": val}, loss_fn is None)
-  check_options(checkpoint_dir, checkpoint_every, resume, source_params)
   every = epochs_per_call(epochs, checkpoint_every)
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params)
   mesh = data_mesh(devices, batch_size)
   program = build_program(model, recipe, len(train), epochs, batch_size,
                           mesh=mesh, loss_fn=loss_fn, metrics=metrics,

@@ -96,9 +96,9 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   if test is not None:
     splits["test"] = test = as_split(test, "test")
   check_data(models[0], splits, loss_fn is None)
+  every = epochs_per_call(epochs, checkpoint_every)
   check_options(checkpoint_dir, checkpoint_every, resume, source_params,
                 reports_chunks=on_chunk is not None)
-  every = epochs_per_call(epochs, checkpoint_every)
   program = build_program(models[0], recipe, len(train), epochs, batch_size,
                           loss_fn=loss_fn, metrics=metrics, monitor=monitor,
                           mode=mode, restore_best=restore_best)
