@@ -196,3 +196,28 @@ def test_a_value_with_count_zero_warns_that_it_is_never_judged():
 def test_complex_values_are_refused():
   with pytest.raises(ValueError, match="must be a real number"):
     lrtransfer.measurement(1 + 2j, 1)
+
+
+@pytest.mark.parametrize("recipes_arg, seeds, message", [
+    ("dict", 2, r"seeds must be a non-empty sequence of ints.*range\(3\)"),
+    ("dict", (0, 0), r"seeds repeat \(\[0, 0\]\)"),
+    ("list", (0,), r"recipes must be a dict of name -> .*got list"),
+])
+def test_compare_names_argument_mistakes(recipes_arg, seeds, message):
+  task = lrtransfer.data.get_task("digits_label_split")
+  recipe = recipes.Recipe("constant", 0.03)
+  chosen = {"constant": recipe} if recipes_arg == "dict" else [recipe]
+  with pytest.raises(ValueError, match=message):
+    lrtransfer.experiment.compare(task, chosen, seeds=seeds, epochs=1,
+                                  source_epochs=1)
+
+
+@pytest.mark.parametrize("field", ["head_first_epochs",
+                                   "unfreeze_every_epochs"])
+def test_a_schedule_longer_than_the_run_warns(field):
+  recipe = recipes.Recipe("late", 0.03, **{field: 3})
+  with pytest.warns(UserWarning, match=f"{field}=3 >= epochs=2"):
+    train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=2)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=4)

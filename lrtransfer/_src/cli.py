@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from typing import Optional, Sequence
 
 from lrtransfer._src import data as data_lib
@@ -40,6 +41,12 @@ USER_ERRORS = (UsageError, data_lib.DataError, CheckpointError, SizeError)
 _load_task = load_task
 
 
+def _show_warning(message, category, filename, lineno, file=None,
+                  line=None) -> None:
+  del category, filename, lineno, file, line
+  print(f"lrtransfer: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Runs the command; ``argv=None`` (the console script) also installs the
   interrupt watcher, which a caller's own process keeps otherwise."""
@@ -52,7 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interrupted = Interrupted()
     interrupts.install(interrupted)
   try:
-    return run_command(args, interrupted)
+    with warnings.catch_warnings():
+      # The library's warnings (a schedule longer than the run, ...) as one
+      # line each, like the CLI's own, not Python's file:line format.
+      warnings.showwarning = _show_warning
+      return run_command(args, interrupted)
   except USER_ERRORS as error:
     print(f"lrtransfer: error: {error}", file=sys.stderr)
     return EXIT_BAD_INPUT

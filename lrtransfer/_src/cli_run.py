@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from lrtransfer._src import cli_settings
 from lrtransfer._src.cli_options import (HIDDEN, UsageError,
                                          check_transfer_layers, load_task,
                                          select_methods, user_files)
@@ -124,6 +125,7 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
     print(f"lrtransfer: nothing to resume in {out}; starting fresh",
           file=sys.stderr)
     resume = False
+  cli_settings.check_or_record(out, cli_settings.run_settings(args), resume)
   use_checkpoints = args.checkpoint_every is not None or resume
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints
@@ -153,7 +155,10 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   diverged = [n for n, r in results.items() if r.diverged.any()]
   if diverged:
     print(f"lrtransfer: warning: diverged (non-finite loss): "
-          f"{', '.join(diverged)}; try a smaller --lr", file=sys.stderr)
+          f"{', '.join(diverged)}; try a smaller --lr"
+          + (" or --standardize source (raw inputs on large scales "
+             "diverge at any rate)" if args.standardize == "none" else ""),
+          file=sys.stderr)
   plots = report.write_plots(results, out, title=task.name)
   report.write_json({
       "task": task.name,

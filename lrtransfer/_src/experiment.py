@@ -247,6 +247,24 @@ def _is_run_checkpoint_folder(folder: Path) -> bool:
                              in p.name) for p in folder.iterdir())
 
 
+def _check_recipes_and_seeds(recipes: Any, seeds: Any) -> None:
+  """Clear errors for what a CLI user passes by habit (``seeds=3``, a list
+  of recipes) and for repeated seeds (identical runs, a zero spread)."""
+  if not isinstance(recipes, Mapping) or not all(
+      isinstance(r, Recipe) for r in recipes.values()):
+    raise ValueError("recipes must be a dict of name -> "
+                     "lrtransfer.recipes.Recipe (e.g. "
+                     f"default_recipes()), got {type(recipes).__name__}")
+  if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
+      or not seeds or not all(isinstance(s, (int, np.integer))
+                              and not isinstance(s, bool) for s in seeds)):
+    raise ValueError("seeds must be a non-empty sequence of ints, one run "
+                     f"each (e.g. range(3) for 3 runs), got {seeds!r}")
+  if len(set(int(s) for s in seeds)) != len(seeds):
+    raise ValueError(f"seeds repeat ({list(seeds)}): repeated seeds are "
+                     "identical runs and make the spread over seeds zero")
+
+
 def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             epochs: int = 50, seeds: Sequence[int] = (0, 1, 2),
             batch_size: int = 32, source_epochs: int = 20,
@@ -264,7 +282,8 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
 
   Args:
     task: the transfer task.
-    recipes: name -> recipe.
+    recipes: name -> recipe; the name labels the results (a Recipe's own
+      ``name`` is not read here).
     epochs: fine-tuning epochs.
     seeds: one run per seed (head initialisation and data order), vmapped.
     batch_size: minibatch size.
@@ -299,11 +318,14 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     name -> :class:`MethodResult`.
 
   Raises:
+    ValueError: ``recipes`` not a dict of Recipes, ``seeds`` not a
+      non-empty sequence of distinct ints.
     SizeError: the runs cannot fit in memory (checked before training).
     CheckpointError: earlier run checkpoints exist and neither ``resume``
       nor ``replace_checkpoints`` is set, or a folder there is not a run
       checkpoint.
   """
+  _check_recipes_and_seeds(recipes, seeds)
   if source is not None:
     model = checkpoint.model_type(source)
     if model is None:

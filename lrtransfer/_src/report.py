@@ -98,9 +98,13 @@ def write_plots(results: Mapping[str, MethodResult], out_dir: Path,
   for filename, ylabel, series, log_scale in panels:
     fig = Figure(figsize=(7, 4.2), dpi=110)
     ax = fig.subplots()
-    for name, result in results.items():
+    # Matplotlib's default cycle has 10 colours; the 11th method would
+    # share the first one's. The dash pattern changes every 10 methods.
+    styles = ("-", "--", ":", "-.")
+    for i, (name, result) in enumerate(results.items()):
       values = series(result)
-      ax.plot(np.arange(1, len(values) + 1), values, label=name)
+      ax.plot(np.arange(1, len(values) + 1), values, label=name,
+              color=f"C{i % 10}", linestyle=styles[(i // 10) % len(styles)])
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel + " (mean over seeds)")
     if log_scale:

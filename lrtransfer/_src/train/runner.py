@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -241,6 +242,14 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
       raise ValueError("metrics must be a dict of name -> fn(model, x, y), "
                        f"got {metrics!r}")
     metrics = tuple(metrics.items())
+  for field, what in (("head_first_epochs", "only the head is trained"),
+                      ("unfreeze_every_epochs",
+                       "the layers below the head never unfreeze")):
+    value = getattr(recipe, field)
+    if value is not None and value >= epochs:
+      warnings.warn(f"recipe {recipe.name!r}: {field}={value} >= "
+                    f"epochs={epochs}: {what} for the whole run",
+                    UserWarning, stacklevel=3)
   if not isinstance(restore_best, bool):
     raise ValueError(f"restore_best must be True or False, got "
                      f"{restore_best!r}")
