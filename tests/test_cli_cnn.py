@@ -57,6 +57,11 @@ def test_the_cnn_on_8x8_digits_and_resume_refuses_another_model(tmp_path):
   source = checkpoint.load_source_model(out / "source_params")
   assert source.config.image_shape == (8, 8, 1)
   code, _, err = _run(*common, "--resume")  # the MLP this time
+  assert code == 2 and "--model: 'cnn' there, 'mlp' now" in err, err
+  # Without the recorded options (an older run), the source checkpoint
+  # itself refuses the other architecture.
+  (out / "run_settings.json").unlink()
+  code, _, err = _run(*common, "--resume")
   assert code == 2 and "(cnn)" in err and "(mlp)" in err, err
 
 

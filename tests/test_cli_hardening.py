@@ -327,6 +327,12 @@ def test_resume_refuses_the_source_of_another_task(tmp_path):
             "--methods", "constant", "--no-progress", "--out", tmp_path / "o"]
   assert _run(*common)[0] == 0
   code, _, err = _run(*common, "--resume", "--task", "digits_domain_shift")
+  assert (code, "--task: 'digits_label_split' there, 'digits_domain_shift' "
+          "now" in err) == (2, True), err
+  # Without the recorded options (an older run), the source checkpoint
+  # itself refuses the other task's shapes.
+  (tmp_path / "o" / "run_settings.json").unlink()
+  code, _, err = _run(*common, "--resume", "--task", "digits_domain_shift")
   assert (code, "holds a source model for 64 features and 5 classes" in err
           ) == (2, True), err
 

@@ -221,3 +221,12 @@ def test_a_schedule_longer_than_the_run_warns(field):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=4)
+
+
+def test_a_csv_with_class_names_says_to_map_them_to_ids(tmp_path):
+  path = tmp_path / "named.csv"
+  path.write_text("1.0,2.0,cat\n3.0,4.0,dog\n")
+  with pytest.raises(lrtransfer.data.DataError,
+                     match=r"could not convert string 'cat'.*integer class id "
+                     r"in the last column \(map class names to 0, 1"):
+    lrtransfer.data.load_split_file(path)

@@ -103,8 +103,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
           encoding="utf-8-sig"
       )
   except ValueError as e:
-    # numpy names the offending value, row and column.
-    raise DataError(f"{path}: non-numeric or malformed value: {e}") from e
+    # numpy names the offending value, row and column; say what is expected.
+    hint = ("; every value must be a number, comma-separated, the label an "
+            "integer class id in the last column (map class names to 0, 1, "
+            "...)")
+    raise DataError(f"{path}: non-numeric or malformed value: "
+                    f"{str(e).rstrip('.')}{hint}") from e
   if table.shape[0] == 0:
     raise DataError(f"{path}: no data rows")
   if table.shape[1] < 2:
