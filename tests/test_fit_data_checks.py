@@ -230,3 +230,49 @@ def test_a_csv_with_class_names_says_to_map_them_to_ids(tmp_path):
                      match=r"could not convert string 'cat'.*integer class id "
                      r"in the last column \(map class names to 0, 1"):
     lrtransfer.data.load_split_file(path)
+
+
+def test_logits_with_more_axes_take_labels_of_the_same_shape():
+  # A per-position classifier: logits [n, 3, 5], labels [n, 3] (optax's
+  # integer-label cross-entropy works elementwise).
+  model = nnx.Linear(4, 5, rngs=nnx.Rngs(0))
+  x = RNG.normal(size=(16, 3, 4)).astype(np.float32)
+  y = RNG.integers(0, 5, (16, 3)).astype(np.int32)
+  loss, accuracy = train.evaluate(model, (x, y))
+  assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+  result = train.fit(model, recipes.Recipe("c", 0.03), (x, y), (x, y),
+                     epochs=1, batch_size=8)
+  assert np.isfinite(result.history["val_loss"]).all()
+  with pytest.raises(ValueError, match=r"holds label 5 \(row 2\).* 5 outputs"):
+    bad = y.copy()
+    bad[2, 1] = 5
+    train.fit(model, recipes.Recipe("c", 0.03), (x, bad), (x, y), epochs=1)
+  with pytest.raises(ValueError, match=r"shape \[n, 3\]"):
+    train.evaluate(model, (x, y[:, 0]))
+
+
+def test_seeds_as_arrays_are_accepted_by_compare():
+  from lrtransfer._src import experiment
+  experiment._check_recipes_and_seeds({"c": recipes.Recipe("c", 0.03)},
+                                      np.arange(3))
+  experiment._check_recipes_and_seeds({"c": recipes.Recipe("c", 0.03)},
+                                      jnp.arange(2))
+
+
+def test_checkpoints_written_before_the_monitor_keys_still_resume(tmp_path):
+  from lrtransfer._src.run_checkpoint import RunCheckpointer
+  old = {"model": "MLP", "epochs": 4, "seeds": [0]}
+  state = {"w": np.ones(3, np.float32)}
+  saver = RunCheckpointer(tmp_path, old)
+  saver.save(2, state)
+  saver.close()
+  new = {**old, "monitor": "val_loss", "mode": "min", "restore_best": False}
+  epoch, restored = RunCheckpointer(tmp_path, new).restore(state)
+  assert epoch == 2 and np.asarray(restored["w"]).tolist() == [1.0] * 3
+  with pytest.raises(checkpoint.CheckpointError, match="epochs"):
+    RunCheckpointer(tmp_path, {**new, "epochs": 5}).restore(state)
+  # Once recorded, the keys count.
+  with pytest.raises(checkpoint.CheckpointError, match="restore_best"):
+    other = tmp_path / "new"
+    RunCheckpointer(other, new).save(1, state)
+    RunCheckpointer(other, {**new, "restore_best": True}).restore(state)

@@ -98,6 +98,9 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   check_transfer_layers(args)
   out = args.out.absolute()
   check_writable(out)
+  settings = cli_settings.run_settings(args)
+  if args.resume:  # before results.json goes: a refused resume keeps it
+    cli_settings.check_resume(out, settings)
   stale = out / "results.json"
   if stale.exists():
     stale.unlink()  # a run that fails below must not leave an old "done"
@@ -125,7 +128,8 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
     print(f"lrtransfer: nothing to resume in {out}; starting fresh",
           file=sys.stderr)
     resume = False
-  cli_settings.check_or_record(out, cli_settings.run_settings(args), resume)
+  if not resume:
+    cli_settings.record(out, settings)
   use_checkpoints = args.checkpoint_every is not None or resume
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints

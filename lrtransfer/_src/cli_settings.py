@@ -5,7 +5,8 @@ batch size or data size. Options that change the data's values, the source
 model or how targets are built from it do not change those sizes, so a
 resume with another ``--standardize``, ``--transfer-layers`` or
 ``--source-epochs`` would silently continue the old run and record the new
-option. ``OUT/run_settings.json`` keeps them; ``--resume`` compares.
+option. ``OUT/run_settings.json`` keeps them; ``--resume`` compares,
+before anything in ``OUT`` is removed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ RUN_SETTINGS = "run_settings.json"
 
 def run_settings(args: Any) -> dict[str, Any]:
   """The options that decide the data, the source and the initial targets."""
-  files = {name: str(Path(value).absolute()) for name in (
+  files = {name: str(Path(value).resolve()) for name in (
       "source_data", "target_data", "source_train", "source_val",
       "target_train", "target_val", "target_test")
       if (value := getattr(args, name, None)) is not None}
@@ -33,22 +34,25 @@ def run_settings(args: Any) -> dict[str, Any]:
           "seeds": args.seeds}
 
 
-def check_or_record(out: Path, settings: dict[str, Any],
-                    resume: bool) -> None:
-  """On ``resume``, refuses settings that differ from the recorded ones
-  (naming each); otherwise records them for a later ``--resume``."""
-  from lrtransfer._src import report  # matplotlib: not for --help
+def check_resume(out: Path, settings: dict[str, Any]) -> None:
+  """Refuses a ``--resume`` whose settings differ from those recorded in
+  ``out`` (naming each); nothing recorded (a run of an older version):
+  nothing to compare."""
   path = out / RUN_SETTINGS
-  if resume and path.exists():
-    stored = json.loads(path.read_text())
-    different = [key for key in settings if stored.get(key) != settings[key]]
-    if different:
-      changes = "; ".join(f"--{key.replace('_', '-')}: {stored.get(key)!r} "
-                          f"there, {settings[key]!r} now"
-                          for key in different)
-      raise UsageError(
-          f"--resume: {out} holds a run with other settings ({changes}); "
-          "give the same options to continue it, or drop --resume to start "
-          "over")
+  if not path.exists():
     return
-  report.write_json(settings, path)
+  stored = json.loads(path.read_text())
+  different = [key for key in settings if stored.get(key) != settings[key]]
+  if different:
+    changes = "; ".join(f"--{key.replace('_', '-')}: {stored.get(key)!r} "
+                        f"there, {settings[key]!r} now" for key in different)
+    raise UsageError(
+        f"--resume: {out} holds a run with other settings ({changes}); give "
+        "the same options to continue it, or drop --resume to start over")
+
+
+def record(out: Path, settings: dict[str, Any]) -> None:
+  """Records ``settings`` for a later ``--resume`` (every fresh run: it
+  also writes the source model that a resume reuses)."""
+  from lrtransfer._src import report  # matplotlib: not for --help
+  report.write_json(settings, out / RUN_SETTINGS)

@@ -255,6 +255,8 @@ def _check_recipes_and_seeds(recipes: Any, seeds: Any) -> None:
     raise ValueError("recipes must be a dict of name -> "
                      "lrtransfer.recipes.Recipe (e.g. "
                      f"default_recipes()), got {type(recipes).__name__}")
+  if isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1:
+    seeds = np.asarray(seeds).tolist()  # NumPy/JAX ints: accepted as ints
   if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
       or not seeds or not all(isinstance(s, (int, np.integer))
                               and not isinstance(s, bool) for s in seeds)):

@@ -147,12 +147,12 @@ def _warn_if_never_judged(count: Any, values: dict[str, Any]) -> None:
 
 
 def _check_monitor_and_mode(monitor: str, mode: str, names) -> None:
-  if mode not in MODES:
-    raise ValueError(f"mode must be 'min' or 'max', got mode={mode!r}")
   if monitor not in names:
     raise ValueError(
         f"monitor={monitor!r} names no value of this measurement; it has "
         f"{sorted(names)}.")
+  if mode not in MODES:
+    raise ValueError(f"mode must be 'min' or 'max', got mode={mode!r}")
 
 
 def measurement(value: Any = None, count: Any = None, *,

@@ -107,9 +107,14 @@ class RunCheckpointer:
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
       raise CheckpointError(f"{where}: not an lrtransfer run checkpoint")
     stored = meta.get("description", {})
+    # Keys added to the description later: a checkpoint written before
+    # them does not hold them and is judged on the others (its state tree
+    # is still checked when restored).
+    added_later = {"monitor", "mode", "restore_best"}
     different = sorted(
         key for key in set(stored) | set(self.description)
-        if stored.get(key) != self.description.get(key))
+        if stored.get(key) != self.description.get(key)
+        and not (key in added_later and key not in stored))
     if different:
       details = "; ".join(f"{k}: checkpoint has {stored.get(k)!r}, this run "
                           f"{self.description.get(k)!r}" for k in different)

@@ -67,45 +67,58 @@ def check_finite_inputs(split: ArraySplit, name: str) -> None:
         "them before training.")
 
 
-def output_classes(model: nnx.Module, x: Any) -> Optional[int]:
-  """The number of logits ``model`` gives per example of ``x`` (from its
-  shapes only, nothing computed), or None when the output is not
-  ``[batch, classes]`` or the model cannot be traced on ``x``."""
+def output_shape(model: nnx.Module, x: Any) -> Optional[tuple[int, ...]]:
+  """The shape of ``model``'s output for a batch of one example of ``x``
+  (from shapes only, nothing computed), or None when the model cannot be
+  traced on ``x`` (the run itself then reports what is wrong)."""
   graph, state = nnx.split(model)
-  example = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), np.asarray(x).dtype)
+  example = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), x.dtype)
   try:
     out = jax.eval_shape(lambda s, xs: nnx.merge(graph, s)(xs), state,
                          example)
-  except Exception:  # The run itself reports what is wrong with the model.
+  except Exception:  # pylint: disable=broad-except
     return None
-  shape = getattr(out, "shape", ())
-  return int(shape[-1]) if len(shape) == 2 else None
+  shape = getattr(out, "shape", None)
+  return tuple(shape) if shape is not None and len(shape) >= 2 else None
 
 
-def check_class_labels(y: Any, name: str, classes: Optional[int],
+def check_class_labels(y: Any, name: str,
+                       logits_shape: Optional[tuple[int, ...]],
                        takes_loss_fn: bool = True) -> None:
-  """Integer labels ``[n]`` in ``[0, classes)``, as the default loss needs
-  (``takes_loss_fn``: the caller accepts a ``loss_fn`` for other targets)."""
+  """Integer labels in ``[0, classes)`` shaped like the logits without their
+  class axis (``[n]`` for logits ``[n, classes]``), as the default loss
+  needs (``takes_loss_fn``: the caller accepts a ``loss_fn`` for other
+  targets). ``logits_shape``: one example's logits ``(1, ..., classes)``,
+  or None when unknown (then ``[n]`` is expected and no range checked)."""
   y = np.asarray(y)
-  if y.dtype.kind not in "iu" or y.ndim != 1:
-    hint = (" (one-hot rows: pass y.argmax(-1))" if y.ndim == 2
-            and y.shape[1] > 1 else " (a column [n, 1]: pass y[:, 0])"
-            if y.ndim == 2 else "")
+  label_dims = 1 if logits_shape is None else len(logits_shape) - 1
+  if y.dtype.kind not in "iu" or y.ndim != label_dims or (
+      logits_shape is not None and y.shape[1:] != logits_shape[1:-1]):
+    expected = ("[n]" if label_dims == 1 else
+                f"[n, {', '.join(map(str, logits_shape[1:-1]))}]")
+    hint = (" (one-hot rows: pass y.argmax(-1))" if y.ndim == label_dims + 1
+            and y.dtype.kind == "f" and y.shape[-1] > 1
+            else " (a column [n, 1]: pass y[:, 0])"
+            if y.ndim == 2 and y.shape[1] == 1 and label_dims == 1 else "")
     raise ValueError(
-        f"{name}.y must be integer class labels of shape [n] for the default "
-        f"loss (softmax cross-entropy), got {y.dtype} {y.shape}{hint}"
+        f"{name}.y must be integer class labels of shape {expected} for the "
+        f"default loss (softmax cross-entropy), got {y.dtype} "
+        f"{y.shape}{hint}"
         + ("; for other targets pass loss_fn=" if takes_loss_fn else ""))
   if y.size == 0:
     return
   if y.min() < 0:
+    row = int(np.unravel_index(np.argmin(y), y.shape)[0])
     raise ValueError(
-        f"{name}.y holds label {y.min()} (row {int(np.argmin(y))}): labels "
-        "must be class indices 0, 1, ..., classes - 1")
+        f"{name}.y holds label {y.min()} (row {row}): labels must be class "
+        "indices 0, 1, ..., classes - 1")
+  classes = None if logits_shape is None else int(logits_shape[-1])
   if classes is not None and y.max() >= classes:
+    row = int(np.unravel_index(np.argmax(y), y.shape)[0])
     raise ValueError(
-        f"{name}.y holds label {y.max()} (row {int(np.argmax(y))}) but the "
-        f"model has {classes} outputs: labels must be in [0, {classes}) "
-        "(1-based labels: pass y - 1; more classes: a larger head)")
+        f"{name}.y holds label {y.max()} (row {row}) but the model has "
+        f"{classes} outputs: labels must be in [0, {classes}) (1-based "
+        "labels: pass y - 1; more classes: a larger head)")
 
 
 def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
@@ -115,9 +128,9 @@ def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
     check_finite_inputs(split, name)
   if default_loss:
     first = next(iter(splits.values()))
-    classes = output_classes(model, first.x)
+    shape = output_shape(model, first.x)
     for name, split in splits.items():
-      check_class_labels(split.y, name, classes)
+      check_class_labels(split.y, name, shape)
 
 
 def check_options(checkpoint_dir: Any, checkpoint_every: Optional[int],

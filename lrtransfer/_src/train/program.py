@@ -106,9 +106,9 @@ def evaluate(model: nnx.Module, split: Any) -> tuple[float, float]:
   model = nnx.clone(model)
   model.eval()
   logits = model(jnp.asarray(split.x))
-  checks.check_class_labels(split.y, "split", int(logits.shape[-1])
-                            if logits.ndim == 2 else None,
-                            takes_loss_fn=False)
+  checks.check_class_labels(split.y, "split",
+                            (1, *logits.shape[1:]) if logits.ndim >= 2
+                            else None, takes_loss_fn=False)
   labels = jnp.asarray(split.y)
   return (float(cross_entropy(logits, labels)),
           float(jnp.mean(jnp.argmax(logits, -1) == labels)))
