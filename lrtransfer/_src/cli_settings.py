@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrtransfer._src.cli_options import HIDDEN, UsageError
+from lrtransfer._src.run_checkpoint import differing_keys
 
 RUN_SETTINGS = "run_settings.json"
 
@@ -42,7 +43,7 @@ def check_resume(out: Path, settings: dict[str, Any]) -> None:
   if not path.exists():
     return
   stored = json.loads(path.read_text())
-  different = [key for key in settings if stored.get(key) != settings[key]]
+  different = differing_keys(stored, settings)
   if different:
     changes = "; ".join(f"--{key.replace('_', '-')}: {stored.get(key)!r} "
                         f"there, {settings[key]!r} now" for key in different)

@@ -98,8 +98,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
       threshold_mode, overfit_factor, rise_factor, slow_progress,
       max_raises, train_threshold, train_rise, fitted_ratio, target: as in
       :func:`adjust`.
-    slow_patience: as in :func:`adjust`, but 1 by default here (2 was not
-      better on the tuning tasks, session 5).
+    slow_patience: as in :func:`adjust` (1 by default in both; 2 was not
+      better for ``dynamic`` on the tuning tasks, sessions 5 and 6).
     remember_brake: as in :func:`adjust`, but True by default here.
     brake_patience: as in :func:`adjust`, but 1 by default here: the brake
       cuts when the training loss is high at two evaluations in a row and

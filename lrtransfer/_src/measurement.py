@@ -125,8 +125,10 @@ def _default_monitor(names) -> str:
       f"value strategies judge; got values {sorted(names)}.")
 
 
-def _resolved_mode(monitor: str, mode: str) -> str:
-  """``"auto"``: max for names containing "acc" (Keras' rule), else min."""
+def resolve_mode(monitor: str, mode: str) -> str:
+  """``"auto"``: max for names containing "acc" in any case (Keras' rule,
+  which reads "acc" only in lower case), else min; "min"/"max" as given.
+  The one rule of :func:`measurement` and :func:`lrtransfer.train.fit`."""
   if mode == "auto":
     return "max" if "acc" in monitor.lower() else "min"
   if mode not in MODES:
@@ -213,7 +215,7 @@ def measurement(value: Any = None, count: Any = None, *,
   _warn_if_never_judged(count, values)
   monitor = _default_monitor(checked) if monitor is None else monitor
   if isinstance(monitor, str):
-    mode = _resolved_mode(monitor, mode)
+    mode = resolve_mode(monitor, mode)
   _check_monitor_and_mode(monitor, mode, checked)
   return Measurement(checked, checked_count, monitor, mode)
 

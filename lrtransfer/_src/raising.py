@@ -88,9 +88,10 @@ one rise (the next needs the loss to rise by ``train_rise`` again above
 where it stood at the last cut), and ``brake_patience`` waits for a high
 loss that is not falling back. A diverging loss grows by more than that
 per evaluation and is cut every time. A raise needs a training value that
-is not rising, so the two never meet. With ``remember_brake`` the brake also sets a ceiling: no later raise (plateau or
-slow-progress) takes the scale above where the last brake left it, so a rate
-that once made training diverge is not climbed back to (the growth of
+is not rising, so the two never meet. With ``remember_brake`` the brake
+also sets a ceiling: no later raise (plateau or slow-progress) takes the
+scale above where the last brake left it, so a rate that once made training
+diverge is not climbed back to (the growth of
 DoG/Prodigy-style estimates is likewise monotone in what it has observed; a
 raise undone by the next evaluation then cannot oscillate with the brake).
 

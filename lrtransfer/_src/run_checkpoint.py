@@ -27,7 +27,7 @@ import hashlib
 import shutil
 import types
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional
 
 import jax
 import numpy as np
@@ -52,6 +52,16 @@ def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
   for path in partial:
     shutil.rmtree(path, ignore_errors=True)
   return partial
+
+
+def differing_keys(stored: Mapping[str, Any], current: Mapping[str, Any],
+                   added_later: Collection[str] = ()) -> list[str]:
+  """Sorted keys whose values differ between a recorded description and the
+  one asked for now; a key of ``added_later`` missing from ``stored`` (a
+  record older than the key) does not count."""
+  return sorted(key for key in set(stored) | set(current)
+                if stored.get(key) != current.get(key)
+                and not (key in added_later and key not in stored))
 
 
 class RunCheckpointer:
@@ -110,11 +120,9 @@ class RunCheckpointer:
     # Keys added to the description later: a checkpoint written before
     # them does not hold them and is judged on the others (its state tree
     # is still checked when restored).
-    added_later = {"monitor", "mode", "restore_best"}
-    different = sorted(
-        key for key in set(stored) | set(self.description)
-        if stored.get(key) != self.description.get(key)
-        and not (key in added_later and key not in stored))
+    different = differing_keys(stored, self.description,
+                               added_later={"monitor", "mode",
+                                            "restore_best"})
     if different:
       details = "; ".join(f"{k}: checkpoint has {stored.get(k)!r}, this run "
                           f"{self.description.get(k)!r}" for k in different)

@@ -13,10 +13,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.checks import check_data, check_options
+from lrtransfer._src.train.checks import as_split, check_data, check_options
 from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs, _nested
 from lrtransfer._src.transfer.depths import remember_depths
-from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
+from lrtransfer._src.train.runner import (ChunkedRun, build_program,
                                           compile_cached, data_arrays,
                                           data_mesh, epochs_per_call,
                                           run_description, split_model)
@@ -94,7 +94,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
     monitor: the logged value the strategies react to and ``restore_best``
       judges: ``"val_loss"``, ``"train_loss"`` or ``"val_<metric>"``.
     mode: ``"min"``, ``"max"`` or ``"auto"`` (max for names containing
-      "acc", else min, as Keras).
+      "acc" in any case, else min, as Keras;
+      :func:`lrtransfer.measurement`'s rule).
     restore_best: keep, inside the compiled program, a copy of the
       parameters (and other state) of the best monitored evaluation, returned
       as ``best_model``.

@@ -28,7 +28,6 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspection
-from lrtransfer._src.data import Split
 from lrtransfer._src.train import checks
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
@@ -117,15 +116,6 @@ def evaluate(model: nnx.Module, split: Any) -> tuple[float, float]:
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
   """``ceil(num_train / batch_size)``: every example is seen each epoch."""
   return max(1, math.ceil(num_train / batch_size))
-
-
-def resolve_mode(monitor: str, mode: str) -> str:
-  """``"auto"``: max for names containing "acc" (Keras' rule), else min."""
-  if mode == "auto":
-    return "max" if "acc" in monitor else "min"
-  if mode not in ("min", "max"):
-    raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-  return mode
 
 
 class _ByIdentity:

@@ -14,14 +14,14 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from lrtransfer._src.data import Split
 from lrtransfer._src.models import transferred_mask
 from lrtransfer._src.transfer.depths import layer_depths, normalize_path
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src import sizes
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
-from lrtransfer._src.train.checks import ArraySplit, as_split  # noqa: F401
-from lrtransfer._src.train.program import FitProgram, resolve_mode
+from lrtransfer._src.measurement import resolve_mode
+from lrtransfer._src.train.checks import ArraySplit
+from lrtransfer._src.train.program import FitProgram
 
 
 def data_arrays(train: ArraySplit, val: ArraySplit) -> tuple:
@@ -194,9 +194,9 @@ def data_mesh(devices: Optional[Sequence[jax.Device]], batch_size: int
   return Mesh(np.asarray(devices), ("data",))
 
 
-def run_description(model_like, recipe: Recipe, train: Split, val: Split,
-                     epochs: int, batch_size: int, seeds, learning_rates,
-                     program: Optional[FitProgram] = None):
+def run_description(model_like, recipe: Recipe, train: ArraySplit,
+                    val: ArraySplit, epochs: int, batch_size: int, seeds,
+                    learning_rates, program: Optional[FitProgram] = None):
   """What must match to resume a run; with ``program``, also what it
   monitors and whether it keeps the best parameters (which change the
   checkpointed state)."""

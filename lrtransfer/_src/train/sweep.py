@@ -14,8 +14,8 @@ from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.fitting import check_sizes
 from lrtransfer._src.train.program import LossFn, RunInputs
-from lrtransfer._src.train.checks import check_data, check_options
-from lrtransfer._src.train.runner import (ChunkedRun, as_split, build_program,
+from lrtransfer._src.train.checks import as_split, check_data, check_options
+from lrtransfer._src.train.runner import (ChunkedRun, build_program,
                                           compile_cached, data_arrays,
                                           epochs_per_call, run_description,
                                           split_model)
