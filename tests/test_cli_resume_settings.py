@@ -34,3 +34,25 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
   assert cli.main([*FAST, "--out", str(out), "--resume"]) == 0
   assert json.loads((out / "results.json").read_text())["settings"][
       "resumed"] is True
+
+
+def test_a_fresh_run_removes_checkpoints_of_the_source_it_replaces(
+    tmp_path, capsys):
+  """Session 6's known gap: a fresh run without --checkpoint-every rewrote
+  source_params and run_settings.json but left the earlier run's
+  checkpoints, so a later --resume with the new options continued them."""
+  out = tmp_path / "out"
+  assert cli.main([*FAST, "--out", str(out)]) == 0
+  assert any((out / "checkpoints" / "constant").iterdir())
+  capsys.readouterr()
+  at = FAST.index("--checkpoint-every")
+  fresh = FAST[:at] + FAST[at + 2:]
+  assert cli.main([*fresh, "--out", str(out), "--source-epochs", "2"]) == 0
+  assert "removing the earlier run checkpoints" in capsys.readouterr().err
+  assert not (out / "checkpoints").exists()
+  # --resume with the new options now has no old epochs to continue.
+  code = cli.main([*FAST, "--out", str(out), "--resume",
+                   "--source-epochs", "2"])
+  assert code == 0
+  results = json.loads((out / "results.json").read_text())
+  assert results["settings"]["source_epochs"] == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import sys
 import tempfile
 import time
@@ -133,10 +134,15 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   use_checkpoints = args.checkpoint_every is not None or resume
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints
-  if use_checkpoints and not resume and any(
-      (checkpoints / n).exists() for n in names):
-    print(f"lrtransfer: replacing the earlier run checkpoints in "
-          f"{checkpoints} (use --resume to continue them)", file=sys.stderr)
+  if not resume and checkpoints.exists():
+    # A fresh run rewrites source_params and run_settings.json, so every
+    # earlier run checkpoint (any method's) continues a source model that
+    # is gone: a later --resume must not pick them up as this run's.
+    if any(has_run_checkpoints(p) for p in checkpoints.glob("*")):
+      print(f"lrtransfer: removing the earlier run checkpoints in "
+            f"{checkpoints}: a fresh run replaces the source model they "
+            "continue (use --resume to continue them)", file=sys.stderr)
+    shutil.rmtree(checkpoints)
 
   from tqdm import tqdm
   start = time.perf_counter()
