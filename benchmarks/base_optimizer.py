@@ -1,4 +1,5 @@
-"""Which base optimizer under the recommended strategy: SGD-momentum or Adam.
+"""Which base optimizer under the recommended strategy: SGD-momentum, Adam
+or Prodigy.
 
     python benchmarks/base_optimizer.py [--quick] [--out FILE] [--tasks ...]
         [--seeds N] [--epochs E]
@@ -14,7 +15,12 @@ of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
 * SGD-momentum: ``tune_defaults.LRS`` (0.001 ... 1.0), candidate default
   rates ``d`` in ``tune_defaults.BASE_LR_CANDIDATES`` (0.01, 0.03, 0.1);
 * Adam (``optax.adam``, its default betas): 3e-5 ... 3e-2, candidate
-  defaults 3e-4, 1e-3, 3e-3 (Adam's usual range, 30x below SGD's).
+  defaults 3e-4, 1e-3, 3e-3 (Adam's usual range, 30x below SGD's);
+* Prodigy (``optax.contrib.prodigy``, its defaults; session 7): its
+  ``learning_rate`` multiplies the step size it estimates (1.0 is its
+  default and what the report table's peer runs), ladder 0.03 ... 30,
+  candidate defaults 0.3, 1, 3. It asks whether the strategy adds anything
+  on top of the learning-rate-free peer that leads the report table.
 
 The choice is tune_defaults.py's stage-4 rule, for (optimizer, d) pairs: on
 every tuning task, at ``d`` >= the SGD best-of-grid constant (the rate of
@@ -50,6 +56,7 @@ DEFAULT_OUT = _common.RESULTS_DIR / "base_optimizer.json"
 QUICK_OUT = _common.RESULTS_DIR / "base_optimizer_quick.json"
 SGD_DEFAULTS = td.BASE_LR_CANDIDATES
 ADAM_DEFAULTS = (3e-4, 1e-3, 3e-3)
+PRODIGY_DEFAULTS = (0.3, 1.0, 3.0)
 
 
 def _ladder(defaults: Sequence[float]) -> tuple[float, ...]:
@@ -62,10 +69,16 @@ def adam(learning_rate: float) -> optax.GradientTransformation:
   return optax.adam(learning_rate)
 
 
+def prodigy(learning_rate: float) -> optax.GradientTransformation:
+  """Prodigy with its defaults; ``learning_rate`` scales its estimate."""
+  return optax.contrib.prodigy(learning_rate)
+
+
 OPTIMIZERS = {
     # name: (ladder of rates, candidate default rates, optimizer factory)
     "sgd": (td.LRS, SGD_DEFAULTS, None),
     "adam": (_ladder(ADAM_DEFAULTS), ADAM_DEFAULTS, adam),
+    "prodigy": (_ladder(PRODIGY_DEFAULTS), PRODIGY_DEFAULTS, prodigy),
 }
 
 

@@ -237,7 +237,8 @@ def test_base_optimizer_reads_validation_only(tmp_path):
   assert selection["chosen"] in selection["candidates"]
   for task, by_name in result["val"].items():
     assert set(by_name) == {"sgd/constant", "sgd/recommended",
-                            "adam/constant", "adam/recommended"}
+                            "adam/constant", "adam/recommended",
+                            "prodigy/constant", "prodigy/recommended"}
     for name, by_rate in by_name.items():
       ladder = result["ladders"][name.split("/")[0]]
       assert [float(r) for r in by_rate] == pytest.approx(ladder)
@@ -245,8 +246,10 @@ def test_base_optimizer_reads_validation_only(tmp_path):
   assert (tmp_path / "base_optimizer.md").read_text().count("**chosen**") == 1
 
 
-def _ladders(base_optimizer, sgd, adam_const, adam_rec):
-  """A one-task table: every rate at a value, with per-rate overrides."""
+def _ladders(base_optimizer, sgd, adam_const, adam_rec,
+             prodigy=(0.5, {})):
+  """A one-task table: every rate at a value, with per-rate overrides
+  (Prodigy's constant and recommended both ``prodigy``: far below)."""
   def ladder(name, spec):
     value, overrides = spec
     rates, _, _ = base_optimizer.OPTIMIZERS[name]
@@ -254,7 +257,9 @@ def _ladders(base_optimizer, sgd, adam_const, adam_rec):
   return {"task": {"sgd/constant": ladder("sgd", (0.9, {})),
                    "sgd/recommended": ladder("sgd", sgd),
                    "adam/constant": ladder("adam", adam_const),
-                   "adam/recommended": ladder("adam", adam_rec)}}
+                   "adam/recommended": ladder("adam", adam_rec),
+                   "prodigy/constant": ladder("prodigy", prodigy),
+                   "prodigy/recommended": ladder("prodigy", prodigy)}}
 
 
 def test_base_optimizer_rule_prefers_a_qualifying_pair_then_the_mean():
