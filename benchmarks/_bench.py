@@ -47,6 +47,8 @@ def split_record() -> dict[str, Any]:
   return {"tuning": tuning, "report": report,
           "tuning_seeds": list(suite.TUNING_SEEDS),
           "report_seeds": list(suite.REPORT_SEEDS),
+          "task_seeds": {"tuning": suite.TUNING_TASK_SEED,
+                         "report": suite.REPORT_TASK_SEED},
           "missing": tuning_missing + report_missing,
           "source": "benchmarks/suite.py"}
 
@@ -64,7 +66,8 @@ class Prepared:
 
 def prepare(name: str, *, source_epochs: int = SOURCE_EPOCHS,
             batch_size: int = BATCH_SIZE, hidden=HIDDEN) -> Prepared:
-  task = lrtransfer.data.get_task(name)
+  # Report tasks are drawn with their own task seed (suite.task_seed).
+  task = lrtransfer.data.get_task(name, seed=suite.task_seed(name))
   start = time.perf_counter()
   source = lrtransfer.experiment.pretrain_source(
       task, hidden=hidden, epochs=source_epochs, batch_size=batch_size)

@@ -42,7 +42,22 @@ def lrtransfer_methods() -> list[Method]:
   methods = [Method(n, "lrtransfer",
                     (lambda lr, n=n: lrtransfer.recipes.default_recipes(lr)[n]))
              for n in names]
-  return methods + [recommended()]
+  return methods + [bold_driver(), recommended()]
+
+
+def bold_driver() -> Method:
+  """``lrtransfer.bold_driver()`` with its defaults on the validation loss
+  each epoch: a public strategy, so the catastrophe check covers it (session
+  7; it is not one of ``default_recipes``)."""
+  return Method("bold_driver", "lrtransfer",
+                lambda lr: Recipe("bold_driver", lr, strategy=_bold_driver))
+
+
+def _bold_driver(steps_per_epoch: int, total_steps: int):
+  """Module level: one function object, so recipes compare equal and the
+  compiled program is reused across tasks of equal shapes."""
+  del steps_per_epoch, total_steps
+  return lrtransfer.bold_driver()
 
 
 def recommended() -> Method:
@@ -106,4 +121,5 @@ def all_methods(names: Optional[list[str]] = None) -> list[Method]:
   return methods
 
 
-LRTRANSFER_STRATEGIES = ("decay", "reduce_on_plateau", "adjust", "dynamic")
+LRTRANSFER_STRATEGIES = ("decay", "reduce_on_plateau", "adjust", "dynamic",
+                         "bold_driver")

@@ -174,7 +174,14 @@ def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
                   "reachable_by_a_constant_rate": bool(
                       best_constant >= scratch_best
                       - NEGATIVE_TRANSFER_TOLERANCE),
-                  "recommended": by_method["recommended"]["mean"], "met": ok}
+                  "recommended": by_method["recommended"]["mean"],
+                  # Every fine-tuning method (ours, peers) that got there.
+                  "methods_within_tolerance": sorted(
+                      m for m, stats in by_method.items()
+                      if not m.startswith("scratch")
+                      and stats["mean"] >= scratch_best
+                      - NEGATIVE_TRANSFER_TOLERANCE),
+                  "met": ok}
     met = met and ok
   negative = {
       "rule": "on report tasks where scratch's best-of-grid beats fine-tuning"

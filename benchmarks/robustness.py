@@ -15,11 +15,13 @@ documented defaults. Per method:
   best-of-grid constant rate), the constant rate picked on mean final
   *validation* accuracy; negative: below it;
 * ``catastrophe``: min over tasks and rates of (method - constant rate at
-  the same base rate);
+  the same base rate; the constant rate also runs at recommended's 10x-off
+  rates, so those count);
 
 both in accuracy (0.01 = 1 point). Issue 9's targets checked here:
 catastrophe-free (every lrtransfer *strategy* -- ``methods.
-LRTRANSFER_STRATEGIES`` and the recommended recipe -- >= constant - 1 point
+LRTRANSFER_STRATEGIES``, bold_driver among them since session 7, and the
+recommended recipe; one that did not run leaves it undecided -- >= constant - 1 point
 at every task and rate; the transfer tools, which are not strategies and run
 at a constant rate, get the same figure as information:
 ``tools_catastrophe_free``) and tuning-free (recommended at its default rate >=
@@ -62,12 +64,18 @@ def key(lr: float) -> str:
   return f"{lr:g}"
 
 
+GRID_KEYS = frozenset(key(lr) for lr in _bench.GRID)
+
+
 def method_rates(method: methods_lib.Method, default_lr: float
                  ) -> list[float]:
   if not method.base_rate:
     return [default_lr]
   rates = list(BASE_LRS)
-  if method.name == "recommended":
+  # The constant rate runs wherever recommended does, so that recommended's
+  # catastrophe check covers its 10x-off rates too (0.001 was skipped before
+  # session 7: no constant rate there).
+  if method.name in ("recommended", "constant"):
     rates += [default_lr / 10, default_lr, default_lr * 10]
   return sorted({round(r, 10) for r in rates})
 
@@ -93,7 +101,9 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
     details["seconds"][method.name] = grid.seconds
     details["compile_seconds"][method.name] = grid.compile_seconds
     if method.name == "constant":
-      best = grid.best_on_val()
+      # Best of the grid only (GRID), not of the extra rates it also ran at.
+      on_grid = [i for i, lr in enumerate(rates) if key(lr) in GRID_KEYS]
+      best = max(on_grid, key=lambda i: float(grid.val[i].mean()))
       details["best_of_grid"] = {"lr": rates[best], **grid.stats(best)}
   return {"curves": curves, "details": details}
 
@@ -121,9 +131,8 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
         const = curves.get("constant", {}).get(lr_key)
         # A method without a base rate (the LR-free peers) ran at its own
         # defaults: there is no "same base rate" to compare it at.
-        if const is None or method == "constant" or (
-            lr_key not in map(key, BASE_LRS)) or not result.get(
-                "base_rate", {}).get(method, True):
+        if const is None or method == "constant" or not result.get(
+            "base_rate", {}).get(method, True):
           continue
         gap = stats["mean"] - const["mean"]
         if const["mean"] >= best - STABLE and gap < stable.get(method,
@@ -155,14 +164,18 @@ def targets(result, catastrophe) -> dict[str, Any]:
   failing = lambda names: {
       m: catastrophe[m] for m in names
       if m in catastrophe and catastrophe[m] < -CATASTROPHE_TOLERANCE}
+  # A strategy that did not run (--methods) is not judged: the target is
+  # then undecided (None), never met by default.
+  expected = [*methods_lib.LRTRANSFER_STRATEGIES, "recommended"]
+  not_run = [m for m in expected if m not in catastrophe]
   out: dict[str, Any] = {
       "catastrophe_free": {
-          "rule": "every lrtransfer strategy (decay, reduce_on_plateau, "
-                  "adjust, dynamic, recommended) >= constant rate at the "
-                  "same base rate - 1 point, on every report task and base "
-                  "rate",
-          "met": (not failing(strategies)) if strategies else None,
-          "failing": failing(strategies)},
+          "rule": "every lrtransfer strategy (" + ", ".join(expected) +
+                  ") >= constant rate at the same base rate - 1 point, on "
+                  "every report task and base rate",
+          "met": (False if failing(strategies) else
+                  None if not_run else True),
+          "failing": failing(strategies), "not_run": not_run},
       "tools_catastrophe_free": {
           "rule": "information, not an issue-9 target: the transfer tools "
                   "(at a constant rate, no strategy) >= constant rate - 1 "
@@ -178,10 +191,16 @@ def targets(result, catastrophe) -> dict[str, Any]:
     best = result["details"][task]["best_of_grid"]["mean"]
     at = {label: _mean(curves, "recommended", lr) for label, lr in
           (("default", d), ("10x_below", d / 10), ("10x_above", d * 10))}
-    ok = (at["default"] >= best - TUNING_FREE_AT_DEFAULT
-          and at["10x_below"] >= best - TUNING_FREE_AT_10X
-          and at["10x_above"] >= best - TUNING_FREE_AT_10X)
-    rows[task] = {"best_of_grid": best, **at, "met": ok}
+    # A 1e-6 slack (1/200 of one prediction in 5 x 1000): a tie (equal
+    # mean accuracies, the same number of correct predictions) is met,
+    # whatever the float32 rounding of the two means (session 7's audit
+    # found a tie decided by 1.7e-8).
+    margins = {
+        "default": at["default"] - best + TUNING_FREE_AT_DEFAULT,
+        "10x_below": at["10x_below"] - best + TUNING_FREE_AT_10X,
+        "10x_above": at["10x_above"] - best + TUNING_FREE_AT_10X}
+    ok = all(m >= -1e-6 for m in margins.values())
+    rows[task] = {"best_of_grid": best, **at, "margins": margins, "met": ok}
     met = met and ok if met is not None else None
   out["tuning_free"] = {
       "rule": "recommended at its default rate >= best-of-grid constant - "

@@ -36,9 +36,20 @@ Much of that spread is divergence at 0.3; leaving out the grid's edges
 ``digits_label_split_3shot``, nor ``digits_low_contrast``, which instead
 loses 13 points at the too-low 0.003).
 
-Every task is built with its default task seed (0: one fixed few-shot
-split); the seeds below are the runs' seeds (new head's initialisation and
-data order).
+Task seeds (session 7, after an audit; decided before any run with them):
+tuning tasks are built with task seed 0, report tasks with
+``REPORT_TASK_SEED`` (1; see :func:`task_seed`). With one task seed for
+both, report and tuning tasks of one kind shared their draws: the 3-shot
+label split (then ``digits_label_split_3shot``) had the tuning set's
+10-shot split's source model, and 398 of its 433 test images were that
+task's test images and 35 its validation images; the teacher-student tasks
+shared their source teacher, fresh teacher and source data; the digits
+corruptions their source model. With another task seed every split, source
+model and teacher is drawn anew (the data sets themselves are shared:
+sklearn's digits hold 1797 images). The label split of the report set is
+now another split (even digits -> odd ones, ``digits_even_odd_3shot``), not
+the tuning set's 0-4 -> 5-9 with fewer shots. The seeds below are the runs'
+seeds (new head's initialisation and data order).
 """
 
 from __future__ import annotations
@@ -61,7 +72,7 @@ REPORT_TASKS: tuple[str, ...] = (
     "digits_low_contrast",
     "breast_cancer_shift",
     "mnist_to_digits",
-    "digits_label_split_3shot",
+    "digits_even_odd_3shot",
     "teacher_student_sim0.0",
     "teacher_student_sim0.6",
 )
@@ -81,6 +92,16 @@ TUNING_SEEDS_BY_TASK: dict[str, tuple[int, ...]] = {
 REPORT_SEEDS: tuple[int, ...] = tuple(range(100, 110))
 
 
+TUNING_TASK_SEED = 0
+REPORT_TASK_SEED = 1
+
+
+def task_seed(task: str) -> int:
+  """The task seed (splits, source data, teachers) ``task`` is built with:
+  report tasks draw theirs apart from the tuning tasks'."""
+  return REPORT_TASK_SEED if task in REPORT_TASKS else TUNING_TASK_SEED
+
+
 def tuning_seeds(task: str) -> tuple[int, ...]:
   """The tuning seeds of ``task`` (more for the small ones)."""
   return TUNING_SEEDS_BY_TASK.get(task, TUNING_SEEDS)
@@ -92,3 +113,4 @@ assert not set(TUNING_SEEDS) & set(REPORT_SEEDS)
 assert not any(set(seeds) & set(REPORT_SEEDS)
                for seeds in TUNING_SEEDS_BY_TASK.values())
 assert set(TUNING_SEEDS_BY_TASK) <= set(TUNING_TASKS)
+assert TUNING_TASK_SEED != REPORT_TASK_SEED

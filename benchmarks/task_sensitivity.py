@@ -98,7 +98,7 @@ def grid_runs(task, source, *, from_source: bool, seeds: Sequence[int],
 def measure(task_name: str, *, seeds, epochs, batch_size, source_epochs,
             hidden, log=print) -> dict[str, Any]:
   start = time.perf_counter()
-  task = lrtransfer.data.get_task(task_name)
+  task = lrtransfer.data.get_task(task_name, seed=suite.task_seed(task_name))
   source = lrtransfer.experiment.pretrain_source(
       task, hidden=hidden, epochs=source_epochs)
   _, source_val_accuracy = lrtransfer.train.evaluate(source, task.source_val)
@@ -187,7 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   data = {
       "device": _common.device_record(),
       "grid": list(GRID),
-      "settings": {**settings, "momentum": 0.9, "task_seed": 0,
+      "settings": {**settings, "momentum": 0.9,
+                   "task_seeds": {"tuning": suite.TUNING_TASK_SEED,
+                                  "report": suite.REPORT_TASK_SEED},
                    "transfer_layers": "all hidden but the last (library "
                                       "default)",
                    "sensitive_if_spread_at_least": SENSITIVE_POINTS},

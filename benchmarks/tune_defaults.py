@@ -4,7 +4,7 @@
         [--candidates FILE.json] [--tasks ...] [--seeds N] [--epochs E]
 
 Honest selection (issue 8): only ``suite.TUNING_TASKS`` x their tuning
-seeds (``suite.tuning_seeds``: 5; 20 for the small ``wine_shift``) are run,
+seeds (``suite.tuning_seeds``: 5; 60 for the small ``wine_shift``) are run,
 and the test split is never evaluated
 (``_bench.run(test=False)``), so no choice can depend on a test number or on
 a report task. Every candidate is judged on all tuning tasks at once (never

@@ -24,6 +24,7 @@ EXPECTED = {
     "digits_label_split": (64, 5, 5, 10),
     "digits_label_split_3shot": (64, 5, 5, 3),
     "digits_label_split_5shot": (64, 5, 5, 5),
+    "digits_even_odd_3shot": (64, 5, 5, 3),
     "digits_domain_shift": (64, 10, 10, 10),
     **{f"digits_{c}": (64, 10, 10, 10) for c in corruptions.CORRUPTIONS},
     "digits_noise_3shot": (64, 10, 10, 3),
@@ -81,6 +82,23 @@ def test_every_task_builds_fast():
       continue
     lrtransfer.data.get_task(name, seed=7)
   assert time.perf_counter() - start < 5.0
+
+
+def test_even_odd_split_learns_odd_digits_from_even_ones():
+  from sklearn.datasets import load_digits
+  x, y = load_digits(return_X_y=True)
+  task = lrtransfer.data.get_task("digits_even_odd_3shot")
+  assert "1,3,5,7,9" in task.description
+  # Standardised with one mean and scale for all pixels, which each image's
+  # own standardisation undoes: every target training image is an odd
+  # digit's image, of the class of its rank.
+  z = lambda a: (a - a.mean(-1, keepdims=True)) / a.std(-1, keepdims=True)
+  raw = z(x)
+  for image, label in zip(z(task.target_train.x), task.target_train.y):
+    matches = np.flatnonzero(np.abs(raw - image).max(1) < 1e-3)
+    assert matches.size and set(y[matches]) == {2 * int(label) + 1}
+  with pytest.raises(ValueError, match="five distinct digits"):
+    tasks_lib.digits_label_split(source_digits=(0, 2, 4))
 
 
 def test_named_variant_refuses_a_contradicting_argument():

@@ -12,7 +12,8 @@ Embedded tasks (see `TASKS`; the builders live in ``digits``, ``synthetic``,
 
 * ``digits_label_split`` -- sklearn digits 0-4 as source, 5-9 as target (a new
   label space over the same input domain); ``_3shot`` / ``_5shot``: 3 or 5
-  target images per class instead of 10.
+  target images per class instead of 10; ``digits_even_odd_3shot``: even
+  digits as source, odd ones as target, 3 shots.
 * ``digits_domain_shift`` -- the same ten digit classes, but the target images
   are shifted one pixel right (a new input domain).
 * ``digits_blur``, ``digits_low_contrast``, ``digits_noise``,
@@ -65,6 +66,10 @@ TASKS: dict[str, Callable[..., TransferTask]] = {
                                                   shots_per_class=3),
     "digits_label_split_5shot": functools.partial(digits_label_split,
                                                   shots_per_class=5),
+    # Another label split (even digits -> odd ones), 3 shots: a report task
+    # that is not a near-copy of the tuning set's 0-4 -> 5-9 (session 7).
+    "digits_even_odd_3shot": functools.partial(
+        digits_label_split, shots_per_class=3, source_digits=(0, 2, 4, 6, 8)),
     "digits_blur": _corrupted(corruption="blur"),
     "digits_low_contrast": _corrupted(corruption="low_contrast"),
     "digits_noise": _corrupted(corruption="noise"),
