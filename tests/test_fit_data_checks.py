@@ -276,3 +276,33 @@ def test_checkpoints_written_before_the_monitor_keys_still_resume(tmp_path):
     other = tmp_path / "new"
     RunCheckpointer(other, new).save(1, state)
     RunCheckpointer(other, {**new, "restore_best": True}).restore(state)
+
+
+# Session 7 trial: a metric named "loss" replaced the validation loss the
+# strategies read; "auto" minimised a user's top-2 accuracy; a per-example
+# metric failed with a scan carry-type error naming nothing.
+def _top2(model, x, y):
+  top = jnp.argsort(model(x), -1)[:, -2:]
+  return jnp.mean(jnp.any(top == y[:, None], -1))
+
+
+def test_a_metric_named_loss_is_refused():
+  with pytest.raises(ValueError, match="'val_loss', the validation loss"):
+    _fit((X, Y), metrics={"loss": _top2})
+
+
+def test_auto_mode_warns_when_it_minimises_a_user_metric():
+  with pytest.warns(UserWarning, match="mode='auto' minimises "
+                    "monitor='val_top2'.*mode='max'"):
+    _fit((X, Y), metrics={"top2": _top2}, monitor="val_top2")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    _fit((X, Y), metrics={"top2": _top2}, monitor="val_top2", mode="max")
+    _fit((X, Y), metrics={"top2_acc": _top2}, monitor="val_top2_acc")
+
+
+def test_a_metric_that_is_not_a_scalar_is_named():
+  per_example = lambda model, x, y: jnp.argmax(model(x), -1) == y
+  with pytest.raises(ValueError, match=r"metrics\['hits'\] returned shape "
+                     r"\(48,\), not a scalar"):
+    _fit((X, Y), metrics={"hits": per_example})

@@ -305,10 +305,41 @@ def test_current_scale_refuses_strategies_in_several_partition_groups():
       "body": 0.25 * 0.5 ** 2, "head": 0.25 * 0.25 ** 2}
 
 
-def test_current_scale_with_one_strategy_group_is_that_groups_rate():
+def test_current_scale_refuses_a_strategy_in_one_group_of_several():
+  """Session 7 trial: with a strategy in the body group only, current_scale
+  returned the body's scale as "the" scale while the head ran at the outer
+  one alone."""
   state = _partition_state(optax.sgd(0.1))
-  assert float(lrtransfer.current_scale(state)) == 0.25 * 0.5 ** 2
+  with pytest.raises(ValueError, match="body.*group_scales"):
+    lrtransfer.current_scale(state)
+  with pytest.raises(ValueError, match="group_scales"):
+    lrtransfer.effective_learning_rate(state, 0.1)
   scales = lrtransfer.group_scales(state)
   assert {k: float(v) for k, v in scales.items()} == {
       "body": 0.25 * 0.5 ** 2, "head": 0.25}
-  assert float(lrtransfer.current_scale(state, missing=1.0)) == 0.0625
+
+
+def test_current_scale_of_a_one_group_partition_is_its_rate():
+  labels = lambda params: jax.tree.map(lambda _: "all", params)
+  tx = optax.partition({"all": optax.chain(optax.sgd(0.1),
+                                           lrtransfer.decay(0.5))}, labels)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  for _ in range(2):
+    _, state = tx.update(params, state, params)
+  assert float(lrtransfer.current_scale(state)) == 0.5  # the 2nd update's
+
+
+def test_common_scale_is_what_every_group_shares():
+  """fit logs common_scale: defined wherever current_scale refuses."""
+  from lrtransfer._src import inspection
+  state = _partition_state(optax.sgd(0.1))  # a strategy in the body only
+  assert float(inspection.common_scale(state)) == 0.25  # the outer decay
+  plain = optax.chain(optax.sgd(0.1), lrtransfer.decay(0.5, every_steps=1))
+  params = {"w": jnp.ones(2)}
+  state = plain.init(params)
+  for _ in range(3):
+    _, state = plain.update(params, state, params)
+  assert float(inspection.common_scale(state)) == float(
+      lrtransfer.current_scale(state)) == 0.25
+  assert float(inspection.common_scale(optax.sgd(0.1).init(params))) == 1.0

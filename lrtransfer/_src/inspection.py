@@ -59,6 +59,13 @@ def _product(states) -> jax.Array:
   return scale
 
 
+def _parameter_groups(groups: set) -> list[tuple]:
+  """The innermost partition groups (only they hold parameters)."""
+  return sorted(g for g in groups
+                if not any(other[:len(g)] == g and other != g
+                           for other in groups)) or [()]
+
+
 def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
   """One scale per parameter group of ``optax.partition``.
 
@@ -85,10 +92,7 @@ def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
     lrtransfer.group_scales(state)  # {"body": ..., "head": ...}
   """
   found, groups = _found(state)
-  # Only the innermost groups hold parameters.
-  leaves = sorted(g for g in groups
-                  if not any(other[:len(g)] == g and other != g
-                             for other in groups)) or [()]
+  leaves = _parameter_groups(groups)
   out = {}
   for group in leaves:
     acting = [s for g, s in found if group[:len(g)] == g]
@@ -109,9 +113,9 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
   scales of the strategies found (chained strategies multiply). Works on the
   state of a chain, of ``optax.MultiSteps``, ``optax.partition`` and
   ``optax.apply_if_finite``, on an ``nnx.Optimizer`` (or its ``opt_state``),
-  and under ``jax.jit``. When strategies sit in more than one group of an
-  ``optax.partition``, no single scale is every group's rate: that is an
-  error, use :func:`group_scales`.
+  and under ``jax.jit``. When a strategy sits inside a group of an
+  ``optax.partition`` that has other groups, no single scale is every
+  group's rate: that is an error, use :func:`group_scales`.
 
   Args:
     state: an optimizer state or an ``nnx.Optimizer``.
@@ -123,9 +127,10 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
 
   Raises:
     ValueError: the state holds no lrtransfer strategy and ``missing`` is
-      None, or strategies in two or more groups of an ``optax.partition``.
+      None, or a strategy inside one group of an ``optax.partition`` with
+      several groups.
   """
-  found, _ = _found(state)
+  found, groups = _found(state)
   if not found and missing is not None:
     return jnp.asarray(missing, jnp.float32)
   if not found:
@@ -133,13 +138,29 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
         "current_scale: no lrtransfer strategy (decay, schedule_scale, adjust, "
         "dynamic) was found in this optimizer state.")
   groups_with_strategy = sorted({"/".join(g) for g, _ in found if g})
-  if len(groups_with_strategy) > 1:
+  parameter_groups = _parameter_groups(groups)
+  # A strategy inside one group of a partition with several groups scales
+  # that group only (session 7 trial: one grouped strategy gave the head's
+  # rate as "the" rate while the body ran at the base rate).
+  if groups_with_strategy and len(parameter_groups) > 1:
     raise ValueError(
-        "current_scale: strategies sit in several optax.partition groups "
-        f"({', '.join(groups_with_strategy)}), so no single scale is the "
-        "rate of every group; use lrtransfer.group_scales(state) for one "
-        "scale per group.")
+        "current_scale: strategies sit inside optax.partition groups ("
+        f"{', '.join(groups_with_strategy)}) of a partition with groups "
+        f"{', '.join('/'.join(g) for g in parameter_groups)}, so no single "
+        "scale is the rate of every group; use lrtransfer.group_scales("
+        "state) for one scale per group.")
   return _product(s for _, s in found)
+
+
+def common_scale(state: Any) -> jax.Array:
+  """The scale every parameter group shares: :func:`current_scale` where
+  that is defined (1.0 without a strategy), else the product of the
+  strategies outside any ``optax.partition`` group (what ``fit`` logs as
+  ``scale``; :func:`group_scales` has the per-group ones)."""
+  found, groups = _found(state)
+  if any(g for g, _ in found) and len(_parameter_groups(groups)) > 1:
+    return _product(s for g, s in found if not g)
+  return current_scale(state, missing=1.0)
 
 
 def effective_learning_rate(state: Any, base_learning_rate: float

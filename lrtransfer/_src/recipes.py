@@ -225,8 +225,9 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   """Effective learning rate of each depth level, input side first.
 
   ``lr_d = lr * scale * factor_d * open_d``, each term read from the
-  transformations' state: ``scale`` is :func:`lrtransfer.current_scale` (1
-  without a strategy), ``factor_d`` the ``level_factors`` of a
+  transformations' state: ``scale`` is the strategies' scale that every
+  parameter group shares (:func:`lrtransfer.current_scale` without an
+  ``optax.partition``; 1 without a strategy), ``factor_d`` the ``level_factors`` of a
   :func:`lrtransfer.layerwise_scale` state (1 without one) and ``open_d`` 0
   for levels still frozen by a :func:`lrtransfer.gradual_unfreeze` or
   :func:`lrtransfer.head_first` state (1 without one).
@@ -244,7 +245,7 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   lr = recipe.learning_rate if learning_rate is None else learning_rate
   num_levels = len(depths_lib.resolve_depths(
       params, recipe_depths(recipe, depths)).levels)
-  scale = inspection.current_scale(opt_state, missing=1.0)
+  scale = inspection.common_scale(opt_state)
   factors = _find_states(opt_state, LayerwiseScaleState)
   factor = (factors[0].level_factors if factors
             else jnp.ones([num_levels], jnp.float32))

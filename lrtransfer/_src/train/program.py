@@ -49,7 +49,9 @@ class EpochLog(NamedTuple):
   train_loss: jax.Array  # float32, mean minibatch loss of the epoch
   val_loss: jax.Array  # float32, validation loss after the epoch
   val_accuracy: jax.Array  # float32, validation accuracy after the epoch
-  scale: jax.Array  # float32, the strategies' scale after the epoch (1: none)
+  # float32, the strategies' scale after the epoch (1: none), the one every
+  # parameter group shares (inspection.common_scale)
+  scale: jax.Array
   group_lr: jax.Array  # float32 [levels], effective rate per depth level
 
 
@@ -271,6 +273,13 @@ class FitProgram:
     values = {"val_loss": self.loss(model, x, y)}
     for name, fn in self.metric_fns:
       values[f"val_{name}"] = fn(model, x, y)
+    for key, value in values.items():
+      if jnp.shape(value) != ():  # at trace time, naming the culprit
+        what = ("loss_fn" if key == "val_loss" else
+                f"metrics[{key[len('val_'):]!r}]")
+        raise ValueError(
+            f"{what} returned shape {jnp.shape(value)}, not a scalar: "
+            "average it over the batch (e.g. jnp.mean)")
     return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
 
   def init(self, params, rest, source_params, lr) -> FitCarry:
@@ -343,7 +352,7 @@ class FitProgram:
         best_params = keep(evaluated, best_params)
         best_rest = keep(rest, best_rest)
       log = {**values,
-             "scale": inspection.current_scale(opt_state, missing=1.0),
+             "scale": inspection.common_scale(opt_state),
              "group_lr": group_learning_rates(self.recipe, opt_state, params,
                                               lr, _table_fn(self.depths))}
       new_carry = FitCarry(

@@ -241,6 +241,13 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
         isinstance(k, str) and callable(v) for k, v in metrics.items()):
       raise ValueError("metrics must be a dict of name -> fn(model, x, y), "
                        f"got {metrics!r}")
+    clashes = [k for k in metrics if not k or k == "loss"]
+    if clashes:
+      raise ValueError(
+          f"metrics name {clashes[0]!r} would be logged as "
+          f"'val_{clashes[0]}'" + (", the validation loss itself (loss_fn's)"
+                                   if clashes[0] == "loss" else "")
+          + "; give the metric another name")
     metrics = tuple(metrics.items())
   for field, what in (("head_first_epochs", "only the head is trained"),
                       ("unfreeze_every_epochs",
@@ -268,4 +275,14 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
   if monitor not in program.value_names:
     raise ValueError(f"monitor={monitor!r} is not a logged value; choose one "
                      f"of {list(program.value_names)}")
-  return dataclasses.replace(program, mode=resolve_mode(monitor, mode))
+  resolved = resolve_mode(monitor, mode)
+  user_metrics = {f"val_{name}" for name, _ in (metrics or ())}
+  if (isinstance(mode, str) and mode.lower() == "auto" and resolved == "min"
+      and monitor in user_metrics):
+    # Keras' name rule silently minimised a user's "val_top2" (session 7
+    # trial): restore_best kept the worst epoch.
+    warnings.warn(
+        f"mode='auto' minimises monitor={monitor!r} (only names containing "
+        "'acc' are maximised); pass mode='max' if higher is better, or "
+        "mode='min' to silence this", UserWarning, stacklevel=3)
+  return dataclasses.replace(program, mode=resolved)
