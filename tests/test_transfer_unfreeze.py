@@ -216,3 +216,25 @@ def test_multisteps_counts_effective_steps():
     _, state = jax.jit(tx.update)(params, state, params)
     levels.append(int(unfrozen_levels(state)))
   assert levels == [1, 2, 2, 3, 3, 4]
+
+
+@pytest.mark.parametrize("tool", [{"head_first_epochs": 3},
+                                  {"unfreeze_every_epochs": 3}])
+def test_frozen_layers_stay_bit_identical_under_adamw(tool):
+  """Session 7 trial: AdamW's decoupled weight decay moved frozen layers
+  (zero gradient, nonzero update); the recipe masks after it too."""
+  from lrtransfer.recipes import Recipe, build_optimizer
+  params = dict_params()
+  recipe = Recipe("adamw", 1e-2, **tool,
+                  optimizer=lambda lr: optax.adamw(lr, weight_decay=0.5))
+  tx = build_optimizer(recipe, steps_per_epoch=1, total_steps=10)
+  state = tx.init(params)
+  start = params
+  grads = jax.tree.map(jnp.ones_like, params)
+  for _ in range(2):  # inside the first period: only the head is open
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in
+                          zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert same(params["hidden"], start["hidden"])
+  assert not same(params["head"], start["head"])
