@@ -93,6 +93,12 @@ def test_regression_with_a_user_loss_metrics_and_adamw():
   with pytest.raises(ValueError, match="monitor='val_accuracy'"):
     lrtransfer.train.fit(model, recipe, train, val, epochs=1, loss_fn=mse,
                          monitor="val_accuracy")
+  # test= is scored by accuracy: float regression targets are refused
+  # (they scored 0.0 silently).
+  with pytest.raises(ValueError, match="test= is scored by classification "
+                     "accuracy.*test.y"):
+    lrtransfer.train.fit_many([model], recipe, train, val, seeds=[0],
+                              epochs=1, loss_fn=mse, test=val)
 
 
 def test_restore_best_returns_the_best_monitored_evaluation():
@@ -115,6 +121,10 @@ def test_restore_best_returns_the_best_monitored_evaluation():
       sweep.best_epoch, np.argmax(sweep.history["val_accuracy"], 1) + 1)
   np.testing.assert_allclose(sweep.best_test_accuracy,
                              sweep.history["val_accuracy"].max(1))
+  # The other state at the best evaluation comes back too (BatchNorm
+  # statistics to rebuild the best model; session 7 trial).
+  assert (jax.tree.structure(sweep.best_rest)
+          == jax.tree.structure(sweep.rest))
 
 
 def test_strategies_react_to_the_monitored_value():

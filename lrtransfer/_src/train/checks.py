@@ -131,6 +131,17 @@ def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
     shape = output_shape(model, first.x)
     for name, split in splits.items():
       check_class_labels(split.y, name, shape)
+  elif "test" in splits:
+    # The test score is classification accuracy whatever the loss: a
+    # regression's float targets scored 0.0 silently (session 7 trial).
+    try:
+      check_class_labels(splits["test"].y, "test",
+                         output_shape(model, splits["test"].x))
+    except ValueError as error:
+      raise ValueError(
+          f"test= is scored by classification accuracy (argmax of the "
+          f"outputs == the label), whatever loss_fn is: {error}; leave "
+          "test=None and evaluate the returned parameters yourself") from None
 
 
 def check_options(checkpoint_dir: Any, checkpoint_every: Optional[int],

@@ -222,6 +222,10 @@ def split_model(model: nnx.Module) -> tuple[Any, Any]:
   return nnx.as_pure(params), nnx.as_pure(rest)
 
 
+# Names of user metrics that "auto" minimises without a warning.
+_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity")
+
+
 def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
                   epochs: int, batch_size: int, *, mesh=None, loss_fn=None,
                   metrics=None, monitor: str = "val_loss", mode: str = "auto",
@@ -278,7 +282,8 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
   resolved = resolve_mode(monitor, mode)
   user_metrics = {f"val_{name}" for name, _ in (metrics or ())}
   if (isinstance(mode, str) and mode.lower() == "auto" and resolved == "min"
-      and monitor in user_metrics):
+      and monitor in user_metrics
+      and not any(word in monitor.lower() for word in _LOWER_IS_BETTER)):
     # Keras' name rule silently minimised a user's "val_top2" (session 7
     # trial): restore_best kept the worst epoch.
     warnings.warn(

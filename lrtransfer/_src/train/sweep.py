@@ -37,6 +37,8 @@ class SweepResult:
     best_test_accuracy: ``[runs]`` test accuracy of ``best_params`` (with
       ``restore_best`` and a test split).
     rest: the other state (BatchNorm statistics, ...), ``[runs, ...]``.
+    best_rest: with ``restore_best``, the other state at each run's best
+      evaluation (what ``best_params`` was evaluated with); else None.
   """
   params: Any
   history: dict[str, np.ndarray]
@@ -47,6 +49,7 @@ class SweepResult:
   best_epoch: Optional[np.ndarray] = None
   best_test_accuracy: Optional[np.ndarray] = None
   rest: Any = None
+  best_rest: Any = None
 
 
 def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
@@ -148,4 +151,5 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
                      compile_seconds,
                      run.carry.best_params if restore_best else None,
                      np.asarray(run.carry.best_epoch), best_accuracy,
-                     final_rest)
+                     final_rest,
+                     run.carry.best_rest if restore_best else None)
