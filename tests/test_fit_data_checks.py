@@ -306,3 +306,50 @@ def test_a_metric_that_is_not_a_scalar_is_named():
   with pytest.raises(ValueError, match=r"metrics\['hits'\] returned shape "
                      r"\(48,\), not a scalar"):
     _fit((X, Y), metrics={"hits": per_example})
+
+
+def test_a_batch_larger_than_the_data_warns():
+  with pytest.warns(UserWarning, match=r"batch_size=64 > 48 training "
+                    r"examples.*batch_size=48"):
+    train.fit(Net(8, nnx.Rngs(0)), recipes.recommended_recipe(), (X, Y),
+              (X, Y), epochs=1, batch_size=64)
+
+
+# Session 7 trial: user mistakes that gave another library's message.
+def test_a_strategy_that_is_not_a_factory_is_explained():
+  recipe = recipes.Recipe("r", 0.1, strategy=lrtransfer.adjust)
+  with pytest.raises(ValueError, match=r"strategy must be a factory "
+                     r"f\(steps_per_epoch, total_steps\)"):
+    train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=1)
+  returns_text = recipes.Recipe("r", 0.1, strategy=lambda spe, t: "adjust")
+  with pytest.raises(ValueError, match="it returned str"):
+    train.fit(Net(8, nnx.Rngs(0)), returns_text, (X, Y), (X, Y), epochs=1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: train.fit_many(Net(8, nnx.Rngs(0)), recipes.recommended_recipe(),
+                            (X, Y), (X, Y), seeds=[0], epochs=1),
+     "fit_many takes a list of models"),
+    (lambda: train.fit(Net(8, nnx.Rngs(0)), recipes.recommended_recipe(),
+                       (X, Y), (X, Y), epochs=1, seed="0"),
+     "seed must be an int, got seed='0'"),
+    (lambda: train.fit_many([Net(8, nnx.Rngs(0))],
+                            recipes.recommended_recipe(), (X, Y), (X, Y),
+                            seeds=[0.5], epochs=1),
+     r"seeds\[0\] must be an int"),
+    (lambda: lrtransfer.effective_learning_rate(
+        lrtransfer.adjust().init({"w": jnp.ones(2)}), "0.1"),
+     "base_learning_rate must be a number"),
+])
+def test_mistakes_are_named(call, message):
+  with pytest.raises(ValueError, match=message):
+    call()
+
+
+def test_a_bare_number_fed_under_jit_is_named_as_such():
+  tx = lrtransfer.reduce_on_plateau()
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  with pytest.raises(TypeError, match=r"reduce_on_plateau.*got a bare "
+                     r"number or array"):
+    jax.jit(lambda s, m: tx.update(params, s, params, metric=m))(state, 0.5)

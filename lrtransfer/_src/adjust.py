@@ -247,7 +247,9 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
 
   def update_fn(updates, state, params=None, **extra_args):
     del params
-    metric = read_measurement(extra_args, "lrtransfer.adjust")
+    metric = read_measurement(
+        extra_args, "lrtransfer.adjust (or reduce_on_plateau/bold_driver, "
+        "its configurations)")
     judged, verdict = plateau_lib.observe(rule, state.plateau, metric,
                                           "lrtransfer.adjust")
     guard, step = raising.guard_step(raise_rule, state.guard, verdict,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrtransfer._src.adjust import AdjustState
@@ -166,4 +168,8 @@ def common_scale(state: Any) -> jax.Array:
 def effective_learning_rate(state: Any, base_learning_rate: float
                             ) -> jax.Array:
   """``base_learning_rate * current_scale(state)``."""
+  if isinstance(base_learning_rate, (str, bool)) or not isinstance(
+      base_learning_rate, (numbers.Real, np.ndarray, jax.Array)):
+    raise ValueError(f"base_learning_rate must be a number, got "
+                     f"{base_learning_rate!r}")
   return base_learning_rate * current_scale(state)

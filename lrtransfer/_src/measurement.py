@@ -280,9 +280,13 @@ def read_measurement(extra_args: Mapping[str, Any], who: str) -> Measurement:
         "before the first evaluation).")
   metric = extra_args[METRIC_KWARG]
   if not isinstance(metric, Measurement):
+    # Under jit a bare float arrives as a tracer: name what the user passed.
+    got = ("a bare number or array" if isinstance(
+        metric, (int, float, np.ndarray, jax.Array)) else
+           type(metric).__name__)
     raise TypeError(
         f"{who} expects {METRIC_KWARG}=lrtransfer.measurement(value, count), "
-        f"got {type(metric).__name__}. A bare value cannot tell a new "
+        f"got {got}. A bare value cannot tell a new "
         "evaluation from the same one fed again on the next step; the count "
         "says which evaluation produced it.")
   if not isinstance(metric.values, Mapping) or not metric.values:

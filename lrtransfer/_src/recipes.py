@@ -188,8 +188,27 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
   if recipe.layerwise_factor is not None:
     parts.append(layerwise_scale(recipe.layerwise_factor, depth_fn=depths))
   if recipe.strategy is not None:
-    parts.append(recipe.strategy(steps_per_epoch, total_steps))
+    parts.append(_strategy(recipe, steps_per_epoch, total_steps))
   return optax.chain(*parts)
+
+
+def _strategy(recipe: Recipe, steps_per_epoch: int, total_steps: int
+              ) -> optax.GradientTransformation:
+  """``recipe.strategy(steps_per_epoch, total_steps)``, with the mistakes
+  users make named (session 7 trial: ``strategy=lrtransfer.adjust`` said
+  "adjust() takes 0 positional arguments but 2 were given")."""
+  hint = (f"recipe {recipe.name!r}: strategy must be a factory "
+          "f(steps_per_epoch, total_steps) -> transformation, e.g. "
+          "strategy=lambda spe, total: lrtransfer.adjust()")
+  try:
+    transformation = recipe.strategy(steps_per_epoch, total_steps)
+  except TypeError as error:
+    if isinstance(recipe.strategy, optax.GradientTransformation):
+      raise ValueError(f"{hint}; got the transformation itself") from None
+    raise ValueError(f"{hint}; calling it failed: {error}") from error
+  if not isinstance(transformation, optax.GradientTransformation):
+    raise ValueError(f"{hint}; it returned {type(transformation).__name__}")
+  return transformation
 
 
 def recipe_depths(recipe: Recipe, depths: Any = None) -> Any:

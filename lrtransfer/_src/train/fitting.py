@@ -63,7 +63,9 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
 
   Each epoch: shuffle (the order derives from ``seed`` and the epoch),
   ``ceil(n / batch_size)`` steps through the recipe's optimizer in train
-  mode, each fed the previous evaluation as one measurement,
+  mode (batches have a fixed shape under jit: the last one wraps around to
+  the start of the shuffled order, so when ``batch_size`` does not divide
+  ``n`` a few examples count twice that epoch), each fed the previous evaluation as one measurement,
   ``measurement(count=epochs done, monitor=monitor, mode=mode, val_loss=...,
   val_<metric>=..., train_loss=<previous epoch's mean>)``, then validation in
   eval mode. Any ``nnx.Module`` works, with BatchNorm statistics and Dropout
@@ -137,6 +139,7 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
     https://docs.jax.dev/en/latest/sharded-computation.html
   """
   check_sizes(epochs, batch_size)
+  check_seed(seed)
   train, val = as_split(train, "train"), as_split(val, "val")
   check_data(model, {"train": train, "val": val}, loss_fn is None)
   every = epochs_per_call(epochs, checkpoint_every)
@@ -192,3 +195,8 @@ def check_sizes(epochs: Any, batch_size: Any) -> None:
   for name, value in (("epochs", epochs), ("batch_size", batch_size)):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise ValueError(f"{name} must be an int, got {name}={seed!r}")

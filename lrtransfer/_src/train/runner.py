@@ -261,6 +261,12 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
       warnings.warn(f"recipe {recipe.name!r}: {field}={value} >= "
                     f"epochs={epochs}: {what} for the whole run",
                     UserWarning, stacklevel=3)
+  if batch_size > num_train:
+    warnings.warn(
+        f"batch_size={batch_size} > {num_train} training examples: each "
+        "step's batch repeats examples (batches wrap around the shuffled "
+        f"order, fixed shapes under jit); batch_size={num_train} gives the "
+        "same full-batch step for less compute", UserWarning, stacklevel=3)
   if not isinstance(restore_best, bool):
     raise ValueError(f"restore_best must be True or False, got "
                      f"{restore_best!r}")

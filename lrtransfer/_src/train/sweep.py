@@ -12,7 +12,7 @@ from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.fitting import check_sizes
+from lrtransfer._src.train.fitting import check_seed, check_sizes
 from lrtransfer._src.train.program import LossFn, RunInputs
 from lrtransfer._src.train.checks import as_split, check_data, check_options
 from lrtransfer._src.train.runner import (ChunkedRun, build_program,
@@ -84,6 +84,11 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   References:
     ``jax.vmap``, https://docs.jax.dev/en/latest/_autosummary/jax.vmap.html
   """
+  if isinstance(models, nnx.Module) or not isinstance(models,
+                                                     (list, tuple)):
+    raise ValueError(
+        f"fit_many takes a list of models (one per run), got "
+        f"{type(models).__name__}; for one model pass [model] or use fit")
   runs = len(models)
   if runs == 0 or len(seeds) != runs:
     raise ValueError(f"need one seed per model, got {len(seeds)} seeds for "
@@ -94,6 +99,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
     raise ValueError(f"need one learning rate per model, got "
                      f"{len(learning_rates)} for {runs} models")
   check_sizes(epochs, batch_size)
+  for i, seed in enumerate(seeds):
+    check_seed(seed, f"seeds[{i}]")
   train, val = as_split(train, "train"), as_split(val, "val")
   splits = {"train": train, "val": val}
   if test is not None:
