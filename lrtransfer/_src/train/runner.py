@@ -265,8 +265,9 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
     warnings.warn(
         f"batch_size={batch_size} > {num_train} training examples: each "
         "step's batch repeats examples (batches wrap around the shuffled "
-        f"order, fixed shapes under jit); batch_size={num_train} gives the "
-        "same full-batch step for less compute", UserWarning, stacklevel=3)
+        f"order, fixed shapes under jit, so some count twice); "
+        f"batch_size={num_train} gives a full-batch step without repeats "
+        "for less compute", UserWarning, stacklevel=3)
   if not isinstance(restore_best, bool):
     raise ValueError(f"restore_best must be True or False, got "
                      f"{restore_best!r}")
