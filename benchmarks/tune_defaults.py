@@ -149,6 +149,16 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
                  "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],
+    # bold_driver (session 7, benchmarks/candidates/session7_bold_driver.json,
+    # results/defaults_extra_bold_driver.*): the floor at a tenth of the
+    # base rate (picked; -1.4 against the constant rate on validation),
+    # Battiti's 1e-3 (-25.0), a floor at half, a milder cut (0.7).
+    "bold_driver": [
+        {"strategy": "bold_driver", "kwargs": {}},
+        {"strategy": "bold_driver", "kwargs": {"min_scale": 0.001}},
+        {"strategy": "bold_driver", "kwargs": {"min_scale": 0.5}},
+        {"strategy": "bold_driver",
+         "kwargs": {"decrease": 0.7, "min_scale": 0.1}}],
     "layerwise": [{"recipe": {"layerwise_factor": f}} for f in (0.9, 0.7)],
     "gradual_unfreeze": [{"recipe": {"unfreeze_every_epochs": e}}
                          for e in (2, 1)],

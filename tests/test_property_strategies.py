@@ -118,7 +118,7 @@ REDUCE_ON_PLATEAU = [
 
 def _bold_config(name, **kwargs):
   increase = kwargs.get("increase", 1.05)
-  low, high = kwargs.get("min_scale", 1e-3), kwargs.get("max_scale", 10.0)
+  low, high = kwargs.get("min_scale", 0.1), kwargs.get("max_scale", 10.0)
   rules = dict(mode=kwargs.get("mode", "min"), patience=0, cooldown=0,
                improve_factor=increase,
                plateau_factor=kwargs.get("decrease", 0.5),
