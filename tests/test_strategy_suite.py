@@ -33,7 +33,7 @@ def _metric(t):
   return lrtransfer.measurement(EVAL_VALUES[k % len(EVAL_VALUES)], k + 1)
 
 
-def _run(tx, params, steps, update=None):
+def _run(tx, params, steps, update=None, scale=lrtransfer.current_scale):
   update = tx.update if update is None else update
   state = tx.init(params)
   out = []
@@ -41,7 +41,7 @@ def _run(tx, params, steps, update=None):
     updates, state = update(_grads(params, t), state, params,
                             metric=_metric(t))
     params = optax.apply_updates(params, updates)
-    out.append(float(lrtransfer.current_scale(state)))
+    out.append(float(scale(state)))
   return params, state, np.asarray(out)
 
 
@@ -135,7 +135,13 @@ def test_composes_with_partition(name):
   tx = optax.partition(
       {"strategy": optax.chain(_base(), FACTORIES[name]()),
        "frozen": optax.set_to_zero()}, labels)
-  new_params, state, scales = _run(tx, params, 10, update=jax.jit(tx.update))
+  # The strategy acts on one group of two: its scale is that group's
+  # (current_scale refuses: no single scale is every group's rate).
+  new_params, state, scales = _run(
+      tx, params, 10, update=jax.jit(tx.update),
+      scale=lambda s: lrtransfer.group_scales(s)["strategy"])
+  with pytest.raises(ValueError, match="group_scales"):
+    lrtransfer.current_scale(state)
   chex.assert_trees_all_equal(new_params["b"], params["b"])
   assert not np.allclose(new_params["w"], params["w"])
   _, _, reference = _run(optax.chain(_base(), FACTORIES[name]()), params, 10)
