@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ import suite
 from flax import nnx
 
 import lrtransfer
+from lrtransfer._src.train.runner import LARGE_BATCH_WARNING
 
 HIDDEN = (256, 128)
 BATCH_SIZE = 32
@@ -135,11 +137,15 @@ def run(prepared: Prepared, recipe, seeds: Sequence[int], *,
     models += target_models(prepared, recipe, seeds, transfer_layers)
     run_seeds += seeds
     run_lrs += [lr] * len(seeds)
-  sweep = lrtransfer.train.fit_many(
-      models, recipe, task.target_train, task.target_val, seeds=run_seeds,
-      learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
-      source_params=prepared.source_params,
-      test=task.target_test if test else None)
+  with warnings.catch_warnings():
+    # One batch size (32) on every task, few-shot ones included: the
+    # protocol, not a mistake.
+    warnings.filterwarnings("ignore", message=LARGE_BATCH_WARNING)
+    sweep = lrtransfer.train.fit_many(
+        models, recipe, task.target_train, task.target_val, seeds=run_seeds,
+        learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,
+        source_params=prepared.source_params,
+        test=task.target_test if test else None)
   shape = (len(lrs), len(seeds))
   test_accuracy = (sweep.test_accuracy.reshape(shape) if test
                    else np.full(shape, np.nan))

@@ -125,6 +125,8 @@ def figures(result: Mapping[str, Any]) -> dict[str, Any]:
     best = details[task]["best_of_grid"]["mean"]
     for method, by_lr in curves.items():
       for lr_key, stats in by_lr.items():
+        if method == "constant" and lr_key not in GRID_KEYS:
+          continue  # its extra rates are recommended's references only
         drop = stats["mean"] - best
         if drop < worst_drop.get(method, math.inf):
           worst_drop[method] = drop

@@ -95,8 +95,9 @@ def test_regression_with_a_user_loss_metrics_and_adamw():
                          monitor="val_accuracy")
   # test= is scored by accuracy: float regression targets are refused
   # (they scored 0.0 silently).
-  with pytest.raises(ValueError, match="test= is scored by classification "
-                     "accuracy.*test.y"):
+  with pytest.raises(ValueError, match=r"^test.y must be integer class "
+                     "labels.*because test= is scored by classification "
+                     "accuracy"):
     lrtransfer.train.fit_many([model], recipe, train, val, seeds=[0],
                               epochs=1, loss_fn=mse, test=val)
 
@@ -166,3 +167,29 @@ def test_a_second_fit_compiles_nothing():
                                     seeds=[2, 3], learning_rates=[0.1, 0.2],
                                     epochs=2, batch_size=8)
   assert dict(program_lib.TRACES) == traces and again.compile_seconds == 0.0
+
+
+def test_fit_many_best_rest_rebuilds_the_best_batchnorm_model():
+  """Session 7 trial: fit_many returned the best parameters with the final
+  BatchNorm statistics only, so the best model could not be rebuilt; and a
+  scalar JAX integer is a seed."""
+  model = SmallCNN(CLASSES, rngs=nnx.Rngs(0))
+  train, val = _data((8, 8, 1))
+  recipe = lrtransfer.recipes.Recipe("c", 0.5)  # accuracy goes up and down
+  sweep = lrtransfer.train.fit_many(
+      [model, model], recipe, train, val, seeds=[jnp.int32(0), 1], epochs=6,
+      batch_size=8, monitor="val_accuracy", restore_best=True, test=val)
+  graph = nnx.split(model, nnx.Param, ...)[0]
+  x, y = jnp.asarray(val[0]), jnp.asarray(val[1])
+  for run in range(2):
+    pick = lambda tree: jax.tree.map(lambda leaf: leaf[run], tree)
+    best = nnx.merge(graph, pick(sweep.best_params), pick(sweep.best_rest))
+    best.eval()
+    logits = best(x)
+    accuracy = float(jnp.mean(jnp.argmax(logits, -1) == y))
+    np.testing.assert_allclose(accuracy, sweep.best_test_accuracy[run])
+    # The loss logged at the best epoch, which the final statistics miss.
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    epoch = int(sweep.best_epoch[run])
+    np.testing.assert_allclose(
+        loss, sweep.history["val_loss"][run][epoch - 1], rtol=1e-5)

@@ -343,3 +343,22 @@ def test_common_scale_is_what_every_group_shares():
   assert float(inspection.common_scale(state)) == float(
       lrtransfer.current_scale(state)) == 0.25
   assert float(inspection.common_scale(optax.sgd(0.1).init(params))) == 1.0
+
+
+def test_a_strategy_over_a_nested_partition_covers_every_group():
+  """A decay on the only outer group, whose inner partition splits it in
+  two, scales both inner groups: current_scale gives it (review, session
+  7: it was refused and common_scale dropped it)."""
+  from lrtransfer._src import inspection
+  params = {"x": jnp.ones(2), "y": jnp.ones(2)}
+  inner = optax.partition({"x": optax.sgd(0.1), "y": optax.sgd(0.1)},
+                          {"x": "x", "y": "y"})
+  tx = optax.partition({"a": optax.chain(inner, lrtransfer.decay(0.5))},
+                       {"x": "a", "y": "a"})
+  state = tx.init(params)
+  for _ in range(2):
+    _, state = tx.update(params, state, params)
+  assert float(lrtransfer.current_scale(state)) == 0.5
+  assert float(inspection.common_scale(state)) == 0.5
+  assert {k: float(v) for k, v in lrtransfer.group_scales(state).items()} \
+      == {"a/x": 0.5, "a/y": 0.5}

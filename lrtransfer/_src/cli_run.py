@@ -49,6 +49,31 @@ def has_run_checkpoints(folder: Path) -> bool:
   return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
 
 
+def remove_stale_checkpoints(checkpoints: Path, methods) -> None:
+  """A fresh run rewrites source_params and run_settings.json, so every
+  earlier run checkpoint (any method's) continues a source model that is
+  gone, and a later --resume must not pick them up as this run's (session
+  6's known gap). Only the methods' own folders holding nothing but run
+  checkpoints are removed (``experiment.compare``'s rule); anything else
+  in ``checkpoints`` stays."""
+  from lrtransfer._src import experiment  # flax, orbax: not for --help
+  stale = [checkpoints / name for name in methods
+           if (checkpoints / name).is_dir()
+           and not (checkpoints / name).is_symlink()
+           and experiment.is_run_checkpoint_folder(checkpoints / name)]
+  if not stale:
+    return
+  print(f"lrtransfer: removing the earlier run checkpoints of "
+        f"{', '.join(p.name for p in stale)} in {checkpoints}: this fresh "
+        "run replaces the source model they continue", file=sys.stderr)
+  for folder in stale:
+    shutil.rmtree(folder)
+  try:
+    checkpoints.rmdir()  # only when nothing else is left
+  except OSError:
+    pass
+
+
 class Interrupted:
   """What the interrupt watcher needs to know to clean up and explain."""
 
@@ -134,15 +159,8 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   use_checkpoints = args.checkpoint_every is not None or resume
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints
-  if not resume and checkpoints.exists():
-    # A fresh run rewrites source_params and run_settings.json, so every
-    # earlier run checkpoint (any method's) continues a source model that
-    # is gone: a later --resume must not pick them up as this run's.
-    if any(has_run_checkpoints(p) for p in checkpoints.glob("*")):
-      print(f"lrtransfer: removing the earlier run checkpoints in "
-            f"{checkpoints}: a fresh run replaces the source model they "
-            "continue (use --resume to continue them)", file=sys.stderr)
-    shutil.rmtree(checkpoints)
+  if not resume and checkpoints.is_dir():
+    remove_stale_checkpoints(checkpoints, available)
 
   from tqdm import tqdm
   start = time.perf_counter()

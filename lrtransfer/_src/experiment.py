@@ -11,6 +11,7 @@ import dataclasses
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -26,6 +27,7 @@ from lrtransfer._src.data import TransferTask
 from lrtransfer._src.models import MLP, _rebuild, target_from_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train import fit, fit_many
+from lrtransfer._src.train.runner import LARGE_BATCH_WARNING
 from lrtransfer._src.transfer.depths import layer_depths
 
 
@@ -241,7 +243,7 @@ def _run_folder(root: Path, name: str) -> Path:
   return root / name
 
 
-def _is_run_checkpoint_folder(folder: Path) -> bool:
+def is_run_checkpoint_folder(folder: Path) -> bool:
   """Only step folders ("12") and orbax's temporary ones: safe to delete."""
   return all(p.is_dir() and (p.name.isdigit() or ".orbax-checkpoint-tmp"
                              in p.name) for p in folder.iterdir())
@@ -350,7 +352,7 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             f"{folder} holds run checkpoints of an earlier run; pass "
             "resume=True to continue it or replace_checkpoints=True to "
             "delete them")
-      if not _is_run_checkpoint_folder(folder):
+      if not is_run_checkpoint_folder(folder):
         raise checkpoint.CheckpointError(
             f"{folder} holds files that are not run checkpoints; not "
             "deleting it, choose another checkpoint_root")
@@ -369,11 +371,16 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     if run_dir is not None and not resume and run_dir.exists():
       with interrupts.deferred():  # never half a checkpoint folder
         shutil.rmtree(run_dir)  # replace_checkpoints, checked above
-    sweep = fit_many(models, recipe, task.target_train, task.target_val,
-                     seeds=list(seeds), epochs=epochs, batch_size=batch_size,
-                     source_params=source_params, test=task.target_test,
-                     checkpoint_dir=run_dir, checkpoint_every=chunk,
-                     resume=resume, on_chunk=on_epochs)
+    with warnings.catch_warnings():
+      # One batch size for every task (the CLI's --batch-size, default 32):
+      # a few-shot task smaller than it is the protocol, not a mistake.
+      warnings.filterwarnings("ignore", message=LARGE_BATCH_WARNING)
+      sweep = fit_many(models, recipe, task.target_train, task.target_val,
+                       seeds=list(seeds), epochs=epochs,
+                       batch_size=batch_size, source_params=source_params,
+                       test=task.target_test, checkpoint_dir=run_dir,
+                       checkpoint_every=chunk, resume=resume,
+                       on_chunk=on_epochs)
     results[name] = MethodResult(name, sweep.test_accuracy, sweep.history,
                                  sweep.seconds, sweep.compile_seconds)
     if on_method is not None:

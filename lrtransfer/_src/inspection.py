@@ -61,6 +61,13 @@ def _product(states) -> jax.Array:
   return scale
 
 
+def _covers_all(group: tuple, parameter_groups: list[tuple]) -> bool:
+  """Whether a strategy found in ``group`` acts on every parameter group
+  (its group is a prefix of each: outside any partition, or a partition's
+  only branch)."""
+  return all(g[:len(group)] == group for g in parameter_groups)
+
+
 def _parameter_groups(groups: set) -> list[tuple]:
   """The innermost partition groups (only they hold parameters)."""
   return sorted(g for g in groups
@@ -139,12 +146,13 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
     raise ValueError(
         "current_scale: no lrtransfer strategy (decay, schedule_scale, adjust, "
         "dynamic) was found in this optimizer state.")
-  groups_with_strategy = sorted({"/".join(g) for g, _ in found if g})
   parameter_groups = _parameter_groups(groups)
   # A strategy inside one group of a partition with several groups scales
   # that group only (session 7 trial: one grouped strategy gave the head's
   # rate as "the" rate while the body ran at the base rate).
-  if groups_with_strategy and len(parameter_groups) > 1:
+  groups_with_strategy = sorted({"/".join(g) for g, _ in found
+                                 if not _covers_all(g, parameter_groups)})
+  if groups_with_strategy:
     raise ValueError(
         "current_scale: strategies sit inside optax.partition groups ("
         f"{', '.join(groups_with_strategy)}) of a partition with groups "
@@ -155,14 +163,14 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
 
 
 def common_scale(state: Any) -> jax.Array:
-  """The scale every parameter group shares: :func:`current_scale` where
-  that is defined (1.0 without a strategy), else the product of the
-  strategies outside any ``optax.partition`` group (what ``fit`` logs as
-  ``scale``; :func:`group_scales` has the per-group ones)."""
+  """The scale every parameter group shares: the product of the strategies
+  that act on every group (all of them without an ``optax.partition``; 1.0
+  without a strategy). What ``fit`` logs as ``scale``; equal to
+  :func:`current_scale` wherever that is defined, and :func:`group_scales`
+  has the per-group ones."""
   found, groups = _found(state)
-  if any(g for g, _ in found) and len(_parameter_groups(groups)) > 1:
-    return _product(s for g, s in found if not g)
-  return current_scale(state, missing=1.0)
+  parameter_groups = _parameter_groups(groups)
+  return _product(s for g, s in found if _covers_all(g, parameter_groups))
 
 
 def effective_learning_rate(state: Any, base_learning_rate: float

@@ -6,14 +6,15 @@ top of a base optimizer (SGD-momentum unless ``optimizer=`` says otherwise);
 need::
 
     [l2sp] -> [gradual_unfreeze | head_first] -> optimizer(lr)
-           -> [the same mask again, with another base optimizer]
            -> [layerwise_scale] -> [strategy]
 
 L2-SP adds its pull to the raw gradient; the unfreezing mask then zeroes the
-frozen layers *before* momentum, so they accumulate none (and, with a base
-optimizer of the user's, once more after it: decoupled weight decay moves a
-leaf whose gradient is zero); layer-wise factors and the strategy scale the
-final step. Freezing stops *parameter* updates: BatchNorm's running
+frozen layers *before* momentum, so they accumulate none; layer-wise factors
+and the strategy scale the final step. Frozen layers stay bit-identical
+with any base optimizer whose step is zero for a zero gradient (SGD,
+momentum, Adam); one that moves parameters by itself, e.g. AdamW's
+decoupled weight decay, still moves them (give it ``mask=`` to keep the
+frozen layers out). Freezing stops *parameter* updates: BatchNorm's running
 statistics, which are not parameters, still update in training mode (as in
 PyTorch with ``requires_grad=False``; Keras' ``trainable=False`` also
 freezes them).
@@ -168,23 +169,13 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
     parts.append(l2sp(source_params, alpha=recipe.l2sp_alpha,
                       beta=recipe.l2sp_beta, transferred=transferred,
                       depth_fn=depths))
-  freeze = None
   if recipe.unfreeze_every_epochs:
-    freeze = lambda: unfreeze_lib.gradual_unfreeze(
-        recipe.unfreeze_every_epochs * steps_per_epoch, depth_fn=depths)
+    parts.append(unfreeze_lib.gradual_unfreeze(
+        recipe.unfreeze_every_epochs * steps_per_epoch, depth_fn=depths))
   if recipe.head_first_epochs:
-    freeze = lambda: unfreeze_lib.head_first(
-        recipe.head_first_epochs * steps_per_epoch, depth_fn=depths)
-  if freeze is not None:
-    parts.append(freeze())
+    parts.append(unfreeze_lib.head_first(
+        recipe.head_first_epochs * steps_per_epoch, depth_fn=depths))
   parts.append(base_optimizer(recipe, lr))
-  if freeze is not None and recipe.optimizer is not None:
-    # Another base optimizer may move a leaf whose gradient is zero
-    # (AdamW's decoupled weight decay; session 7 trial): the same mask,
-    # counting the same steps, after it keeps frozen layers bit-identical.
-    # SGD-momentum moves none, and its chain (and checkpoints) stay as
-    # they were.
-    parts.append(freeze())
   if recipe.layerwise_factor is not None:
     parts.append(layerwise_scale(recipe.layerwise_factor, depth_fn=depths))
   if recipe.strategy is not None:

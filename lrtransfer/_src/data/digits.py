@@ -73,16 +73,19 @@ def digits_label_split(
   # Labels are ranks within each side: searchsorted maps digit -> 0..4.
   xs, ys = x[is_source], np.searchsorted(source_digits, y[is_source])
   xt, yt = x[~is_source], np.searchsorted(target_digits, y[~is_source])
-  describe = lambda digits: (f"{digits[0]}-{digits[-1]}"
-                             if digits == list(range(digits[0],
-                                                     digits[0] + 5))
-                             else ",".join(map(str, digits)))
   return _digits_task(
       "digits_label_split",
-      f"sklearn digits: learn digits {describe(target_digits)} from a model "
-      f"trained on digits {describe(source_digits)}",
+      f"sklearn digits: learn digits {_describe(target_digits)} from a "
+      f"model trained on digits {_describe(source_digits)}",
       (xs, ys), (xt, yt), shots_per_class, rng, num_classes=5,
       shared_labels=False)  # target 0-4 are other digits than source 0-4
+
+
+def _describe(digits: list[int]) -> str:
+  """``"5-9"`` for a run of digits, ``"1,3,5,7,9"`` otherwise."""
+  if digits == list(range(digits[0], digits[0] + len(digits))):
+    return f"{digits[0]}-{digits[-1]}"
+  return ",".join(map(str, digits))
 
 
 def _digits_task(name, description, source, target, shots_per_class, rng,

@@ -63,9 +63,9 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
 
   Each epoch: shuffle (the order derives from ``seed`` and the epoch),
   ``ceil(n / batch_size)`` steps through the recipe's optimizer in train
-  mode (batches have a fixed shape under jit: the last one wraps around to
-  the start of the shuffled order, so when ``batch_size`` does not divide
-  ``n`` a few examples count twice that epoch), each fed the previous evaluation as one measurement,
+  mode (batches have a fixed shape under jit: the last one wraps around
+  to the start of the shuffled order, so when ``batch_size`` does not
+  divide ``n`` a few examples count twice that epoch), each fed the previous evaluation as one measurement,
   ``measurement(count=epochs done, monitor=monitor, mode=mode, val_loss=...,
   val_<metric>=..., train_loss=<previous epoch's mean>)``, then validation in
   eval mode. Any ``nnx.Module`` works, with BatchNorm statistics and Dropout
@@ -198,5 +198,9 @@ def check_sizes(epochs: Any, batch_size: Any) -> None:
 
 
 def check_seed(seed: Any, name: str = "seed") -> None:
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+  """An integer: Python, NumPy or a scalar integer array (JAX's too)."""
+  integral = isinstance(seed, (int, np.integer)) or (
+      isinstance(seed, (np.ndarray, jax.Array)) and seed.ndim == 0
+      and np.issubdtype(seed.dtype, np.integer))
+  if isinstance(seed, bool) or not integral:
     raise ValueError(f"{name} must be an int, got {name}={seed!r}")

@@ -222,6 +222,9 @@ def split_model(model: nnx.Module) -> tuple[Any, Any]:
   return nnx.as_pure(params), nnx.as_pure(rest)
 
 
+# The large-batch warning's text (experiment.compare and the benchmarks run
+# one batch size on every task, and silence it by this pattern).
+LARGE_BATCH_WARNING = r"batch_size=\d+ > \d+ training examples"
 # Names of user metrics that "auto" minimises without a warning.
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity")
 

@@ -103,9 +103,9 @@ def gradual_unfreeze(
   it opens is exactly plain SGD's from zero momentum. Placed after the
   optimizer, momentum would build up in frozen layers and be released all at
   once when they open. (An optimizer that moves a parameter whose gradient
-  is zero, e.g. AdamW's decoupled weight decay, needs the same mask after
-  it too: ``Recipe`` adds it. BatchNorm's running statistics are not
-  parameters and still update in training mode.)
+  is zero, e.g. AdamW's decoupled weight decay, still moves frozen layers:
+  give it ``mask=``. BatchNorm's running statistics are not parameters and
+  still update in training mode.)
 
   ``state.num_open`` holds the number of levels the next update trains, for
   logging (see :func:`unfrozen_levels`).
