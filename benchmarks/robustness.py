@@ -3,8 +3,8 @@
     python benchmarks/robustness.py [--quick] [--out FILE] [--tasks ...]
         [--methods ...] [--seeds N] [--epochs E]
 
-On every REPORT task of ``suite.py`` (test accuracy; the first
-``FULL_SEEDS``: all 10 report seeds since session 7), every
+On every REPORT task of ``suite.py`` (test accuracy; ``FULL_SEEDS``: all
+10 report seeds since session 7, 5 before), every
 method that takes a base rate runs at ``BASE_LRS`` = 0.003 ... 0.3, all
 rates x seeds of a method as ONE vmapped ``fit_many`` program; the
 recommended recipe also runs at 10x below and above its default rate. The
