@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -24,7 +23,7 @@ import suite
 from flax import nnx
 
 import lrtransfer
-from lrtransfer._src.train.runner import LARGE_BATCH_WARNING
+from lrtransfer._src.train.runner import expect_large_batches
 
 HIDDEN = (256, 128)
 BATCH_SIZE = 32
@@ -137,10 +136,7 @@ def run(prepared: Prepared, recipe, seeds: Sequence[int], *,
     models += target_models(prepared, recipe, seeds, transfer_layers)
     run_seeds += seeds
     run_lrs += [lr] * len(seeds)
-  with warnings.catch_warnings():
-    # One batch size (32) on every task, few-shot ones included: the
-    # protocol, not a mistake.
-    warnings.filterwarnings("ignore", message=LARGE_BATCH_WARNING)
+  with expect_large_batches():  # batch 32 on every task, few-shot included
     sweep = lrtransfer.train.fit_many(
         models, recipe, task.target_train, task.target_val, seeds=run_seeds,
         learning_rates=run_lrs, epochs=epochs, batch_size=batch_size,

@@ -340,11 +340,12 @@ def bold_driver(*, increase: float = 1.05, decrease: float = 0.5,
     mode, monitor: as in :func:`adjust`.
     min_scale, max_scale: bounds of the scale. The floor, a tenth of the
       base rate as in the ``reduce_on_plateau`` recipe of
-      ``default_recipes``, was picked on the benchmarks' tuning tasks (validation) in session 7: with 1e-3 the rule cuts on
-      every evaluation that does not beat the best, on noisy validation
-      curves most of them, and ended up to 25 points below the constant
-      rate it started from there (``benchmarks/results/
-      defaults_extra_bold_driver.md``).
+      ``default_recipes``, was picked on the benchmarks' tuning tasks
+      (validation) in session 7: with 1e-3 the rule cuts on every
+      evaluation that does not beat the best, on noisy validation curves
+      most of them, and ended up to 25 points below the constant rate it
+      started from there
+      (``benchmarks/results/defaults_extra_bold_driver.md``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.

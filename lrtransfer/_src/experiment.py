@@ -11,7 +11,6 @@ import dataclasses
 import math
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -27,7 +26,8 @@ from lrtransfer._src.data import TransferTask
 from lrtransfer._src.models import MLP, _rebuild, target_from_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train import fit, fit_many
-from lrtransfer._src.train.runner import LARGE_BATCH_WARNING
+from lrtransfer._src.train.fitting import is_integer_seed
+from lrtransfer._src.train.runner import expect_large_batches
 from lrtransfer._src.transfer.depths import layer_depths
 
 
@@ -260,8 +260,7 @@ def _check_recipes_and_seeds(recipes: Any, seeds: Any) -> None:
   if isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1:
     seeds = np.asarray(seeds).tolist()  # NumPy/JAX ints: accepted as ints
   if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
-      or not seeds or not all(isinstance(s, (int, np.integer))
-                              and not isinstance(s, bool) for s in seeds)):
+      or not seeds or not all(is_integer_seed(s) for s in seeds)):
     raise ValueError("seeds must be a non-empty sequence of ints, one run "
                      f"each (e.g. range(3) for 3 runs), got {seeds!r}")
   if len(set(int(s) for s in seeds)) != len(seeds):
@@ -371,10 +370,8 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     if run_dir is not None and not resume and run_dir.exists():
       with interrupts.deferred():  # never half a checkpoint folder
         shutil.rmtree(run_dir)  # replace_checkpoints, checked above
-    with warnings.catch_warnings():
-      # One batch size for every task (the CLI's --batch-size, default 32):
-      # a few-shot task smaller than it is the protocol, not a mistake.
-      warnings.filterwarnings("ignore", message=LARGE_BATCH_WARNING)
+    # One batch size for every task (the CLI's --batch-size, default 32).
+    with expect_large_batches():
       sweep = fit_many(models, recipe, task.target_train, task.target_val,
                        seeds=list(seeds), epochs=epochs,
                        batch_size=batch_size, source_params=source_params,

@@ -253,10 +253,11 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   ``lr_d = lr * scale * factor_d * open_d``, each term read from the
   transformations' state: ``scale`` is the strategies' scale that every
   parameter group shares (:func:`lrtransfer.current_scale` without an
-  ``optax.partition``; 1 without a strategy), ``factor_d`` the ``level_factors`` of a
-  :func:`lrtransfer.layerwise_scale` state (1 without one) and ``open_d`` 0
-  for levels still frozen by a :func:`lrtransfer.gradual_unfreeze` or
-  :func:`lrtransfer.head_first` state (1 without one).
+  ``optax.partition``; 1 without a strategy), ``factor_d`` the
+  ``level_factors`` of a :func:`lrtransfer.layerwise_scale` state (1
+  without one) and ``open_d`` 0 for levels still frozen by a
+  :func:`lrtransfer.gradual_unfreeze` or :func:`lrtransfer.head_first`
+  state (1 without one).
 
   Args:
     recipe: gives the default ``learning_rate``.

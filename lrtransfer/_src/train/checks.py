@@ -104,8 +104,7 @@ def check_class_labels(y: Any, name: str,
             if y.ndim == 2 and y.shape[1] == 1 and label_dims == 1 else "")
     raise ValueError(
         f"{name}.y must be integer class labels of shape {expected} "
-        f"{purpose}, got {y.dtype} "
-        f"{y.shape}{hint}"
+        f"{purpose}, got {y.dtype} {y.shape}{hint}"
         + ("; for other targets pass loss_fn=" if takes_loss_fn else ""))
   if y.size == 0:
     return

@@ -65,7 +65,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
   ``ceil(n / batch_size)`` steps through the recipe's optimizer in train
   mode (batches have a fixed shape under jit: the last one wraps around
   to the start of the shuffled order, so when ``batch_size`` does not
-  divide ``n`` a few examples count twice that epoch), each fed the previous evaluation as one measurement,
+  divide ``n`` a few examples count twice that epoch), each fed the
+  previous evaluation as one measurement,
   ``measurement(count=epochs done, monitor=monitor, mode=mode, val_loss=...,
   val_<metric>=..., train_loss=<previous epoch's mean>)``, then validation in
   eval mode. Any ``nnx.Module`` works, with BatchNorm statistics and Dropout
@@ -197,10 +198,15 @@ def check_sizes(epochs: Any, batch_size: Any) -> None:
       raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
 
 
-def check_seed(seed: Any, name: str = "seed") -> None:
-  """An integer: Python, NumPy or a scalar integer array (JAX's too)."""
+def is_integer_seed(seed: Any) -> bool:
+  """An integer: Python, NumPy or a scalar integer array (JAX's too); not
+  a bool."""
   integral = isinstance(seed, (int, np.integer)) or (
       isinstance(seed, (np.ndarray, jax.Array)) and seed.ndim == 0
       and np.issubdtype(seed.dtype, np.integer))
-  if isinstance(seed, bool) or not integral:
+  return integral and not isinstance(seed, bool)
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+  if not is_integer_seed(seed):
     raise ValueError(f"{name} must be an int, got {name}={seed!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -222,9 +223,18 @@ def split_model(model: nnx.Module) -> tuple[Any, Any]:
   return nnx.as_pure(params), nnx.as_pure(rest)
 
 
-# The large-batch warning's text (experiment.compare and the benchmarks run
-# one batch size on every task, and silence it by this pattern).
-LARGE_BATCH_WARNING = r"batch_size=\d+ > \d+ training examples"
+# The large-batch warning's text, matched by expect_large_batches.
+_LARGE_BATCH_WARNING = r"batch_size=\d+ > \d+ training examples"
+
+
+@contextlib.contextmanager
+def expect_large_batches():
+  """Silences the batch-larger-than-the-data warning: for callers that run
+  one batch size on every task (``experiment.compare``, the benchmarks), to
+  whom a few-shot task smaller than it is the protocol, not a mistake."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=_LARGE_BATCH_WARNING)
+    yield
 # Names of user metrics that "auto" minimises without a warning.
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity")
 
