@@ -167,3 +167,21 @@ def test_docstring_check_spares_functions_returning_none():
     """
     del x
   assert docstring_problems("g", g) == []
+
+
+# Words that describe how the project was built rather than what it does;
+# what changed between versions belongs in CHANGELOG.md, in terms of
+# behaviour.
+_HISTORY = re.compile(r"\bsessions?\b|\bissue[ -]?\d|\baudit|founding article",
+                      re.I)
+
+
+def test_user_documents_describe_the_project_not_its_history():
+  documents = [ROOT / "README.md", ROOT / "CHANGELOG.md",
+               *sorted((ROOT / "docs").glob("**/*.md")),
+               *sorted(API_DIR.glob("*.rst"))]
+  found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+           for path in documents if "_build" not in path.parts
+           for number, line in enumerate(path.read_text().splitlines(), 1)
+           if _HISTORY.search(line)]
+  assert not found, "\n".join(found)

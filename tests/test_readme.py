@@ -72,7 +72,7 @@ EXAMPLES = {
 }
 
 
-_RAN = {}  # block -> its namespace: each example runs once per session
+_RAN = {}  # block -> its namespace: each example runs once per test run
 
 
 def _run(where, block):
