@@ -106,8 +106,11 @@ def _mean_over_tasks(result: dict, method: str, rate: str) -> float | None:
 
 def _rate_free_value(result: dict, method: str) -> float:
   """The one mean of a method that takes no base rate."""
-  (rate,) = {r for task in result["tasks"].values() for r in task[method]}
-  return _mean_over_tasks(result, method, rate)
+  rates = {r for task in result["tasks"].values() for r in task[method]}
+  if len(rates) != 1:
+    raise SystemExit(f"tables.py: {method} takes no base rate but ran at "
+                     f"{sorted(rates)} in robustness.json")
+  return _mean_over_tasks(result, method, rates.pop())
 
 
 def robustness_summary() -> str:
@@ -196,8 +199,8 @@ def targets() -> str:
   for name in ("quality", "robustness"):
     result = _load(name)
     for target, record in result["targets"].items():
-      verdict = "met" if record["met"] else "**missed**"
-      lines.append(f"* `{target}` ({name}.json): {verdict}. "
+      verdict = "met" if record["met"] else "missed"
+      lines.append(f"* **{verdict}**: `{target}` ({name}.json), "
                    f"{record['rule'].rstrip('.')}.")
   return "\n".join(lines)
 
