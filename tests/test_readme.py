@@ -1,10 +1,12 @@
-"""The README's Python examples run as written, and do what they say.
+"""The Python examples of README.md and docs/guides run as written, and do what they say.
 
 Strict on purpose: every runnable block (a ```python block starting with
 ``import``) must run, and every example named in ``EXAMPLES`` must be in
 exactly one runnable block and give its one expected outcome. An edit that
 drops or renames an example fails here instead of silently losing its check;
-update ``EXAMPLES`` with the README.
+update ``EXAMPLES`` with the documents. Blocks that are not meant to run on
+their own (fragments, several hosts) are ```text blocks or start with
+something other than ``import``.
 """
 
 import pathlib
@@ -15,9 +17,23 @@ import pytest
 
 import lrtransfer
 
-README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-RUNNABLE = [b for b in BLOCKS if b.startswith("import")]
+ROOT = pathlib.Path(__file__).parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
+README = (ROOT / "README.md").read_text()
+# (document name, block) of every runnable block.
+RUNNABLE = [(path.relative_to(ROOT).as_posix(), block)
+            for path in DOCUMENTS
+            for block in re.findall(r"```python\n(.*?)```", path.read_text(),
+                                    flags=re.S)
+            if block.startswith("import")]
+
+# The README's length limit: it is the project's front page, the guides hold
+# the rest.
+README_MAX_LINES = 200
+# Places the README keeps for blocks that are maintained with other parts of
+# the project, and the two commands at its top.
+README_MARKERS = ("<!-- commands -->", "<!-- own-loop -->",
+                  "<!-- tuning-free -->")
 
 
 def _scale(namespace):
@@ -26,11 +42,19 @@ def _scale(namespace):
 
 # marker (a text only that example contains) -> (what it shows, check).
 EXAMPLES = {
+    "lrtransfer.adjust())": (
+        "README quickstart: adjust in a jitted loop fits the regression",
+        lambda ns: float(ns["loss"](ns["params"], ns["x"], ns["y"])) < 1e-4
+        and np.isfinite(float(lrtransfer.effective_learning_rate(
+            ns["state"], 0.05)))),
+    "recipes.recommended_recipe(),": (
+        "README: the recommended recipe learns the digits task",
+        lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),
     "reduce_on_plateau(factor=0.5, patience=2)": (
         "a plateau strategy minimises a toy loss",
         lambda ns: float(ns["loss"](ns["params"])) < 1e-3),
     "lrtransfer.decay(0.99": (
-        "the founding article's 0.99 per epoch, after 9 epochs",
+        "0.99 per epoch, after 9 epochs",
         lambda ns: _scale(ns) == pytest.approx(0.99 ** 9)),
     "accuracies = [": (
         "adjust lowers on improvement, raises on a plateau",
@@ -42,32 +66,46 @@ EXAMPLES = {
         "a user's NNX model (BatchNorm, Dropout) fine-tunes from its source",
         lambda ns: ns["result"].best_epoch >= 1 and ns["result"].history[
             "val_accuracy"].max() > 0.5),
-    "lrtransfer.train.fit(": (
-        "fine-tuning the digits task learns it",
+    "checkpoint.save_params(": (
+        "a source saved and restored with orbax fine-tunes the digits task",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),
 }
 
 
-_RAN = {}  # block -> its namespace: each example runs once per session
+_RAN = {}  # block -> its namespace: each example runs once per test run
 
 
-def _run(block):
+def _run(where, block):
   if block not in _RAN:
     namespace = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+    exec(compile(block, where, "exec"), namespace)  # pylint: disable=exec-used
     _RAN[block] = namespace
   return _RAN[block]
 
 
-@pytest.mark.parametrize("index", range(len(RUNNABLE)))
-def test_every_readme_example_runs(index):
-  _run(RUNNABLE[index])
+@pytest.mark.parametrize("index", range(len(RUNNABLE)),
+                         ids=[f"{w}-{i}" for i, (w, _) in enumerate(RUNNABLE)])
+def test_every_example_runs(index):
+  _run(*RUNNABLE[index])
 
 
 @pytest.mark.parametrize("marker", sorted(EXAMPLES))
-def test_readme_example_does_what_it_says(marker):
-  holders = [b for b in RUNNABLE if marker in b]
+def test_example_does_what_it_says(marker):
+  holders = [(w, b) for w, b in RUNNABLE if marker in b]
   assert len(holders) == 1, (
-      f"README: expected one runnable example containing {marker!r} "
+      f"expected one runnable example containing {marker!r} "
       f"({EXAMPLES[marker][0]}), found {len(holders)}")
-  assert EXAMPLES[marker][1](_run(holders[0])), EXAMPLES[marker][0]
+  assert EXAMPLES[marker][1](_run(*holders[0])), EXAMPLES[marker][0]
+
+
+def test_readme_is_short_and_keeps_its_places():
+  assert len(README.splitlines()) <= README_MAX_LINES
+  for marker in README_MARKERS:
+    assert marker in README, marker
+
+
+def test_readme_links_point_to_files():
+  for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README):
+    if target.startswith("http"):
+      continue
+    assert (ROOT / target).exists(), target
