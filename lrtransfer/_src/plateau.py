@@ -69,14 +69,15 @@ class Verdict(NamedTuple):
 
 
 class PlateauRule(NamedTuple):
-  """Static configuration of the judgement (Python values, validated)."""
-  mode: Optional[str] = None  # None: the measurement's mode
-  monitor: Optional[str] = None  # None: the measurement's monitor
-  threshold: float = 1e-4
-  threshold_mode: str = "rel"
-  patience: int = 10
-  cooldown: int = 0
-  target: Optional[float] = None
+  """Static configuration of the judgement, built by :func:`validated_rule`
+  from a strategy's arguments (which hold the defaults)."""
+  mode: Optional[str]  # None: the measurement's mode
+  monitor: Optional[str]  # None: the measurement's monitor
+  threshold: float  # least change that counts as an improvement
+  threshold_mode: str  # "rel" or "abs"
+  patience: int  # bad evaluations tolerated
+  cooldown: int  # evaluations not counted after an action
+  target: Optional[float]  # a value a good evaluation must reach, or None
 
 
 def validated_rule(mode, threshold, threshold_mode, patience, cooldown,

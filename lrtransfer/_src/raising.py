@@ -127,6 +127,7 @@ import optax
 from lrtransfer._src import validation
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.plateau import Verdict
+from lrtransfer._src.rules import AdjustRule
 
 
 class RaiseGuardState(NamedTuple):
@@ -158,50 +159,6 @@ class RaiseGuardState(NamedTuple):
   slow_run: jax.Array
 
 
-class RaiseRule(NamedTuple):
-  """Static configuration of the guard (Python values or traced arrays)."""
-  train_monitor: Optional[str]
-  train_threshold: float
-  train_rise: float
-  fitted_ratio: float
-  patience: int
-  max_raises: int
-  plateau_factor: float
-  overfit_factor: float
-  rise_factor: float = 1.0
-  slow_progress: float = 0.0
-  remember_brake: bool = False
-  brake_patience: int = 0
-  slow_patience: int = 1
-
-
-def validated_raise_rule(train_monitor, train_threshold, train_rise,
-                         fitted_ratio, patience, max_raises, plateau_factor,
-                         overfit_factor, rise_factor=1.0,
-                         slow_progress=0.0, remember_brake=False,
-                         brake_patience=0, slow_patience=1) -> RaiseRule:
-  if train_monitor is not None and not isinstance(train_monitor, str):
-    raise ValueError("train_monitor must be a name (str) or None, got "
-                     f"train_monitor={train_monitor!r}")
-  validation.check_non_negative("train_threshold", train_threshold)
-  validation.check_non_negative("train_rise", train_rise)
-  validation.check_in_interval("fitted_ratio", fitted_ratio, 0.0, 1.0)
-  validation.check_int("max_raises", max_raises, 0)
-  validation.check_positive("plateau_factor", plateau_factor)
-  validation.check_in_interval("overfit_factor", overfit_factor, 0.0, 1.0,
-                               low_open=True)
-  validation.check_in_interval("rise_factor", rise_factor, 0.0, 1.0,
-                               low_open=True)
-  validation.check_in_interval("slow_progress", slow_progress, 0.0, 1.0)
-  validation.check_bool("remember_brake", remember_brake)
-  validation.check_int("brake_patience", brake_patience, 0)
-  validation.check_int("slow_patience", slow_patience, 1)
-  return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
-                   patience, max_raises, plateau_factor, overfit_factor,
-                   rise_factor, slow_progress, remember_brake, brake_patience,
-                   slow_patience)
-
-
 def init_guard(scale) -> RaiseGuardState:
   return RaiseGuardState(
       train_best=jnp.asarray(jnp.inf, jnp.float32),
@@ -225,22 +182,26 @@ class GuardedStep(NamedTuple):
   braked: jax.Array  # bool, this update brakes and remembers it (ceiling)
 
 
-def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
+def guard_step(rule: AdjustRule, patience, raise_factor, lower_factor,
+               guard: RaiseGuardState, verdict: Verdict,
                judged_value: jax.Array, metric: Measurement
                ) -> tuple[RaiseGuardState, GuardedStep]:
   """The guard's decision at an update (no-op unless ``verdict.is_new``).
 
-  ``judged_value`` is the monitored value in minimisation space. The returned
-  state's ``pre_raise_scale`` is left for the caller to set
-  (:func:`finish`), since only the caller knows the scale without the raise.
+  ``rule`` holds the finer constants, ``patience``, ``raise_factor`` and
+  ``lower_factor`` the strategy's arguments (Python numbers, or arrays under
+  ``optax.inject_hyperparams``). ``judged_value`` is the monitored value in
+  minimisation space. The returned state's ``pre_raise_scale`` is left for
+  the caller to set (:func:`finish`), since only the caller knows the scale
+  without the raise.
   """
   v = judged_value
   has_train = (rule.train_monitor is not None
                and rule.train_monitor in metric.values)
   # Only where the rule reads the training value: a raise or a brake.
   reads_train = not (
-      validation.all_concrete(rule.plateau_factor, rule.rise_factor)
-      and rule.plateau_factor <= 1 and rule.rise_factor >= 1)
+      validation.all_concrete(raise_factor, rule.rise_factor)
+      and raise_factor <= 1 and rule.rise_factor >= 1)
   if (rule.train_monitor is not None and not has_train and metric.values
       and reads_train):
     # Trace time, once per compiled structure: the one silent way to get a
@@ -250,10 +211,11 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     warnings.warn(
         f"adjust/dynamic: the measurement carries no {rule.train_monitor!r} "
         f"(it has {sorted(metric.values)}), so the brake and every raise "
-        "are off and a plateau only applies overfit_factor (1 by default: "
+        "are off and a plateau only applies lower_factor (1 by default: "
         "the rate is held). Pass the training loss, e.g. lrtransfer."
         f"measurement(count=k, monitor=..., {rule.train_monitor}=...), or "
-        "train_monitor=None to say that none will come.", UserWarning,
+        "rule=lrtransfer.AdjustRule(train_monitor=None) (or DynamicRule) to "
+        "say that none will come.", UserWarning,
         stacklevel=2)
   if has_train:
     tr = metric.values[rule.train_monitor].astype(jnp.float32)
@@ -268,7 +230,7 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
                             tr, guard.train_first)
     not_rising = tr <= train_best + rule.train_rise * jnp.abs(train_best)
     not_fitted = tr > rule.fitted_ratio * train_first
-    fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > rule.patience)
+    fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > patience)
                     & not_rising & not_fitted)
     # The brake, judged against the best before this evaluation (a rising
     # value never improves it), only once a finite best exists, and not
@@ -317,18 +279,16 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
   is_new = verdict.is_new
   pending = ~jnp.isnan(guard.raise_value)
   failed = is_new & pending & ~(v < guard.raise_value)
-  raising_rule = jnp.asarray(rule.plateau_factor) > 1
+  raising_rule = jnp.asarray(raise_factor) > 1
   may_raise = raising_rule & ~failed & jnp.isfinite(v)
   raise_now = (verdict.plateau & fails_to_fit & may_raise
                & (guard.raises < rule.max_raises))
   # A good evaluation after slow training progress: the rate is too low.
   # Good and plateau never meet, so this is a second, exclusive trigger.
   grow_now = verdict.good & (slow_run >= rule.slow_patience) & may_raise
-  not_raised = jnp.where(raising_rule, rule.overfit_factor,
-                         rule.plateau_factor)
   factor = jnp.where(verdict.plateau,
-                     jnp.where(raise_now, rule.plateau_factor, not_raised),
-                     jnp.where(grow_now, rule.plateau_factor, 1.0))
+                     jnp.where(raise_now, raise_factor, lower_factor),
+                     jnp.where(grow_now, raise_factor, 1.0))
   raise_now = raise_now | grow_now
   # A raise needs a training value that is not rising, so the brake and a
   # raise never meet and the brake can ride in the same factor.

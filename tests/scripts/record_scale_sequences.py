@@ -29,6 +29,8 @@ import numpy as np
 import optax
 
 import lrtransfer
+from lrtransfer import AdjustRule
+from lrtransfer import DynamicRule
 
 WARMUP = 2  # steps before the first evaluation (count 0, never judged)
 STEPS = 48  # steps after the first evaluation
@@ -55,30 +57,34 @@ CONFIGS: dict[str, Callable[[], optax.GradientTransformationExtraArgs]] = {
         increase=1.2, decrease=0.7, min_scale=0.5, max_scale=2.0),
     "adjust-defaults": lambda: lrtransfer.adjust(),
     "adjust-quick-lowering": lambda: lrtransfer.adjust(
-        patience=1, cooldown=0, improve_factor=0.9),
+        patience=1, cooldown=0, rule=AdjustRule(improve_factor=0.9)),
     "adjust-reduce": lambda: lrtransfer.adjust(
-        plateau_factor=0.5, patience=1, cooldown=0, rise_factor=1.0),
+        raise_factor=1.0, lower_factor=0.5, patience=1, cooldown=0,
+        rule=AdjustRule(rise_factor=1.0)),
     "adjust-overfit-lowers": lambda: lrtransfer.adjust(
-        patience=1, cooldown=0, overfit_factor=0.5),
+        patience=1, cooldown=0, lower_factor=0.5),
     "adjust-finer": lambda: lrtransfer.adjust(
-        patience=1, cooldown=0, plateau_factor=2.0, remember_brake=True,
-        brake_patience=1, slow_patience=2, max_raises=1,
-        train_threshold=0.05, train_rise=0.1, fitted_ratio=0.2,
-        slow_progress=0.3, rise_factor=0.7),
+        patience=1, cooldown=0, raise_factor=2.0, rule=AdjustRule(
+            remember_brake=True, brake_patience=1, slow_patience=2,
+            max_raises=1, train_threshold=0.05, train_rise=0.1,
+            fitted_ratio=0.2, slow_progress=0.3, rise_factor=0.7)),
     "adjust-abs-target-eps": lambda: lrtransfer.adjust(
-        threshold=0.01, threshold_mode="abs", target=0.5, eps=1e-3,
-        plateau_factor=0.5, improve_factor=1.1, patience=1,
-        init_scale=0.5, min_scale=0.1, max_scale=4.0, train_monitor=None),
+        raise_factor=1.0, lower_factor=0.5, patience=1, min_scale=0.1,
+        max_scale=4.0, rule=AdjustRule(
+            threshold=0.01, threshold_mode="abs", target=0.5, eps=1e-3,
+            improve_factor=1.1, init_scale=0.5, train_monitor=None)),
     "dynamic-recipe": lambda: lrtransfer.dynamic(TOTAL, every_steps=3),
     "dynamic-quick": lambda: lrtransfer.dynamic(TOTAL, every_steps=2,
                                                 rate=0.9, patience=1),
     "dynamic-gains-reduce": lambda: lrtransfer.dynamic(
-        TOTAL, every_steps=3, rate=0.9, progress_gain=2.0, stall_gain=2.0,
-        improving_gain=0.5, plateau_factor=0.7, patience=1, cooldown=0),
+        TOTAL, every_steps=3, rate=0.9, raise_factor=1.0, lower_factor=0.7,
+        patience=1, cooldown=0, rule=DynamicRule(
+            progress_gain=2.0, stall_gain=2.0, improving_gain=0.5)),
     "dynamic-finer": lambda: lrtransfer.dynamic(
-        TOTAL, every_steps=3, patience=1, overfit_factor=0.5,
-        remember_brake=False, brake_patience=0, slow_patience=2,
-        improve_factor=0.95, max_raises=1, min_scale=0.1, max_scale=3.0),
+        TOTAL, every_steps=3, patience=1, lower_factor=0.5, min_scale=0.1,
+        max_scale=3.0, rule=DynamicRule(
+            remember_brake=False, brake_patience=0, slow_patience=2,
+            improve_factor=0.95, max_raises=1)),
 }
 
 
