@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrtransfer
+from _harness import adjust_with, dynamic_with
 
 PARAMS = {"w": jnp.ones(3, jnp.float32)}
 EVALS = 30
@@ -24,8 +25,8 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 FACTORIES = {
-    "adjust": lambda **kw: lrtransfer.adjust(**kw),
-    "dynamic": lambda **kw: lrtransfer.dynamic(EVALS, **kw),
+    "adjust": lambda **kw: adjust_with(**kw),
+    "dynamic": lambda **kw: dynamic_with(EVALS, **kw),
 }
 
 
@@ -101,10 +102,10 @@ def test_non_finite_training_value_never_raises(kind):
 
 CONFIGS = [
     ("adjust", ()),
-    ("adjust", (("plateau_factor", 3.0), ("patience", 0), ("cooldown", 0),
+    ("adjust", (("raise_factor", 3.0), ("patience", 0), ("cooldown", 0),
                 ("max_raises", 4), ("max_scale", 50.0))),
     ("dynamic", ()),
-    ("dynamic", (("plateau_factor", 2.0), ("patience", 0), ("cooldown", 0),
+    ("dynamic", (("raise_factor", 2.0), ("patience", 0), ("cooldown", 0),
                  ("max_raises", 3), ("improve_factor", 0.9))),
 ]
 
@@ -321,10 +322,11 @@ def test_one_number_without_a_training_loss_warns_at_trace_time(kind):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: lrtransfer.adjust(train_monitor=None),
+    lambda: adjust_with(train_monitor=None),
     lambda: lrtransfer.reduce_on_plateau(),
     lambda: lrtransfer.bold_driver(),
-    lambda: lrtransfer.adjust(plateau_factor=0.5, rise_factor=1.0),
+    lambda: adjust_with(raise_factor=1.0, lower_factor=0.5,
+                        rise_factor=1.0),
 ])
 def test_no_warning_where_no_training_value_is_read(make):
   import warnings
