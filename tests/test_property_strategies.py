@@ -663,10 +663,9 @@ def test_apply_if_finite_freezes_strategy_on_non_finite_gradients(
 
 
 def test_dynamic_scale_never_nan_with_large_factor_and_fast_decay():
-  tx = lrtransfer.dynamic(1, rate=1e-30, progress_gain=10.0,
-                          improve_factor=1e38, raise_factor=1e38,
-                          patience=0, cooldown=0, min_scale=0.0,
-                          max_scale=10.0)
+  tx = dynamic_with(1, rate=1e-30, progress_gain=10.0,
+                    improve_factor=1e38, raise_factor=1e38,
+                    patience=0, cooldown=0, min_scale=0.0, max_scale=10.0)
   state = tx.init(PARAMS)
   for count, value in enumerate([1.0, 2.0, 3.0], start=1):
     _, state = tx.update(PARAMS, state, PARAMS,
