@@ -307,9 +307,9 @@ def test_current_scale_refuses_strategies_in_several_partition_groups():
 
 
 def test_current_scale_refuses_a_strategy_in_one_group_of_several():
-  """Session 7 trial: with a strategy in the body group only, current_scale
-  returned the body's scale as "the" scale while the head ran at the outer
-  one alone."""
+  """With a strategy in the body group only, no single scale is the rate of
+  every group (the head runs at the outer one alone): current_scale refuses
+  and names group_scales."""
   state = _partition_state(optax.sgd(0.1))
   with pytest.raises(ValueError, match="body.*group_scales"):
     lrtransfer.current_scale(state)
@@ -348,8 +348,8 @@ def test_common_scale_is_what_every_group_shares():
 
 def test_a_strategy_over_a_nested_partition_covers_every_group():
   """A decay on the only outer group, whose inner partition splits it in
-  two, scales both inner groups: current_scale gives it (review, session
-  7: it was refused and common_scale dropped it)."""
+  two, scales both inner groups: current_scale gives it, and common_scale
+  keeps it."""
   from lrtransfer._src import inspection
   params = {"x": jnp.ones(2), "y": jnp.ones(2)}
   inner = optax.partition({"x": optax.sgd(0.1), "y": optax.sgd(0.1)},

@@ -20,9 +20,9 @@ strategy gets a small fixed set of configurations and each configuration one
 jitted ``lax.scan`` runner, compiled once (cached) and reused by every example:
 metric sequences have a fixed length, so nothing retraces.
 
-The tests at the end of the file pin defects these tests found (and that
-were fixed): NaN from inf * 0 in ``dynamic``, float32/int32-overflowing
-hyperparameters accepted by the eager checks.
+The tests at the end of the file pin two hostile cases by name: ``dynamic``
+must not compute inf * 0 = NaN, and the eager checks must refuse
+hyperparameters that overflow float32/int32.
 """
 
 from __future__ import annotations
@@ -659,7 +659,7 @@ def test_apply_if_finite_freezes_strategy_on_non_finite_gradients(
 
 
 # ---------------------------------------------------------------------------
-# Defects found by hostile hyperparameters, fixed: they must stay fixed.
+# Hostile hyperparameters, by name.
 
 
 def test_dynamic_scale_never_nan_with_large_factor_and_fast_decay():

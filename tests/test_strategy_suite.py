@@ -322,7 +322,7 @@ INJECT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(INJECT_CASES))
 def test_every_strategy_works_under_inject_hyperparams(case):
-  # Issue 9: Python-side checks of traced values raised
+  # Python-side checks of traced values would raise
   # TracerBoolConversionError. Injected and plain runs must agree.
   factory, args, kwargs, static_args = INJECT_CASES[case]
   injected = optax.inject_hyperparams(factory, static_args=static_args)(

@@ -8,7 +8,8 @@ examples at the expense of what the source taught, so lower or hold). Only
 the training loss can tell them apart, so a raise needs it; and a raise is a
 bet that is checked at the next evaluation and undone if it lost. Per new
 evaluation, with ``v`` the judged (monitored) value in minimisation space,
-``tr`` the training value (``train_monitor``), ``p`` the patience::
+``tr`` the training value (``rule.train_monitor``), ``p`` the patience and
+the other names fields of the rule (:class:`lrtransfer.AdjustRule`)::
 
   train_improved = isfinite(tr) and (tr < train_best - train_threshold *
                                      |train_best|   or train_best unset)
@@ -28,17 +29,16 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   slow_run       = slow_run + 1 if slow else 0
 
   failed_raise   = a raise is pending and not v < raise_value
-  may_raise      = plateau_factor > 1 and not failed_raise and isfinite(v)
+  may_raise      = raise_factor > 1 and not failed_raise and isfinite(v)
   raise_now      = may_raise and (
                      plateau and fails_to_fit and raises < max_raises
-                     or good and slow_run >= s)  (s = slow_patience; the
-                                              rate is too low: training
-                                              stalls, or creeps while
-                                              validation still improves)
+                     or good and slow_run >= slow_patience)  (the rate is
+                                              too low: training stalls, or
+                                              creeps while validation still
+                                              improves)
   high           = train_best finite and
                    not tr <= train_best + train_rise * |train_best|
-                   (NaN counts as high; train_best before this evaluation;
-                   never high while train_best is unset)
+                   (NaN counts as high; train_best before this evaluation)
   high_run       = high_run + 1 if high else 0
   waited         = high_run > q and (q = 0 or not tr < train_last)
                    (q = brake_patience: a loss that stays high and is not
@@ -51,12 +51,10 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                    unset (NaN) after an improvement: below where training
                    started, a cut answers one rise and a second cut needs
                    a further rise beyond it)
-  factor         = plateau_factor  if raise_now
-                   overfit_factor  if plateau and plateau_factor > 1
-                                   and not raise_now (over-fitting, or no
-                                   training value, or raises exhausted)
-                   plateau_factor  if plateau and plateau_factor <= 1
-                                   (the classic reduce-on-plateau)
+  factor         = raise_factor    if raise_now
+                   lower_factor    if plateau and not raise_now (over-
+                                   fitting, no training value, raises
+                                   exhausted, or raise_factor = 1)
                    1               otherwise
                  * (rise_factor if rising else 1)        (the brake)
   after a failed raise: scale <- min(scale, pre_raise_scale)   (undo)
@@ -69,50 +67,34 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   raises         = 0 after a good evaluation, + 1 after a raise
   raise_value    = v if raise_now else unset (a raise is judged once)
 
-The brake acts at any evaluation (``brake_patience=0``) or after the loss
-has stayed high for ``q`` more: a training loss well above its best means
+Why the brake waits and counts: a training loss well above its best means
 the rate is too high for the model now (Battiti's bold driver cuts the rate
 whenever the training error rises; here only a rise of more than
 ``train_rise``, so minibatch noise does not brake). Two things look like a
-too-high rate and are not, and both were measured (session 5, a
-15-example task with one step per epoch, ``benchmarks/tune_defaults.py``):
-SGD-momentum's loss on a fresh head overshoots and climbs for a few
-evaluations while its velocity decays (1.26, 1.95, 2.38, 2.67, 2.69 at a
-rate 30x below the best one), and a rate near the edge of stability spikes
-the loss at the first steps and then settles by itself (3.35, 11.6, 23.5,
-4.3, 1.7 -- the "catapult" of Lewkowycz et al., 2020). A brake judged
-against the best loss alone cut the first at every evaluation down to
-``min_scale``, and the second three times; with one step per evaluation
-the run then crawls. Hence: below where training started, each cut answers
-one rise (the next needs the loss to rise by ``train_rise`` again above
-where it stood at the last cut), and ``brake_patience`` waits for a high
-loss that is not falling back. A diverging loss grows by more than that
-per evaluation and is cut every time. A raise needs a training value that
-is not rising, so the two never meet. With ``remember_brake`` the brake
-also sets a ceiling: no later raise (plateau or slow-progress) takes the
-scale above where the last brake left it, so a rate that once made training
-diverge is not climbed back to (the growth of
-DoG/Prodigy-style estimates is likewise monotone in what it has observed; a
-raise undone by the next evaluation then cannot oscillate with the brake).
+too-high rate and are not. SGD-momentum's loss on a fresh head overshoots
+and climbs for a few evaluations while its velocity decays, and a rate near
+the edge of stability spikes the loss at the first steps and then settles by
+itself (the "catapult" of Lewkowycz et al., 2020,
+https://arxiv.org/abs/2003.02218). A brake judged against the best loss
+alone would cut the first at every evaluation down to ``min_scale``. Hence:
+below where training started, each cut answers one rise, and
+``brake_patience`` waits for a high loss that is not falling back. A
+diverging loss grows by more than that per evaluation and is cut every time.
+A raise needs a training value that is not rising, so the two never meet.
+With ``remember_brake`` no later raise takes the scale above where the last
+brake left it (the growth of DoG/Prodigy-style estimates is likewise
+monotone in what they have observed).
 
-Without ``train_monitor`` in the measurement (a user feeding one number)
+Without the training value in the measurement (a user feeding one number)
 there is neither a raise nor a brake: the safe reading of a plateau one
 cannot diagnose is to lower or hold. A metric that gets worse after every
 raise leaves the scale above its pre-raise level for exactly one evaluation
 per raise; at most ``max_raises`` plateau raises happen between two good
 evaluations, and a slow-progress raise happens only at a good one.
 
-Measured (``benchmarks/tune_defaults.py``, tuning tasks, validation only,
-``benchmarks/results/defaults.md``): without the brake ``adjust`` ends near
-chance on most tasks at 10x the default base rate (0.3); with it, 0.50-0.92.
-Session 5 (20 seeds on the 15-example tabular task): with the brake judged
-against the best loss alone, every ``adjust`` setting was 2.7 points below
-the constant rate somewhere; with one cut per rise below the first loss and
-the slow-progress raise free to climb back (``remember_brake=False``),
--0.9; ``dynamic`` -3.0 with the brake at once, -0.4 with
-``brake_patience=1`` (its default), -6.2 with 2. On the report set
-(``benchmarks/robustness.py``, test) ``adjust`` is at worst 0.98 point
-below the constant rate over 9 tasks x 5 base rates.
+What the brake and the raises are worth against a constant rate over base
+rates 100x apart: ``python benchmarks/tune_defaults.py`` (tuning tasks,
+validation) and ``python benchmarks/robustness.py`` (report tasks, test).
 """
 
 from __future__ import annotations
