@@ -35,56 +35,44 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
            ) -> optax.GradientTransformationExtraArgs:
   """Scales the learning rate by how the target task goes on validation.
 
-  Once per new evaluation (``metric=lrtransfer.measurement(...)``, whose
-  ``count`` tells a new one from one fed again), the scale is multiplied by:
+  Once per new evaluation the scale is multiplied by:
 
-  ==============================================  ======================
-  the new evaluation                              factor
-  ==============================================  ======================
-  good (improved), training improved slowly [#]_  ``raise_factor``
-  good otherwise                                  ``rule.improve_factor``
-  ``patience + 1``-th bad one, training stalls    ``raise_factor``
-  ``patience + 1``-th bad one, training improves  ``lower_factor``
-  training value well above its best              ``rule.rise_factor``
-  none of these, or no new evaluation             1
-  ==============================================  ======================
+  ================================================  =======================
+  the new evaluation                                factor
+  ================================================  =======================
+  improved, training improved < rule.slow_progress  ``raise_factor``
+  improved otherwise                                ``rule.improve_factor``
+  ``patience + 1``-th bad, training stalls too      ``raise_factor``
+  ``patience + 1``-th bad, training improves        ``lower_factor``
+  training value > rule.train_rise above its best   ``rule.rise_factor``
+  ================================================  =======================
 
-  .. [#] less than ``rule.slow_progress`` of the previous training value.
-
-  A plateau while training stalls means the model fails to fit (raise); a
-  plateau while training improves is over-fitting (hold or lower); a rising
-  training loss means the rate is too high (the brake). A raise is undone if
-  the next evaluation is not better; at most ``rule.max_raises`` between good
-  evaluations; a NaN metric is bad, never best; the scale stays in
-  ``[min_scale, max_scale]``. Robustness over base rates 100x apart:
-  ``python benchmarks/robustness.py``.
+  A plateau with training stalled too is failing to fit; with training
+  improving, over-fitting. A raise is undone if the next evaluation is not
+  better; NaN is bad, never best (``python benchmarks/robustness.py``).
 
   Args:
-    monitor: the measurement's value to judge; None: the measurement's own.
-    mode: "min" (a loss) or "max" (an accuracy); None: the measurement's.
+    monitor, mode: the value to judge and "min" or "max"; None: the
+      measurement's own.
     patience: bad evaluations tolerated; acts at the ``patience + 1``-th.
     cooldown: evaluations after an action whose badness is not counted.
     raise_factor: multiplier of a raise, >= 1 (1: never raise).
     lower_factor: multiplier on a plateau that is not raised, in (0, 1].
-    min_scale: lower bound of the scale, >= 0.
-    max_scale: upper bound of the scale, >= min_scale.
-    rule: the finer constants (brake, thresholds, ...): :class:`AdjustRule`.
+    min_scale, max_scale: bounds of the scale, ``0 <= min <= max``.
+    rule: the finer constants, an :class:`lrtransfer.AdjustRule`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` to chain after the optimizer.
+    An ``optax.GradientTransformationExtraArgs`` reading ``metric``.
 
   Example::
 
     tx = optax.chain(optax.sgd(0.05, momentum=0.9), lrtransfer.adjust())
     m = lrtransfer.measurement(count=epoch + 1, monitor="val_loss",
                                val_loss=val_loss, train_loss=train_loss)
-    updates, state = tx.update(grads, state, params, metric=m)
 
   References:
     Battiti, "Accelerated backpropagation learning: two optimization
-    methods", Complex Systems 3, 1989 (the brake, the undo). Baydin et al.,
-    "Online Learning Rate Adaptation with Hypergradient Descent", 2018,
-    https://arxiv.org/abs/1703.04782 (raises on training evidence).
+    methods", Complex Systems 3, 1989 (the brake and the undo).
   """
   rules.check_rule(rule, AdjustRule, "lrtransfer.adjust")
   judge = plateau_lib.validated_rule(mode, rule.threshold,
@@ -143,13 +131,12 @@ def reduce_on_plateau(*, factor: float = 0.1, patience: int = 10,
   it (improved: better than the best by ``threshold``, relative to
   ``|best|`` or absolute), with its defaults:
 
-  =============================================  ===========================
-  the new evaluation                             scale
-  =============================================  ===========================
-  ``patience + 1``-th bad one in a row           ``max(min_scale, scale *
-  (outside ``cooldown``)                         factor)``
-  anything else                                  unchanged
-  =============================================  ===========================
+  ================================  ==================================
+  the new evaluation                scale
+  ================================  ==================================
+  ``patience + 1``-th bad in a row  ``max(min_scale, scale * factor)``
+  anything else (or in cooldown)    unchanged
+  ================================  ==================================
 
   PyTorch's learning rates are matched for non-negative metrics with
   ``min_scale = min_lr / base_lr`` and ``eps = 1e-8 / base_lr``; unlike

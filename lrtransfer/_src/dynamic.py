@@ -38,39 +38,31 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
             ) -> optax.GradientTransformationExtraArgs:
   """Combines performance and progress: a decay whose rate itself adapts.
 
-  The metric moves the rate as in :func:`adjust` (the factor ``f_t``: a
-  guarded raise while training stalls, ``lower_factor`` on over-fitting, the
-  brake on a rising training loss), and progress moves the decay. At update
-  ``t``, ``p_t = min(t / total_steps, 1)``, ``g = rule``:
+  The metric moves the rate by the factor ``f_t`` of :func:`adjust` (a
+  guarded raise, ``lower_factor``, the brake); progress moves the decay,
+  with ``l0 = -ln(rate) / every_steps`` and ``g = rule``:
 
-  ==================================  ======================================
-  quantity                            rule
-  ==================================  ======================================
-  base log-decay per step             ``l0 = -ln(rate) / every_steps``
-  log-decay at ``t``                  ``l_t = l0 * (1 + g.progress_gain *
-                                      p_t) * gain``
-  ``gain``, metric not improving      ``g.stall_gain`` (1)
-  ``gain``, metric improving          ``g.improving_gain`` (0: no decay)
-  scale                               ``clip(scale * f_t * exp(-l_t),
-                                      min_scale, max_scale)``
-  ==================================  ======================================
+  ==========================  =================================================
+  quantity at update ``t``    rule
+  ==========================  =================================================
+  progress                    ``p_t = min(t / total_steps, 1)``
+  log-decay per step          ``l_t = l0 * (1 + g.progress_gain * p_t) * gain``
+  ``gain``, metric stalling   ``g.stall_gain`` (1)
+  ``gain``, metric improving  ``g.improving_gain`` (0: no decay)
+  scale                       ``clip(scale * f_t * exp(-l_t), min, max)``
+  ==========================  =================================================
 
-  The decay waits while validation improves (a run still improving is not
-  done with its rate) and speeds up late in the budget, reaching small rates
-  by its end (Li et al.'s budget-aware schedules). A failed raise is undone
-  to the scale it started from, decayed since. Figures:
-  ``python benchmarks/robustness.py``.
+  The decay waits while validation improves and speeds up late in the
+  budget (budget-aware schedules); a failed raise is undone to where it
+  started, decayed since (``python benchmarks/robustness.py``).
 
   Args:
     total_steps: the training budget in updates, for the progress ``p_t``.
     every_steps: updates per decay period (e.g. the steps of one epoch).
     rate: decay per period at the start, in (0, 1].
-    monitor, mode, patience, cooldown, raise_factor, lower_factor: as in
-      :func:`adjust`.
-    min_scale: lower bound of the scale, >= 0.
-    max_scale: upper bound of the scale, >= min_scale.
-    rule: the finer constants, :class:`DynamicRule` (the brake waits one
-      evaluation and is remembered; the decay's gains).
+    monitor, mode, patience, cooldown, raise_factor, lower_factor, min_scale,
+      max_scale: as in :func:`adjust`.
+    rule: the finer constants, a :class:`lrtransfer.DynamicRule`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` reading ``metric``.

@@ -1,4 +1,4 @@
-"""The finer constants of :func:`lrtransfer.adjust` and :func:`lrtransfer.dynamic`.
+"""The finer constants and shared defaults of ``adjust`` and ``dynamic``.
 
 Every default of the two strategies is defined here, once: the module
 constants are the defaults of the arguments both signatures share, and the
