@@ -2,7 +2,8 @@
 
 Shared by :func:`lrtransfer.adjust` and :func:`lrtransfer.dynamic`. The rules
 follow PyTorch's ``ReduceLROnPlateau`` (so that the reduce-only configuration
-gives PyTorch's learning rates) with three fixes:
+gives PyTorch's learning rates), differing where PyTorch's rule is wrong or
+awkward:
 
 * the relative threshold is taken of ``|best|``, so a worse value never counts
   as an improvement when the metric is negative (PyTorch and Optax compare
@@ -80,8 +81,10 @@ class PlateauRule(NamedTuple):
   target: Optional[float]  # a value a good evaluation must reach, or None
 
 
-def validated_rule(mode, threshold, threshold_mode, patience, cooldown,
-                   target, monitor=None) -> PlateauRule:
+def validated_rule(mode: Optional[str], threshold: float,
+                   threshold_mode: str, patience: int, cooldown: int,
+                   target: Optional[float], monitor: Optional[str] = None
+                   ) -> PlateauRule:
   """Checks the rule's hyperparameters eagerly (ValueError naming them)."""
   if mode is not None:
     validation.check_choice("mode", mode, MODES)
@@ -99,6 +102,7 @@ def validated_rule(mode, threshold, threshold_mode, patience, cooldown,
 
 
 def init_plateau(rule: PlateauRule) -> PlateauState:
+  """The state before any evaluation: nothing judged, best unset."""
   del rule  # the state is the same whatever the rule
   return PlateauState(
       best=jnp.asarray(jnp.inf, jnp.float32),

@@ -141,7 +141,8 @@ class RaiseGuardState(NamedTuple):
   slow_run: jax.Array
 
 
-def init_guard(scale) -> RaiseGuardState:
+def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
+  """The guard before any evaluation; an undo would go back to ``scale``."""
   return RaiseGuardState(
       train_best=jnp.asarray(jnp.inf, jnp.float32),
       train_first=jnp.asarray(jnp.nan, jnp.float32),
@@ -164,7 +165,9 @@ class GuardedStep(NamedTuple):
   braked: jax.Array  # bool, this update brakes and remembers it (ceiling)
 
 
-def guard_step(rule: AdjustRule, patience, raise_factor, lower_factor,
+def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
+               raise_factor: jax.typing.ArrayLike,
+               lower_factor: jax.typing.ArrayLike,
                guard: RaiseGuardState, verdict: Verdict,
                judged_value: jax.Array, metric: Measurement
                ) -> tuple[RaiseGuardState, GuardedStep]:
@@ -302,7 +305,7 @@ def guard_step(rule: AdjustRule, patience, raise_factor, lower_factor,
 
 
 def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,
-           scale_without_raise: jax.Array, decay: jax.Array = 1.0
+           scale_without_raise: jax.Array, decay: jax.typing.ArrayLike = 1.0
            ) -> tuple[jax.Array, RaiseGuardState]:
   """Applies the undo and the ceiling; records the undo target and ceiling.
 

@@ -13,7 +13,7 @@ tasks.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 from lrtransfer._src import validation
 from lrtransfer._src.plateau import THRESHOLD_MODES
@@ -77,7 +77,7 @@ class AdjustRule:
   init_scale: float = 1.0
   eps: float = 0.0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.train_monitor is not None and not isinstance(
         self.train_monitor, str):
       raise ValueError("train_monitor must be a name (str) or None, got "
@@ -128,14 +128,14 @@ class DynamicRule(AdjustRule):
   stall_gain: float = 1.0
   improving_gain: float = 0.0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     super().__post_init__()
     validation.check_non_negative("progress_gain", self.progress_gain)
     validation.check_positive("stall_gain", self.stall_gain)
     validation.check_non_negative("improving_gain", self.improving_gain)
 
 
-def check_rule(rule, expected: type, who: str) -> None:
+def check_rule(rule: Any, expected: type, who: str) -> None:
   """``rule`` is an instance of exactly ``expected`` (a TypeError else)."""
   if type(rule) is not expected:  # pylint: disable=unidiomatic-typecheck
     raise TypeError(
@@ -143,7 +143,7 @@ def check_rule(rule, expected: type, who: str) -> None:
         f"{type(rule).__name__}: {rule!r}")
 
 
-def check_factors(raise_factor, lower_factor) -> None:
+def check_factors(raise_factor: Any, lower_factor: Any) -> None:
   """A raise multiplies by >= 1 (1: never raise), a lowering by (0, 1]."""
   validation.check_finite("raise_factor", raise_factor)
   if validation.all_concrete(raise_factor) and not raise_factor >= 1:
