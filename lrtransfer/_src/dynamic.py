@@ -60,8 +60,8 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     total_steps: the training budget in updates, for the progress ``p_t``.
     every_steps: updates per decay period (e.g. the steps of one epoch).
     rate: decay per period at the start, in (0, 1].
-    monitor, mode, patience, cooldown, raise_factor, lower_factor, min_scale,
-      max_scale: as in :func:`adjust`.
+    monitor, mode, patience, cooldown: as in :func:`lrtransfer.adjust`.
+    raise_factor, lower_factor, min_scale, max_scale: as in ``adjust``.
     rule: the finer constants, a :class:`lrtransfer.DynamicRule`.
 
   Returns:

@@ -177,8 +177,8 @@ def measurement(value: Any = None, count: Any = None, *,
       ``train_loss=`` (the names ``lrtransfer.train.fit`` feeds).
 
   Returns:
-    ``Measurement(values={name: float32 scalar}, count=int32 scalar, monitor,
-    mode)``.
+    The :class:`Measurement` of float32 scalar values by name, an int32
+    scalar count, the monitor and the mode.
 
   Raises:
     ValueError: a count that is not an integer in [0, 2**31 - 1], a value that
