@@ -52,6 +52,7 @@ repeated when the strategies change. Writes ``results/defaults.json`` (its
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -176,12 +177,24 @@ def strategy_factory(name: str, kwargs: Mapping[str, Any]):
     return lambda spe, total: lrtransfer.decay(
         every_steps=spe, staircase=True, **kwargs)
   if name == "dynamic":
+    kwargs = with_rule(lrtransfer.DynamicRule, kwargs)
     return lambda spe, total: lrtransfer.dynamic(total, every_steps=spe,
                                                  **kwargs)
+  if name == "adjust":
+    kwargs = with_rule(lrtransfer.AdjustRule, kwargs)
   if name in ("adjust", "reduce_on_plateau", "bold_driver"):
     factory = getattr(lrtransfer, name)
     return lambda spe, total: factory(**kwargs)
   raise ValueError(f"unknown strategy {name!r}")
+
+
+def with_rule(rule_class: type, kwargs: Mapping[str, Any]) -> dict:
+  """A candidate's flat settings as arguments: the fields of ``rule_class``
+  (``lrtransfer.AdjustRule``/``DynamicRule``) go into one ``rule=``."""
+  fields = {f.name for f in dataclasses.fields(rule_class)}
+  rule = {k: v for k, v in kwargs.items() if k in fields}
+  args = {k: v for k, v in kwargs.items() if k not in fields}
+  return {**args, "rule": rule_class(**rule)} if rule else args
 
 
 def candidate_id(family: str, spec: Mapping[str, Any]) -> str:

@@ -38,6 +38,8 @@ from lrtransfer._src.measurement import check_count_order
 from lrtransfer._src.measurement import no_measurement
 from lrtransfer._src.plateau import PlateauState
 from lrtransfer._src.raising import RaiseGuardState
+from lrtransfer._src.rules import AdjustRule
+from lrtransfer._src.rules import DynamicRule
 
 # Transfer tools.
 from lrtransfer._src.transfer import L2SPState

@@ -7,6 +7,8 @@ or one step at a time, straight from the formulas in the docstrings.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import jax
@@ -17,6 +19,36 @@ import optax
 import lrtransfer
 
 f32 = np.float32
+
+
+def _defaults(strategy, rule_class):
+  """The library's defaults of a strategy: its signature's and its rule's,
+  so that every default is defined once, in the library."""
+  params = inspect.signature(strategy).parameters
+  out = {name: p.default for name, p in params.items()
+         if p.default is not inspect.Parameter.empty and name != "rule"}
+  out.update({f.name: f.default for f in dataclasses.fields(rule_class)})
+  return out
+
+
+def split_settings(rule_class, settings):
+  """Flat settings -> (the strategy's arguments, ``rule=`` for the rest)."""
+  fields = {f.name for f in dataclasses.fields(rule_class)}
+  args = {k: v for k, v in settings.items() if k not in fields}
+  rule = rule_class(**{k: v for k, v in settings.items() if k in fields})
+  return {**args, "rule": rule}
+
+
+def adjust_with(**settings):
+  """``lrtransfer.adjust`` from flat settings (rule fields included)."""
+  return lrtransfer.adjust(**split_settings(lrtransfer.AdjustRule, settings))
+
+
+def dynamic_with(total_steps, every_steps=1, **settings):
+  """``lrtransfer.dynamic`` from flat settings (rule fields included)."""
+  return lrtransfer.dynamic(total_steps, every_steps,
+                            **split_settings(lrtransfer.DynamicRule,
+                                             settings))
 
 
 def per_step_measurements(values, steps_per_eval):
@@ -94,17 +126,16 @@ class _Judge:
 class _Guard:
   """The guarded plateau action of ``lrtransfer._src.raising``, in float32."""
 
-  def __init__(self, patience, plateau_factor, overfit_factor, max_raises,
-               train_threshold, train_rise=0.25, fitted_ratio=0.05,
-               rise_factor=1.0, slow_progress=0.0, remember_brake=False,
-               brake_patience=0, slow_patience=1):
+  def __init__(self, patience, raise_factor, lower_factor, max_raises,
+               train_threshold, train_rise, fitted_ratio, rise_factor,
+               slow_progress, remember_brake, brake_patience, slow_patience):
     self.patience, self.max_raises = patience, max_raises
     self.remember_brake = remember_brake
     self.slow_progress = f32(slow_progress)
     self.train_last = f32(np.nan)
     self.rise_factor = f32(rise_factor)
-    self.plateau_factor = f32(plateau_factor)
-    self.overfit_factor = f32(overfit_factor)
+    self.raise_factor = f32(raise_factor)
+    self.lower_factor = f32(lower_factor)
     self.train_threshold = f32(train_threshold)
     self.train_rise, self.fitted_ratio = f32(train_rise), f32(fitted_ratio)
     self.train_best, self.train_num_bad = f32(np.inf), 0
@@ -156,18 +187,15 @@ class _Guard:
       self.slow_run = self.slow_run + 1 if slow else 0
       self.train_last = train
     undo = self.raise_value is not None and not v < self.raise_value
-    raised = (plateau and fails_to_fit and self.plateau_factor > 1
+    raised = (plateau and fails_to_fit and self.raise_factor > 1
               and self.raises < self.max_raises and not undo
               and bool(np.isfinite(v)))
     grow = (good and self.slow_run >= self.slow_patience
-            and self.plateau_factor > 1 and not undo
+            and self.raise_factor > 1 and not undo
             and bool(np.isfinite(v)))
-    factor = self.plateau_factor if grow else f32(1.0)
+    factor = self.raise_factor if grow else f32(1.0)
     if plateau:
-      if raised or self.plateau_factor <= 1:
-        factor = self.plateau_factor
-      else:
-        factor = self.overfit_factor
+      factor = self.raise_factor if raised else self.lower_factor
     if rising:
       factor = f32(factor * self.rise_factor)
     self.raises = 0 if good else self.raises + int(raised)
@@ -177,28 +205,36 @@ class _Guard:
     return factor, undo, raised, braked
 
 
+ADJUST_DEFAULTS = _defaults(lrtransfer.adjust, lrtransfer.AdjustRule)
+DYNAMIC_DEFAULTS = _defaults(lrtransfer.dynamic, lrtransfer.DynamicRule)
+
+
+def _guard(s):
+  return _Guard(s["patience"], s["raise_factor"], s["lower_factor"],
+                s["max_raises"], s["train_threshold"], s["train_rise"],
+                s["fitted_ratio"], s["rise_factor"], s["slow_progress"],
+                s["remember_brake"], s["brake_patience"], s["slow_patience"])
+
+
 def _clip(x, low, high):
   return f32(min(max(f32(x), f32(low)), f32(high)))
 
 
-def adjust_reference(values, train=None, *, mode="min", patience=3,
-                     cooldown=1, threshold=1e-4, threshold_mode="rel",
-                     plateau_factor=1.5, improve_factor=1.0,
-                     overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                     remember_brake=False, brake_patience=0, slow_patience=1,
-                     max_raises=2,
-                     train_threshold=0.01, train_rise=0.25,
-                     fitted_ratio=0.05, target=None, init_scale=1.0, min_scale=0.05,
-                     max_scale=10.0):
+def adjust_reference(values, train=None, **settings):
   """Scale after each evaluation, per the docstring of ``adjust``.
 
   ``train``: the training value of each evaluation, or None (not passed).
+  ``settings``: flat, as :func:`adjust_with` takes them; ``mode`` "min"
+  unless given.
   """
+  s = {**ADJUST_DEFAULTS, "mode": "min", **settings}
+  (mode, patience, cooldown, threshold, threshold_mode, target,
+   init_scale, min_scale, max_scale, improve_factor) = (
+       s["mode"], s["patience"], s["cooldown"], s["threshold"],
+       s["threshold_mode"], s["target"], s["init_scale"], s["min_scale"],
+       s["max_scale"], s["improve_factor"])
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
-  guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake, brake_patience,
-                 slow_patience)
+  guard = _guard(s)
   scale, pre_raise, ceiling = f32(init_scale), f32(init_scale), f32(np.inf)
   out = []
   for k, value in enumerate(values):
@@ -214,30 +250,28 @@ def adjust_reference(values, train=None, *, mode="min", patience=3,
       new = min(new, max(ceiling, pre_raise))
     if braked:
       ceiling = min(ceiling, new)
+    if not abs(new - scale) > s["eps"]:
+      new = scale
     scale = new
     out.append(scale)
   return np.asarray(out, np.float32)
 
 
 def dynamic_reference(step_values, step_counts, step_train=None, *,
-                      total_steps, every_steps=1, rate=0.99, progress_gain=1.0,
-                      stall_gain=1.0, improving_gain=0.0, mode="min",
-                      patience=3, cooldown=1,
-                      threshold=1e-4, threshold_mode="rel",
-                      plateau_factor=1.5, improve_factor=1.0,
-                      overfit_factor=1.0, rise_factor=0.5, slow_progress=0.1,
-                      remember_brake=True, brake_patience=1, slow_patience=1,
-                      max_raises=2,
-                      train_threshold=0.01, train_rise=0.25,
-                      fitted_ratio=0.05, target=None, min_scale=0.01,
-                      max_scale=10.0):
+                      total_steps, **settings):
   """Scale after each step, per the docstring formula of ``dynamic``."""
+  s = {**DYNAMIC_DEFAULTS, "mode": "min", **settings}
+  (every_steps, rate, progress_gain, stall_gain, improving_gain, mode,
+   patience, cooldown, threshold, threshold_mode, target, improve_factor,
+   min_scale, max_scale) = (
+       s["every_steps"], s["rate"], s["progress_gain"], s["stall_gain"],
+       s["improving_gain"], s["mode"], s["patience"], s["cooldown"],
+       s["threshold"], s["threshold_mode"], s["target"],
+       s["improve_factor"], s["min_scale"], s["max_scale"])
   judge = _Judge(mode, patience, cooldown, threshold, threshold_mode, target)
-  guard = _Guard(patience, plateau_factor, overfit_factor, max_raises,
-                 train_threshold, train_rise, fitted_ratio, rise_factor,
-                 slow_progress, remember_brake, brake_patience,
-                 slow_patience)
-  last_count, scale, pre_raise, ceiling = 0, 1.0, 1.0, math.inf
+  guard = _guard(s)
+  scale = pre_raise = float(s["init_scale"])
+  last_count, ceiling, eps = 0, math.inf, s["eps"]
   lambda0 = -math.log(rate) / every_steps
   out = []
   for t, (value, count) in enumerate(zip(step_values, step_counts)):
@@ -262,6 +296,8 @@ def dynamic_reference(step_values, step_counts, step_train=None, *,
       new = min(new, max(ceiling, pre_raise))
     if braked:
       ceiling = min(ceiling, new)
+    if not abs(new - scale) > eps:
+      new = scale
     scale = new
     out.append(scale)
   return np.asarray(out)
@@ -296,8 +332,8 @@ def strategy_factories(total_steps=40):
                                         warmup_steps=2),
       "schedule_scale": lambda: lrtransfer.schedule_scale(
           optax.cosine_decay_schedule(1.0, total_steps)),
-      "adjust": lambda: lrtransfer.adjust(patience=1, cooldown=0,
-                                          improve_factor=0.9),
+      "adjust": lambda: adjust_with(patience=1, cooldown=0,
+                                    improve_factor=0.9),
       "reduce_on_plateau": lambda: lrtransfer.reduce_on_plateau(
           factor=0.5, patience=1),
       "bold_driver": lambda: lrtransfer.bold_driver(),

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import lrtransfer
-from _harness import adjust_reference
+from _harness import adjust_reference, adjust_with
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,10 @@ def test_history_has_one_row_per_epoch_and_learns(task, source):
 
 
 def test_strategy_reacts_once_per_epoch_to_the_validation_loss(task, source):
-  kwargs = dict(patience=1, cooldown=0, plateau_factor=0.5,
+  kwargs = dict(patience=1, cooldown=0, raise_factor=1.0, lower_factor=0.5,
                 improve_factor=0.9, min_scale=0.01, max_scale=1.0)
   recipe = lrtransfer.recipes.Recipe(
-      "adjust", 0.05, strategy=lambda spe, total: lrtransfer.adjust(**kwargs))
+      "adjust", 0.05, strategy=lambda spe, total: adjust_with(**kwargs))
   result = lrtransfer.train.fit(_target(source, task), recipe, task.target_train,
                           task.target_val, epochs=15, batch_size=4)
   history = result.history

@@ -4,23 +4,26 @@ import pytest
 
 import lrtransfer
 
+A, D = lrtransfer.AdjustRule, lrtransfer.DynamicRule
+
 BAD = [
     (lrtransfer.adjust, dict(mode="maximum"), "mode"),
-    (lrtransfer.adjust, dict(threshold_mode="relative"), "threshold_mode"),
+    (A, dict(threshold_mode="relative"), "threshold_mode"),
     (lrtransfer.adjust, dict(patience=-1), "patience"),
     (lrtransfer.adjust, dict(patience=1.5), "patience"),
     (lrtransfer.adjust, dict(cooldown=-2), "cooldown"),
-    (lrtransfer.adjust, dict(threshold=-0.1), "threshold"),
-    (lrtransfer.adjust, dict(plateau_factor=0.0), "plateau_factor"),
-    (lrtransfer.adjust, dict(plateau_factor=float("nan")), "plateau_factor"),
-    (lrtransfer.adjust, dict(improve_factor=-1.0), "improve_factor"),
+    (A, dict(threshold=-0.1), "threshold"),
+    (lrtransfer.adjust, dict(lower_factor=0.0), "lower_factor"),
+    (lrtransfer.adjust, dict(raise_factor=float("nan")), "raise_factor"),
+    (lrtransfer.adjust, dict(raise_factor=0.5), "raise_factor"),
+    (A, dict(improve_factor=-1.0), "improve_factor"),
     (lrtransfer.adjust, dict(min_scale=2.0, max_scale=1.0), "min_scale"),
     (lrtransfer.adjust, dict(max_scale=float("inf")), "max_scale"),
     (lrtransfer.adjust, dict(min_scale=-0.1), "min_scale"),
-    (lrtransfer.adjust, dict(init_scale=50.0), "init_scale"),
-    (lrtransfer.adjust, dict(target=float("nan")), "target"),
-    (lrtransfer.adjust, dict(eps=-1.0), "eps"),
-    (lrtransfer.adjust, dict(plateau_factor=True), "plateau_factor"),
+    (lrtransfer.adjust, dict(rule=A(init_scale=50.0)), "init_scale"),
+    (A, dict(target=float("nan")), "target"),
+    (A, dict(eps=-1.0), "eps"),
+    (lrtransfer.adjust, dict(raise_factor=True), "raise_factor"),
     (lrtransfer.dynamic, dict(total_steps=10, rate=True), "rate"),
     (lrtransfer.reduce_on_plateau, dict(factor=1.0), "factor"),
     (lrtransfer.reduce_on_plateau, dict(factor=0.0), "factor"),
@@ -37,37 +40,39 @@ BAD = [
     (lrtransfer.dynamic, dict(total_steps=0), "total_steps"),
     (lrtransfer.dynamic, dict(total_steps=10, every_steps=0), "every_steps"),
     (lrtransfer.dynamic, dict(total_steps=10, rate=0.0), "rate"),
-    (lrtransfer.dynamic, dict(total_steps=10, progress_gain=-1.0),
-     "progress_gain"),
-    (lrtransfer.dynamic, dict(total_steps=10, stall_gain=0.0), "stall_gain"),
+    (D, dict(progress_gain=-1.0), "progress_gain"),
+    (D, dict(stall_gain=0.0), "stall_gain"),
+    (D, dict(improving_gain=-0.5), "improving_gain"),
     (lrtransfer.dynamic, dict(total_steps=10, min_scale=1.5, max_scale=2.0),
-     "min_scale"),
+     "init_scale"),
     (lrtransfer.dynamic, dict(total_steps=10, mode="up"), "mode"),
-    # Strings, None and arrays that are not JAX's are not numbers (issue 9).
+    (lrtransfer.dynamic, dict(total_steps=10, lower_factor=2.0),
+     "lower_factor"),
+    # Strings, None and arrays that are not JAX's are not numbers.
     (lrtransfer.adjust, dict(patience="3"), "patience='3'"),
-    (lrtransfer.adjust, dict(plateau_factor="1.5"), "plateau_factor='1.5'"),
-    (lrtransfer.adjust, dict(max_raises=-1), "max_raises"),
-    (lrtransfer.adjust, dict(overfit_factor=1.5), "overfit_factor"),
-    (lrtransfer.adjust, dict(overfit_factor=0.0), "overfit_factor"),
-    (lrtransfer.adjust, dict(train_threshold=-0.1), "train_threshold"),
-    (lrtransfer.adjust, dict(train_monitor=3), "train_monitor"),
+    (lrtransfer.adjust, dict(raise_factor="1.5"), "raise_factor='1.5'"),
+    (A, dict(max_raises=-1), "max_raises"),
+    (lrtransfer.adjust, dict(lower_factor=1.5), "lower_factor"),
+    (A, dict(train_threshold=-0.1), "train_threshold"),
+    (A, dict(train_monitor=3), "train_monitor"),
     (lrtransfer.adjust, dict(monitor=["val_loss"]), "monitor"),
-    (lrtransfer.adjust, dict(eps=None), "eps=None"),
+    (A, dict(eps=None), "eps=None"),
     (lrtransfer.dynamic, dict(total_steps=10, rate="nan"), "rate='nan'"),
     (lrtransfer.dynamic, dict(total_steps=10, rate="1.5"), "rate='1.5'"),
     (lrtransfer.dynamic, dict(total_steps="10"), "total_steps='10'"),
     (lrtransfer.decay, dict(rate="0.9"), "rate='0.9'"),
     (lrtransfer.decay, dict(staircase="yes"), "staircase"),
-    (lrtransfer.adjust, dict(remember_brake="False"), "remember_brake"),
-    (lrtransfer.adjust, dict(brake_patience=-1), "brake_patience"),
-    (lrtransfer.adjust, dict(slow_patience=0), "slow_patience"),
-    (lrtransfer.dynamic, dict(total_steps=10, slow_patience=1.5),
-     "slow_patience"),
-    (lrtransfer.adjust, dict(brake_patience=1.5), "brake_patience"),
-    (lrtransfer.dynamic, dict(total_steps=10, brake_patience="1"),
-     "brake_patience"),
-    (lrtransfer.dynamic, dict(total_steps=10, remember_brake=0),
-     "remember_brake"),
+    (A, dict(remember_brake="False"), "remember_brake"),
+    (A, dict(brake_patience=-1), "brake_patience"),
+    (A, dict(slow_patience=0), "slow_patience"),
+    (D, dict(slow_patience=1.5), "slow_patience"),
+    (A, dict(brake_patience=1.5), "brake_patience"),
+    (D, dict(brake_patience="1"), "brake_patience"),
+    (D, dict(remember_brake=0), "remember_brake"),
+    (A, dict(rise_factor=0.0), "rise_factor"),
+    (A, dict(slow_progress=1.5), "slow_progress"),
+    (A, dict(fitted_ratio=-0.1), "fitted_ratio"),
+    (A, dict(train_rise=-1.0), "train_rise"),
     (lrtransfer.bold_driver, dict(increase="1.1"), "increase='1.1'"),
     (lrtransfer.reduce_on_plateau, dict(factor=[0.5]), "factor"),
 ]
@@ -81,6 +86,19 @@ def test_bad_hyperparameter_names_argument(factory, kwargs, name):
     factory(**kwargs)
 
 
+@pytest.mark.parametrize("strategy,wrong,rule_class", [
+    (lrtransfer.adjust, lrtransfer.DynamicRule(), "AdjustRule"),
+    (lambda rule: lrtransfer.dynamic(10, rule=rule), lrtransfer.AdjustRule(),
+     "DynamicRule"),
+    (lrtransfer.adjust, {"brake_patience": 1}, "AdjustRule"),
+])
+def test_a_rule_of_the_wrong_class_is_refused(strategy, wrong, rule_class):
+  # A DynamicRule's decay gains mean nothing to adjust; a dict is not
+  # checked: each says which class to pass.
+  with pytest.raises(TypeError, match=rule_class):
+    strategy(rule=wrong)
+
+
 def test_defaults_construct():
   lrtransfer.adjust()
   lrtransfer.reduce_on_plateau()
@@ -91,5 +109,6 @@ def test_defaults_construct():
 
 def test_jax_arrays_are_skipped_as_inject_hyperparams_passes_them():
   import jax.numpy as jnp
-  lrtransfer.adjust(patience=jnp.int32(3), plateau_factor=jnp.float32(1.5))
+  lrtransfer.adjust(patience=jnp.int32(3), raise_factor=jnp.float32(1.5),
+                    lower_factor=jnp.float32(0.5))
   lrtransfer.dynamic(jnp.int32(100), rate=jnp.float32(0.9))

@@ -7,17 +7,18 @@ import optax
 import pytest
 
 import lrtransfer
-from _harness import adjust_reference, per_step_measurements, scales_over_steps
+from _harness import (adjust_reference, adjust_with, per_step_measurements,
+                      scales_over_steps)
 
 VALUES = np.asarray([1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.85, 0.85, 0.85, 0.7,
                      0.7, 0.7, 0.7, 0.7], np.float32)
-KWARGS = dict(patience=1, cooldown=1, plateau_factor=0.5, improve_factor=0.9,
+KWARGS = dict(patience=1, cooldown=1, raise_factor=1.0, lower_factor=0.5, improve_factor=0.9,
               min_scale=0.01, max_scale=1.0)
 
 
 @pytest.mark.parametrize("steps_per_eval", [1, 4, 13])
 def test_reacts_once_per_evaluation_whatever_the_steps(steps_per_eval):
-  got = scales_over_steps(lrtransfer.adjust(**KWARGS),
+  got = scales_over_steps(adjust_with(**KWARGS),
                           *per_step_measurements(VALUES, steps_per_eval))
   np.testing.assert_allclose(got[steps_per_eval - 1::steps_per_eval],
                              adjust_reference(VALUES, **KWARGS), rtol=1e-6)
@@ -30,7 +31,7 @@ def test_irregular_evaluation_intervals():
   repeats = np.asarray([1, 7, 2, 2, 11, 1, 1, 3, 5, 1, 9, 2, 1, 4])
   step_values = np.repeat(VALUES, repeats)
   step_counts = np.repeat(np.arange(1, len(VALUES) + 1), repeats)
-  got = scales_over_steps(lrtransfer.adjust(**KWARGS), step_values,
+  got = scales_over_steps(adjust_with(**KWARGS), step_values,
                           step_counts.astype(np.int32))
   last_step_of_eval = np.cumsum(repeats) - 1
   np.testing.assert_allclose(got[last_step_of_eval],
@@ -38,7 +39,7 @@ def test_irregular_evaluation_intervals():
 
 
 def test_no_measurement_and_stale_counts_do_not_react():
-  tx = lrtransfer.adjust(**KWARGS)
+  tx = adjust_with(**KWARGS)
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   update = jax.jit(tx.update)
@@ -126,7 +127,7 @@ def test_current_scale_without_strategy_is_an_error():
 
 def test_current_scale_multiplies_chained_strategies_under_jit():
   tx = optax.chain(optax.sgd(0.1), lrtransfer.decay(0.5, every_steps=1),
-                   lrtransfer.adjust(init_scale=0.5, min_scale=0.1))
+                   adjust_with(init_scale=0.5, min_scale=0.1))
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   _, state = tx.update(params, state, params,
@@ -198,7 +199,7 @@ def test_strategy_follows_the_measurements_monitor_and_mode():
   # The monitored accuracy rises: improvements in "max" mode, so the scale
   # goes down by improve_factor at each evaluation after the first.
   kwargs = dict(patience=0, cooldown=0, improve_factor=0.5, min_scale=0.01)
-  tx = lrtransfer.adjust(**kwargs)
+  tx = adjust_with(**kwargs)
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   for k, accuracy in enumerate([0.5, 0.6, 0.7], start=1):
@@ -209,7 +210,7 @@ def test_strategy_follows_the_measurements_monitor_and_mode():
   assert float(state.scale) == 0.125
   # The same values judged on val_loss (constant): no improvement after the
   # first, so no cut below 0.5.
-  tx = lrtransfer.adjust(monitor="val_loss", mode="min", **kwargs)
+  tx = adjust_with(monitor="val_loss", mode="min", **kwargs)
   state = tx.init(params)
   for k, accuracy in enumerate([0.5, 0.6, 0.7], start=1):
     metric = lrtransfer.measurement(count=k, monitor="val_accuracy",
@@ -230,7 +231,7 @@ def test_strategy_monitoring_a_missing_name_fails_naming_the_available():
 
 def test_multi_value_measurement_through_scan_vmap_and_nnx():
   from flax import nnx
-  tx = lrtransfer.adjust(patience=0, cooldown=0, improve_factor=0.5,
+  tx = adjust_with(patience=0, cooldown=0, improve_factor=0.5,
                          min_scale=0.01)
   params = {"w": jnp.ones(2)}
 
@@ -306,9 +307,9 @@ def test_current_scale_refuses_strategies_in_several_partition_groups():
 
 
 def test_current_scale_refuses_a_strategy_in_one_group_of_several():
-  """Session 7 trial: with a strategy in the body group only, current_scale
-  returned the body's scale as "the" scale while the head ran at the outer
-  one alone."""
+  """With a strategy in the body group only, no single scale is the rate of
+  every group (the head runs at the outer one alone): current_scale refuses
+  and names group_scales."""
   state = _partition_state(optax.sgd(0.1))
   with pytest.raises(ValueError, match="body.*group_scales"):
     lrtransfer.current_scale(state)
@@ -347,8 +348,8 @@ def test_common_scale_is_what_every_group_shares():
 
 def test_a_strategy_over_a_nested_partition_covers_every_group():
   """A decay on the only outer group, whose inner partition splits it in
-  two, scales both inner groups: current_scale gives it (review, session
-  7: it was refused and common_scale dropped it)."""
+  two, scales both inner groups: current_scale gives it, and common_scale
+  keeps it."""
   from lrtransfer._src import inspection
   params = {"x": jnp.ones(2), "y": jnp.ones(2)}
   inner = optax.partition({"x": optax.sgd(0.1), "y": optax.sgd(0.1)},

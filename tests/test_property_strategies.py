@@ -20,15 +20,14 @@ strategy gets a small fixed set of configurations and each configuration one
 jitted ``lax.scan`` runner, compiled once (cached) and reused by every example:
 metric sequences have a fixed length, so nothing retraces.
 
-The tests at the end of the file pin defects these tests found (and that
-were fixed): NaN from inf * 0 in ``dynamic``, float32/int32-overflowing
-hyperparameters accepted by the eager checks.
+The tests at the end of the file pin two hostile cases by name: ``dynamic``
+must not compute inf * 0 = NaN, and the eager checks must refuse
+hyperparameters that overflow float32/int32.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -41,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrtransfer
+from _harness import ADJUST_DEFAULTS, DYNAMIC_DEFAULTS, adjust_with, dynamic_with
 
 N = 40  # steps per example: fixed, so the jitted runners never retrace
 INT32_MAX = 2**31 - 1
@@ -68,7 +68,7 @@ class Config(NamedTuple):
 
 
 def _adjust_config(name, low, high, **kwargs):
-  return Config(name, functools.partial(lrtransfer.adjust, **kwargs), low,
+  return Config(name, functools.partial(adjust_with, **kwargs), low,
                 high, rules=kwargs)
 
 
@@ -76,15 +76,15 @@ ADJUST = [
     _adjust_config("adjust-defaults", 0.05, 2.0),
     _adjust_config("adjust-max-abs", 0.01, 5.0, mode="max", patience=0,
                    cooldown=2, threshold=0.1, threshold_mode="abs",
-                   plateau_factor=3.0, improve_factor=0.5, init_scale=5.0,
+                   raise_factor=3.0, improve_factor=0.5, init_scale=5.0,
                    min_scale=0.01, max_scale=5.0),
     _adjust_config("adjust-target-eps", 0.0, 1.0, patience=2, cooldown=0,
-                   threshold=0.0, target=-0.5, plateau_factor=0.2,
+                   threshold=0.0, target=-0.5, raise_factor=1.0, lower_factor=0.2,
                    improve_factor=1.3, init_scale=0.5, min_scale=0.0,
                    max_scale=1.0, eps=1e-3),
     _adjust_config("adjust-extreme-factors", 1e-37, 1e38, mode="max",
                    patience=1, cooldown=0, threshold=1e-2,
-                   plateau_factor=1e30, improve_factor=1e-30, min_scale=1e-37,
+                   raise_factor=1e30, improve_factor=1e-30, min_scale=1e-37,
                    max_scale=1e38),
 ]
 
@@ -95,7 +95,8 @@ def _plateau_config(name, **kwargs):
                cooldown=kwargs.get("cooldown", 0),
                threshold=kwargs.get("threshold", 1e-4),
                threshold_mode=kwargs.get("threshold_mode", "rel"),
-               plateau_factor=kwargs.get("factor", 0.1), improve_factor=1.0,
+               raise_factor=1.0, lower_factor=kwargs.get("factor", 0.1),
+               improve_factor=1.0,
                min_scale=kwargs.get("min_scale", 0.0), max_scale=1.0,
                eps=kwargs.get("eps", 0.0))
   return Config(name, functools.partial(lrtransfer.reduce_on_plateau,
@@ -121,7 +122,7 @@ def _bold_config(name, **kwargs):
   low, high = kwargs.get("min_scale", 0.1), kwargs.get("max_scale", 10.0)
   rules = dict(mode=kwargs.get("mode", "min"), patience=0, cooldown=0,
                improve_factor=increase,
-               plateau_factor=kwargs.get("decrease", 0.5),
+               raise_factor=1.0, lower_factor=kwargs.get("decrease", 0.5),
                init_scale=min(max(1.0, low), high), min_scale=low,
                max_scale=high)
   return Config(name, functools.partial(lrtransfer.bold_driver, **kwargs),
@@ -139,23 +140,16 @@ BOLD_DRIVER = [
 
 
 def _dynamic_config(name, total_steps, **kwargs):
-  rules = dict(mode=kwargs.get("mode", "min"),
-               patience=kwargs.get("patience", 3),
-               cooldown=kwargs.get("cooldown", 1),
-               threshold=kwargs.get("threshold", 1e-4),
-               threshold_mode=kwargs.get("threshold_mode", "rel"),
-               target=kwargs.get("target"),
-               plateau_factor=kwargs.get("plateau_factor", 1.5),
-               improve_factor=kwargs.get("improve_factor", 1.0))
-  dyn = dict(total_steps=total_steps,
-             every_steps=kwargs.get("every_steps", 1),
-             rate=kwargs.get("rate", 0.99),
-             progress_gain=kwargs.get("progress_gain", 1.0),
-             stall_gain=kwargs.get("stall_gain", 1.0),
-             improving_gain=kwargs.get("improving_gain", 0.0))
-  return Config(name, functools.partial(lrtransfer.dynamic, total_steps,
+  settings = {**DYNAMIC_DEFAULTS, "mode": "min", **kwargs}
+  rules = {k: settings[k] for k in (
+      "mode", "patience", "cooldown", "threshold", "threshold_mode",
+      "target", "raise_factor", "lower_factor", "improve_factor")}
+  dyn = {k: settings[k] for k in ("every_steps", "rate", "progress_gain",
+                                  "stall_gain", "improving_gain")}
+  dyn["total_steps"] = total_steps
+  return Config(name, functools.partial(dynamic_with, total_steps,
                                         **kwargs),
-                kwargs.get("min_scale", 0.01), kwargs.get("max_scale", 10.0),
+                settings["min_scale"], settings["max_scale"],
                 rules=rules, dynamic=dyn)
 
 
@@ -163,13 +157,13 @@ DYNAMIC = [
     _dynamic_config("dynamic-defaults", N),
     _dynamic_config("dynamic-max-fast", 10, every_steps=3, rate=0.5,
                     progress_gain=5.0, stall_gain=10.0, mode="max",
-                    patience=0, cooldown=0, plateau_factor=4.0,
+                    patience=0, cooldown=0, raise_factor=4.0,
                     improve_factor=0.5, min_scale=0.0, max_scale=1.0),
     _dynamic_config("dynamic-pinned", 1000, rate=1.0, progress_gain=0.0,
                     stall_gain=1.0, target=0.0, min_scale=1.0,
                     max_scale=1.0),
     _dynamic_config("dynamic-extreme", 1, rate=1e-30, progress_gain=10.0,
-                    stall_gain=0.5, plateau_factor=1e3, improve_factor=1e-3,
+                    stall_gain=0.5, raise_factor=1e3, improve_factor=1e-3,
                     patience=1, cooldown=2, threshold=1.0,
                     threshold_mode="abs", min_scale=0.0, max_scale=1e3),
 ]
@@ -290,11 +284,12 @@ def _ftz(x):
 
 def _judge(rules, values, new, plateau0):
   """Per step: (best, num_bad, cooldown_left, good, plateau) after it."""
-  sign = F32(1.0 if rules.get("mode", "min") == "min" else -1.0)
-  patience, cooldown = rules.get("patience", 3), rules.get("cooldown", 1)
-  threshold = F32(rules.get("threshold", 1e-4))
-  relative = rules.get("threshold_mode", "rel") == "rel"
-  target = rules.get("target")
+  rules = {**ADJUST_DEFAULTS, "mode": "min", **rules}
+  sign = F32(1.0 if rules["mode"] == "min" else -1.0)
+  patience, cooldown = rules["patience"], rules["cooldown"]
+  threshold = F32(rules["threshold"])
+  relative = rules["threshold_mode"] == "rel"
+  target = rules["target"]
   best = F32(plateau0.best)  # minimisation space
   num_bad, cooldown_left = int(plateau0.num_bad), int(plateau0.cooldown_left)
   out = []
@@ -353,7 +348,8 @@ def _check_plateau_run(config, state0, values, counts, states):
       np.maximum.accumulate(np.maximum(np.asarray(counts, np.int64),
                                        int(plateau0.last_count))))
   judged_yet = np.cumsum(new) > 0
-  assert np.all(plateau.num_bad[judged_yet] <= rules.get("patience", 3))
+  assert np.all(plateau.num_bad[judged_yet]
+                <= {**ADJUST_DEFAULTS, **rules}["patience"])
 
   # best: never NaN; +-inf until a finite value arrives at a new count.
   assert not np.any(np.isnan(plateau.best))
@@ -384,17 +380,9 @@ def _check_plateau_run(config, state0, values, counts, states):
   return good, fired
 
 
-ADJUST_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(
-        lrtransfer.adjust).parameters.items()}
-
-
 def _plateau_action(rules):
-  """The plateau factor of a run without a training value."""
-  rules = {**ADJUST_DEFAULTS, **rules}
-  factor = rules["plateau_factor"]
-  return factor if factor <= 1 else rules["overfit_factor"]
+  """The plateau factor of a run without a training value: no raise."""
+  return {**ADJUST_DEFAULTS, **rules}["lower_factor"]
 
 
 def _adjust_scales(rules, scale0, good, fired):
@@ -404,8 +392,8 @@ def _adjust_scales(rules, scale0, good, fired):
   rules = {**ADJUST_DEFAULTS, **rules}
   low, high = F32(rules["min_scale"]), F32(rules["max_scale"])
   improve = F32(rules["improve_factor"])
-  # These runs carry no training value: a plateau never raises; a raising
-  # rule (plateau_factor > 1) applies overfit_factor instead.
+  # These runs carry no training value: a plateau never raises, it applies
+  # lower_factor.
   raise_ = F32(_plateau_action(rules))
   eps = F32(rules["eps"])
   scale, out = F32(scale0), []
@@ -537,7 +525,7 @@ def _near_max_states(name):
                                   for c in g])
 def test_plateau_counters_saturate_instead_of_wrapping(name):
   config = BY_NAME[name]
-  patience = config.rules.get("patience", 3)
+  patience = {**ADJUST_DEFAULTS, **config.rules}["patience"]
   starts = _near_max_states(name)
   bad = [math.nan] * N  # never an improvement: num_bad only grows
   counts = list(range(1, N + 1))
@@ -671,14 +659,13 @@ def test_apply_if_finite_freezes_strategy_on_non_finite_gradients(
 
 
 # ---------------------------------------------------------------------------
-# Defects found by hostile hyperparameters, fixed: they must stay fixed.
+# Hostile hyperparameters, by name.
 
 
 def test_dynamic_scale_never_nan_with_large_factor_and_fast_decay():
-  tx = lrtransfer.dynamic(1, rate=1e-30, progress_gain=10.0,
-                          improve_factor=1e38, plateau_factor=1e38,
-                          patience=0, cooldown=0, min_scale=0.0,
-                          max_scale=10.0)
+  tx = dynamic_with(1, rate=1e-30, progress_gain=10.0,
+                    improve_factor=1e38, raise_factor=1e38,
+                    patience=0, cooldown=0, min_scale=0.0, max_scale=10.0)
   state = tx.init(PARAMS)
   for count, value in enumerate([1.0, 2.0, 3.0], start=1):
     _, state = tx.update(PARAMS, state, PARAMS,
@@ -688,7 +675,7 @@ def test_dynamic_scale_never_nan_with_large_factor_and_fast_decay():
 
 def test_float32_overflowing_hyperparameter_is_rejected_eagerly():
   with pytest.raises(ValueError, match="max_scale=1e[+]?39"):
-    lrtransfer.adjust(max_scale=1e39, plateau_factor=10.0, patience=0,
+    lrtransfer.adjust(max_scale=1e39, raise_factor=10.0, patience=0,
                       cooldown=0)
 
 

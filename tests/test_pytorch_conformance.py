@@ -47,10 +47,10 @@ def test_general_adjust_in_reduce_configuration_matches_pytorch():
   case = DATA["cases"][1]
   config = case["config"]
   tx = lrtransfer.adjust(
-      mode=config["mode"], plateau_factor=config["factor"],
-      improve_factor=1.0, patience=config["patience"],
-      threshold=config["threshold"], threshold_mode=config["threshold_mode"],
-      cooldown=config["cooldown"], min_scale=config["min_lr"] / 0.1,
-      max_scale=1.0)
+      mode=config["mode"], raise_factor=1.0, lower_factor=config["factor"],
+      patience=config["patience"], cooldown=config["cooldown"],
+      min_scale=config["min_lr"] / 0.1, max_scale=1.0,
+      rule=lrtransfer.AdjustRule(threshold=config["threshold"],
+                                 threshold_mode=config["threshold_mode"]))
   scales = scales_over_steps(tx, *per_step_measurements(case["metrics"], 1))
   np.testing.assert_allclose(0.1 * scales, case["lrs"], rtol=1e-6)

@@ -1,4 +1,4 @@
-"""The recommended recipe (issue 9 item 4) and the default recipes."""
+"""The recommended recipe and the default recipes."""
 
 import jax.numpy as jnp
 import pytest

@@ -1,9 +1,10 @@
 """adjust and dynamic cannot run away: raises are diagnosed, undone, bounded.
 
-Issue 9: a validation loss that rises because the model over-fits was read
-as a plateau, the rate raised, validation got worse, the rate raised again,
-until pinned at max_scale. These tests pin the redesigned rules
-(``lrtransfer._src.raising``).
+A validation loss that rises because the model over-fits must not be read as
+a plateau to raise on: the rate would go up, validation get worse, the rate
+go up again, until pinned at max_scale. These tests pin the rules that
+prevent it (``lrtransfer._src.raising``): a raise needs a stalled training
+loss, is undone when the next evaluation is not better, and is bounded.
 """
 
 import functools
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrtransfer
+from _harness import adjust_with, dynamic_with
 
 PARAMS = {"w": jnp.ones(3, jnp.float32)}
 EVALS = 30
@@ -24,8 +26,8 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 FACTORIES = {
-    "adjust": lambda **kw: lrtransfer.adjust(**kw),
-    "dynamic": lambda **kw: lrtransfer.dynamic(EVALS, **kw),
+    "adjust": lambda **kw: adjust_with(**kw),
+    "dynamic": lambda **kw: dynamic_with(EVALS, **kw),
 }
 
 
@@ -50,7 +52,7 @@ def _scales(kind, val, train, **kwargs):
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_over_fitting_never_raises(kind):
-  # Issue 9's trace: training keeps improving while validation worsens.
+  # Over-fitting: training keeps improving while validation worsens.
   k = np.arange(EVALS)
   train = 1.5 * np.exp(-k / 6.0)
   val = np.where(k < 8, 1.0 - 0.05 * k, 0.6 + 0.08 * (k - 8))
@@ -101,10 +103,10 @@ def test_non_finite_training_value_never_raises(kind):
 
 CONFIGS = [
     ("adjust", ()),
-    ("adjust", (("plateau_factor", 3.0), ("patience", 0), ("cooldown", 0),
+    ("adjust", (("raise_factor", 3.0), ("patience", 0), ("cooldown", 0),
                 ("max_raises", 4), ("max_scale", 50.0))),
     ("dynamic", ()),
-    ("dynamic", (("plateau_factor", 2.0), ("patience", 0), ("cooldown", 0),
+    ("dynamic", (("raise_factor", 2.0), ("patience", 0), ("cooldown", 0),
                  ("max_raises", 3), ("improve_factor", 0.9))),
 ]
 
@@ -236,7 +238,7 @@ def test_a_raise_below_the_ceiling_still_happens(kind):
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_a_loss_climbing_below_its_start_is_cut_once_per_rise(kind):
-  # SGD-momentum on a fresh head (session 5 trace): the loss falls from its
+  # SGD-momentum on a fresh head (a measured trace): the loss falls from its
   # start, overshoots and climbs for a few evaluations while the velocity
   # decays. Judged against the best alone, every one of them cut the rate;
   # below the start, a second cut needs a rise of train_rise (25%) past the
@@ -260,7 +262,7 @@ def test_a_loss_above_its_start_is_cut_at_every_evaluation(kind):
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_brake_patience_leaves_a_catapult_alone(kind):
   # A rate near the edge of stability: the loss spikes at the first steps
-  # and settles by itself (session 5 trace at 30x the best rate of a tiny
+  # and settles by itself (a measured trace at 30x the best rate of a tiny
   # task). brake_patience=1 cuts once, where the loss is high for the
   # second evaluation in a row and still climbing; 0 cuts at every high
   # evaluation above the start (3.35).
@@ -311,9 +313,9 @@ def test_a_loss_back_below_the_threshold_restarts_the_wait(kind):
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_one_number_without_a_training_loss_warns_at_trace_time(kind):
-  # New-user trial (session 5): fed one number, adjust silently held the
-  # rate. It still works (measurement(value, count) is the simple form),
-  # but says at trace time what is off and how to turn it on.
+  # Fed one number, adjust can neither raise nor brake and would hold the
+  # rate silently. It still works (measurement(value, count) is the simple
+  # form), but says at trace time what is off and how to turn it on.
   tx = FACTORIES[kind]()
   state = tx.init(PARAMS)
   with pytest.warns(UserWarning, match="no 'train_loss'.*brake"):
@@ -321,10 +323,11 @@ def test_one_number_without_a_training_loss_warns_at_trace_time(kind):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: lrtransfer.adjust(train_monitor=None),
+    lambda: adjust_with(train_monitor=None),
     lambda: lrtransfer.reduce_on_plateau(),
     lambda: lrtransfer.bold_driver(),
-    lambda: lrtransfer.adjust(plateau_factor=0.5, rise_factor=1.0),
+    lambda: adjust_with(raise_factor=1.0, lower_factor=0.5,
+                        rise_factor=1.0),
 ])
 def test_no_warning_where_no_training_value_is_read(make):
   import warnings
@@ -337,7 +340,7 @@ def test_no_warning_where_no_training_value_is_read(make):
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_slow_patience_waits_for_slow_progress_twice_in_a_row(kind):
-  # A fresh head's first epoch barely moves the loss at any rate (session 5
+  # A fresh head's first epoch barely moves the loss at any rate (a measured
   # trace: 2.28 -> 2.13, then 1.71): with slow_patience=2 that one slow
   # evaluation does not raise; steady slow progress raises from the second
   # slow evaluation on, at each one (up to max_scale).

@@ -5,8 +5,9 @@ import optax
 import pytest
 
 import lrtransfer
-from _harness import (adjust_reference, decay_reference, dynamic_reference,
-                      per_step_measurements, scales_over_steps)
+from _harness import (adjust_reference, adjust_with, decay_reference,
+                      dynamic_reference, dynamic_with, per_step_measurements,
+                      scales_over_steps)
 
 
 def _metric_sequence(seed, n=200, negative=False, with_nan=False):
@@ -37,44 +38,44 @@ def _train_sequence(seed, n=200, with_nan=False):
 
 ADJUST_CASES = {
     "defaults": {},
-    "reduce_rel": dict(plateau_factor=0.5, improve_factor=1.0, patience=2,
+    "reduce_rel": dict(raise_factor=1.0, lower_factor=0.5, improve_factor=1.0, patience=2,
                        cooldown=0, min_scale=0.01, max_scale=1.0),
-    "reduce_abs_cooldown": dict(plateau_factor=0.3, improve_factor=1.0,
+    "reduce_abs_cooldown": dict(raise_factor=1.0, lower_factor=0.3, improve_factor=1.0,
                                 patience=1, cooldown=3, threshold=0.02,
                                 threshold_mode="abs", min_scale=0.001,
                                 max_scale=1.0),
-    "bold_driver_like": dict(plateau_factor=0.5, improve_factor=1.05,
+    "bold_driver_like": dict(raise_factor=1.0, lower_factor=0.5, improve_factor=1.05,
                              patience=0, cooldown=0, min_scale=0.01,
                              max_scale=3.0),
-    "target": dict(target=0.8, plateau_factor=1.3, improve_factor=0.95,
+    "target": dict(target=0.8, raise_factor=1.3, improve_factor=0.95,
                    patience=2, cooldown=1, min_scale=0.1, max_scale=2.0),
-    "tight_bounds": dict(plateau_factor=3.0, improve_factor=0.1, patience=0,
+    "tight_bounds": dict(raise_factor=3.0, improve_factor=0.1, patience=0,
                          min_scale=0.5, max_scale=1.5),
-    "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
+    "raise_lower": dict(raise_factor=2.0, lower_factor=0.5, patience=1,
                         cooldown=0, max_raises=3, train_threshold=0.02,
                         min_scale=0.01, max_scale=8.0),
-    "fitted_rising": dict(plateau_factor=2.0, patience=1, cooldown=0,
+    "fitted_rising": dict(raise_factor=2.0, patience=1, cooldown=0,
                           train_rise=0.05, fitted_ratio=0.2,
                           max_scale=8.0),
     "brake": dict(rise_factor=0.5, train_rise=0.1, improve_factor=1.05,
                   patience=1, cooldown=0, min_scale=0.01, max_scale=10.0),
-    "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, patience=2,
+    "slow_growth": dict(slow_progress=0.2, raise_factor=1.3, patience=2,
                         max_scale=10.0, fitted_ratio=0.1),
     # The brake's ceiling on later raises, and without it.
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05,
-                         slow_progress=0.3, plateau_factor=1.3, patience=1,
+                         slow_progress=0.3, raise_factor=1.3, patience=1,
                          cooldown=0, max_scale=10.0, fitted_ratio=0.1,
                          remember_brake=True),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
-                            slow_progress=0.3, plateau_factor=1.3,
+                            slow_progress=0.3, raise_factor=1.3,
                             patience=1, cooldown=0, max_scale=10.0,
                             fitted_ratio=0.1, remember_brake=False),
     # The slow-progress raise after two slow evaluations in a row.
-    "slow_twice": dict(slow_progress=0.2, slow_patience=2, plateau_factor=1.3,
+    "slow_twice": dict(slow_progress=0.2, slow_patience=2, raise_factor=1.3,
                        patience=2, max_scale=10.0, fitted_ratio=0.1),
     # A brake that waits for a high loss that does not fall back.
     "brake_waits": dict(rise_factor=0.5, train_rise=0.05, brake_patience=1,
-                        slow_progress=0.3, plateau_factor=1.3, patience=1,
+                        slow_progress=0.3, raise_factor=1.3, patience=1,
                         cooldown=0, max_scale=10.0, fitted_ratio=0.1),
 }
 
@@ -98,7 +99,7 @@ def test_adjust_matches_reference(case, variant, with_train):
   expected = adjust_reference(values, train, **kwargs)
   steps_per_eval = 3
   step_train = None if train is None else np.repeat(train, steps_per_eval)
-  got = scales_over_steps(lrtransfer.adjust(**kwargs),
+  got = scales_over_steps(adjust_with(**kwargs),
                           *per_step_measurements(values, steps_per_eval),
                           step_train=step_train)
   np.testing.assert_allclose(got[steps_per_eval - 1::steps_per_eval],
@@ -154,23 +155,23 @@ def test_schedule_scale_applies_any_optax_schedule():
 DYNAMIC_CASES = {
     "defaults": {},
     "no_gains": dict(progress_gain=0.0, stall_gain=1.0),
-    "reduce": dict(plateau_factor=0.5, improve_factor=1.0, patience=1,
+    "reduce": dict(raise_factor=1.0, lower_factor=0.5, improve_factor=1.0, patience=1,
                    cooldown=0, rate=0.95),
     "max_target": dict(mode="max", target=-0.5, improve_factor=0.97,
                        patience=2, threshold=0.01, threshold_mode="abs"),
-    "raise_lower": dict(plateau_factor=2.0, overfit_factor=0.5, patience=1,
+    "raise_lower": dict(raise_factor=2.0, lower_factor=0.5, patience=1,
                         cooldown=0, max_raises=3, max_scale=8.0),
     "gated_brake": dict(improving_gain=0.0, rise_factor=0.5, train_rise=0.1,
                         patience=1, cooldown=0, brake_patience=0),
-    "slow_growth": dict(slow_progress=0.2, plateau_factor=1.3, max_scale=10.0,
+    "slow_growth": dict(slow_progress=0.2, raise_factor=1.3, max_scale=10.0,
                         improving_gain=1.0),
-    "slow_twice": dict(slow_progress=0.2, slow_patience=2, plateau_factor=1.3,
+    "slow_twice": dict(slow_progress=0.2, slow_patience=2, raise_factor=1.3,
                        max_scale=10.0, improving_gain=1.0),
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05, slow_progress=0.3,
-                         plateau_factor=1.3, patience=1, cooldown=0,
+                         raise_factor=1.3, patience=1, cooldown=0,
                          fitted_ratio=0.1, brake_patience=0),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
-                            slow_progress=0.3, plateau_factor=1.3,
+                            slow_progress=0.3, raise_factor=1.3,
                             patience=1, cooldown=0, fitted_ratio=0.1,
                             remember_brake=False, brake_patience=0),
 }
@@ -195,7 +196,7 @@ def test_dynamic_matches_reference(case, with_nan, with_train):
   expected = dynamic_reference(step_values, step_counts, step_train,
                                total_steps=total // 2, every_steps=4, **kwargs)
   got = scales_over_steps(
-      lrtransfer.dynamic(total // 2, every_steps=4, **kwargs), step_values,
+      dynamic_with(total // 2, every_steps=4, **kwargs), step_values,
       step_counts.astype(np.int32), step_train=step_train)
   np.testing.assert_allclose(got, expected, rtol=2e-4)
   assert np.all(np.isfinite(got))
@@ -225,7 +226,7 @@ def test_waiting_brake_matches_reference(brake_patience, with_nan):
   expected = adjust_reference(values, train, **kwargs)
   no_brake = adjust_reference(values, train, **{**kwargs, "rise_factor": 1.0})
   assert np.any(expected != no_brake)
-  got = scales_over_steps(lrtransfer.adjust(**kwargs),
+  got = scales_over_steps(adjust_with(**kwargs),
                           *per_step_measurements(values, 1), step_train=train)
   np.testing.assert_allclose(got, expected, rtol=1e-5)
   counts = np.arange(1, len(values) + 1)
@@ -234,7 +235,7 @@ def test_waiting_brake_matches_reference(brake_patience, with_nan):
   no_brake = dynamic_reference(values, counts, train, total_steps=80,
                                **{**kwargs, "rise_factor": 1.0})
   assert np.any(expected != no_brake)
-  got = scales_over_steps(lrtransfer.dynamic(80, **kwargs), values,
+  got = scales_over_steps(dynamic_with(80, **kwargs), values,
                           counts.astype(np.int32), step_train=train)
   np.testing.assert_allclose(got, expected, rtol=2e-4)
 

@@ -267,7 +267,7 @@ def test_converges_on_a_quadratic(name):
 
 
 @pytest.mark.parametrize("factory,kwargs", [
-    (lrtransfer.adjust, dict(plateau_factor=0.5, improve_factor=1.0,
+    (lrtransfer.adjust, dict(raise_factor=1.0, lower_factor=0.5,
                              patience=1, cooldown=0, min_scale=0.01,
                              max_scale=1.0)),
     (lrtransfer.dynamic, dict(total_steps=100, every_steps=2, rate=0.9,
@@ -287,7 +287,7 @@ def test_works_under_inject_hyperparams(factory, kwargs):
     u_plain, s_plain = plain.update(params, s_plain, params, metric=metric)
     chex.assert_trees_all_close(u_injected, u_plain, rtol=1e-6)
   # A hyperparameter changed in the state takes effect at the next plateau.
-  s_injected.hyperparams["plateau_factor"] = jnp.float32(0.1)
+  s_injected.hyperparams["lower_factor"] = jnp.float32(0.1)
   before = float(lrtransfer.current_scale(s_injected.inner_state))
   for count in range(6, 9):
     _, s_injected = update(params, s_injected, params,
@@ -306,11 +306,13 @@ INJECT_CASES = {
                             min_scale=0.2), ()),
     "adjust": (lrtransfer.adjust, (), dict(patience=1, cooldown=0), ()),
     "dynamic": (lrtransfer.dynamic, (20,), dict(patience=1), ()),
-    # brake_patience traced: its comparisons must stay array operations.
+    # The rule is a static object; the factors beside it are traced.
     "adjust-brake": (lrtransfer.adjust, (),
-                     dict(brake_patience=1, rise_factor=0.5), ()),
+                     dict(raise_factor=2.0, rule=lrtransfer.AdjustRule(
+                         brake_patience=1, rise_factor=0.5)), ()),
     "dynamic-brake": (lrtransfer.dynamic, (20,),
-                      dict(brake_patience=0, rise_factor=0.5), ()),
+                      dict(lower_factor=0.5, rule=lrtransfer.DynamicRule(
+                          brake_patience=0, rise_factor=0.5)), ()),
     # The schedule must be static (see schedule_scale's docstring).
     "schedule_scale": (lrtransfer.schedule_scale,
                        (optax.cosine_decay_schedule(1.0, 20),), {},
@@ -320,7 +322,7 @@ INJECT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(INJECT_CASES))
 def test_every_strategy_works_under_inject_hyperparams(case):
-  # Issue 9: Python-side checks of traced values raised
+  # Python-side checks of traced values would raise
   # TracerBoolConversionError. Injected and plain runs must agree.
   factory, args, kwargs, static_args = INJECT_CASES[case]
   injected = optax.inject_hyperparams(factory, static_args=static_args)(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -53,12 +53,14 @@ def schedule_scale(schedule: optax.Schedule
   if not callable(schedule):
     raise ValueError(f"schedule must be callable, got schedule={schedule!r}")
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> ScheduleScaleState:
     del params
     count = jnp.zeros([], jnp.int32)
     return ScheduleScaleState(count, jnp.asarray(schedule(count), jnp.float32))
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(updates: optax.Updates, state: ScheduleScaleState,
+                params: Optional[optax.Params] = None, **extra_args: Any
+                ) -> tuple[optax.Updates, ScheduleScaleState]:
     del params, extra_args
     scale = jnp.asarray(schedule(state.count), jnp.float32)
     new_state = ScheduleScaleState(optax.safe_increment(state.count), scale)
@@ -80,6 +82,18 @@ def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
   ``jnp`` so that every numeric argument may be a traced array (Optax's
   schedules test some of theirs with Python ``if``, which
   ``optax.inject_hyperparams`` cannot pass).
+
+  Args:
+    rate, every_steps, staircase, warmup_steps, warmup_init, min_scale: as
+      in :func:`decay`.
+
+  Returns:
+    An ``optax.Schedule``: the float32 scale after ``count`` updates.
+
+  Example::
+
+    schedule = lrtransfer.decay_schedule(0.9, every_steps=10)
+    schedule(20)  # about 0.81, float32
   """
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
   validation.check_int("every_steps", every_steps, 1)
@@ -90,7 +104,7 @@ def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
   if not isinstance(staircase, bool):
     raise ValueError(f"staircase must be a bool, got staircase={staircase!r}")
 
-  def schedule(count):
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     t = jnp.asarray(count, jnp.float32)
     w = jnp.asarray(warmup_steps, jnp.float32)
     periods = jnp.maximum(t - w, 0.0) / jnp.asarray(every_steps, jnp.float32)
@@ -110,21 +124,24 @@ def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
           min_scale: float = 0.0) -> optax.GradientTransformationExtraArgs:
   """Exponential decay of the learning rate, with optional warmup and floor.
 
-  With ``t`` the number of updates done and ``w`` the warmup length::
+  With ``t`` the number of updates done and ``w = warmup_steps``:
 
-    scale(t) = warmup_init + (1 - warmup_init) * t / w          for t < w
-    scale(t) = max(min_scale, rate ** (k / every_steps))        for t >= w
-    k = t - w          (smooth)   or   floor((t - w) / every_steps) * every_steps
-                                       (staircase)
+  ===========  =====================================================
+  updates      scale
+  ===========  =====================================================
+  ``t < w``    ``warmup_init + (1 - warmup_init) * t / w``
+  ``t >= w``   ``max(min_scale, rate ** (k / every_steps))``, with
+               ``k = t - w``, or with ``staircase`` ``k`` rounded
+               down to whole periods
+  ===========  =====================================================
 
-  "Multiply by 0.99 every epoch" is ``decay(0.99, every_steps=steps_per_epoch,
-  staircase=True)`` (the founding article's rate, also what the ``decay``
-  recipe of ``lrtransfer.recipes.default_recipes`` uses, chosen on the
-  benchmarks' tuning tasks). The formula of ``optax.exponential_decay`` after an
-  ``optax.linear_schedule`` warmup (see :func:`decay_schedule`); for other
-  shapes (cosine, piecewise, ...) pass any Optax schedule to
-  :func:`schedule_scale`. Works under ``optax.inject_hyperparams`` with every
-  numeric argument injected (``staircase`` is a bool, so static).
+  "Multiply by 0.99 every epoch" is ``decay(0.99, every_steps=
+  steps_per_epoch, staircase=True)``, the ``decay`` recipe of
+  ``lrtransfer.recipes.default_recipes`` (its rate against neighbours:
+  ``python benchmarks/tune_defaults.py``). The formula of
+  ``optax.exponential_decay`` after an ``optax.linear_schedule`` warmup,
+  written so that every numeric argument may be injected by
+  ``optax.inject_hyperparams``; other shapes: :func:`schedule_scale`.
 
   Args:
     rate: factor per ``every_steps`` updates, in (0, 1].
@@ -143,10 +160,8 @@ def decay(rate: float = 0.99, every_steps: int = 1, *, staircase: bool = False,
                      lrtransfer.decay(0.99, every_steps=steps_per_epoch))
 
   References:
-    Bengio, "Practical recommendations for gradient-based training of deep
-    architectures", 2012, https://arxiv.org/abs/1206.5533
-    Goyal et al., "Accurate, Large Minibatch SGD" (warmup), 2017,
-    https://arxiv.org/abs/1706.02677
+    Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in 1
+    Hour" (warmup), 2017, https://arxiv.org/abs/1706.02677
   """
   return schedule_scale(decay_schedule(
       rate, every_steps, staircase=staircase, warmup_steps=warmup_steps,

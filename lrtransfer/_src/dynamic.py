@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +10,12 @@ import optax
 
 from lrtransfer._src import plateau as plateau_lib
 from lrtransfer._src import raising
+from lrtransfer._src import rules
 from lrtransfer._src import validation
+from lrtransfer._src.measurement import METRIC_KWARG
+from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.measurement import read_measurement
+from lrtransfer._src.rules import DynamicRule
 from lrtransfer._src.scaling import clip_scale, scale_updates
 
 
@@ -25,149 +29,96 @@ class DynamicState(NamedTuple):
 
 
 def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
-            progress_gain: float = 1.0, stall_gain: float = 1.0,
-            improving_gain: float = 0.0,
             monitor: Optional[str] = None, mode: Optional[str] = None,
-            train_monitor: Optional[str] = "train_loss", patience: int = 3,
-            cooldown: int = 1, threshold: float = 1e-4,
-            threshold_mode: str = "rel", plateau_factor: float = 1.5,
-            improve_factor: float = 1.0, overfit_factor: float = 1.0,
-            rise_factor: float = 0.5,
-            slow_progress: float = 0.1, remember_brake: bool = True,
-            brake_patience: int = 1, slow_patience: int = 1,
-            max_raises: int = 2, train_threshold: float = 0.01,
-            train_rise: float = 0.25, fitted_ratio: float = 0.05,
-            target: Optional[float] = None, min_scale: float = 0.01,
-            max_scale: float = 10.0) -> optax.GradientTransformationExtraArgs:
+            patience: int = rules.PATIENCE, cooldown: int = rules.COOLDOWN,
+            raise_factor: float = rules.RAISE_FACTOR,
+            lower_factor: float = rules.LOWER_FACTOR,
+            min_scale: float = 0.01, max_scale: float = rules.MAX_SCALE,
+            rule: DynamicRule = DynamicRule()
+            ) -> optax.GradientTransformationExtraArgs:
   """Combines performance and progress: a decay whose rate itself adapts.
 
-  At update ``t`` (``t`` updates done before it), with the evaluation rules
-  of :func:`adjust` (threshold, patience, cooldown, target, NaN policy, and
-  its guarded plateau action ``A``: a raise only when the training value
-  stalls too, never on over-fitting, undone if the next evaluation is not
-  better, at most ``max_raises`` between good evaluations)::
+  The metric moves the rate by the factor ``f_t`` of :func:`adjust` (a
+  guarded raise, ``lower_factor``, the brake); progress moves the decay,
+  with ``l0 = -ln(rate) / every_steps`` and ``g = rule``:
 
-    p_t      = min(t / total_steps, 1)                  progress of the budget
-    lambda_0 = -ln(rate) / every_steps                  base log-decay per step
-    lambda_t = lambda_0 * (1 + progress_gain * p_t)     progress speeds decay
-                        * (stall_gain if num_bad_t > 0  a stalling metric
-                           else improving_gain)          decays, an improving
-                                                         one (by default) not
-    f_t      = (improve_factor * G  if a new evaluation is good
-                A                 if it completes a plateau
-                1                 otherwise (and between evaluations)) * B
-    scale_t  = clip(scale_{t-1} * f_t * exp(-lambda_t), min_scale, max_scale)
-    scale_t  = min(scale_t, u_t)   if a raise failed at t (undo), where
-    u_t      = the scale the raise started from, decayed since by the same
-               exp(-lambda) factors (the scale as if it had not raised)
-    scale_t  = min(scale_t, max(c_t, scale_t without the raise))  if it
-               raises at t, c_t the ceiling the last brake left (+inf
-               before any; remember_brake)
+  ==========================  =================================================
+  quantity at update ``t``    rule
+  ==========================  =================================================
+  progress                    ``p_t = min(t / total_steps, 1)``
+  log-decay per step          ``l_t = l0 * (1 + g.progress_gain * p_t) * gain``
+  ``gain``, metric stalling   ``g.stall_gain`` (1)
+  ``gain``, metric improving  ``g.improving_gain`` (0: no decay)
+  scale                       ``clip(scale * f_t * exp(-l_t), min, max)``
+  ==========================  =================================================
 
-  with ``scale_{-1} = 1``, ``num_bad_t`` the count of consecutive bad
-  evaluations after the measurement seen at ``t``, and ``A``, ``G`` (the
-  slow-progress raise) and ``B`` (the brake on a rising training loss) as in
-  :func:`adjust`. The decay waits while the metric improves
-  (``improving_gain=0``): a run whose validation keeps improving is not
-  done with its rate, and decaying it anyway cost 9 points against the
-  constant rate at a too-low base rate on an unseen task
-  (``benchmarks/robustness.py``, issue 9). The metric moves the
-  learning rate (``f_t``: a plateau while training stalls too raises it to
-  move away from the source solution; a plateau while training improves is
-  over-fitting and holds or lowers it, ``overfit_factor``), while progress
-  and the metric's trend move the decay rate ``lambda_t``: the rate decays
-  only while the metric stalls (by default; ``improving_gain > 0`` decays it
-  always, ``stall_gain > 1`` faster on a stall), faster late in the budget,
-  keeping what the
-  source and the target have taught (the budget-aware decay of Li et al.,
-  "Budgeted Training": a schedule that reaches small rates by the end of the
-  budget). The upward factor is subject to the same undo and bound as in
-  :func:`adjust`, decay or not, so the decay cannot hide a failed raise.
+  The decay waits while validation improves and speeds up late in the
+  budget (budget-aware schedules); a failed raise is undone to where it
+  started, decayed since (``python benchmarks/robustness.py``).
 
   Args:
-    total_steps: the training budget in updates (for the progress ``p_t``).
-    every_steps: updates per decay period (e.g. per epoch).
+    total_steps: the training budget in updates, for the progress ``p_t``.
+    every_steps: updates per decay period (e.g. the steps of one epoch).
     rate: decay per period at the start, in (0, 1].
-    progress_gain: how much the decay speeds up by the end of the budget
-      (>= 0; the end rate is ``rate ** (1 + progress_gain)`` per period).
-    stall_gain: decay multiplier while the metric is not improving (> 1
-      speeds it up; the default 1 decays at the budget's rate).
-    improving_gain: decay multiplier while the metric improves, >= 0 (0: no
-      decay then; 1: the decay of the budget alone).
-    monitor, mode, train_monitor, patience, cooldown, threshold,
-      threshold_mode, overfit_factor, rise_factor, slow_progress,
-      max_raises, train_threshold, train_rise, fitted_ratio, target: as in
-      :func:`adjust`.
-    slow_patience: as in :func:`adjust` (1 by default in both; 2 was not
-      better for ``dynamic`` on the tuning tasks, sessions 5 and 6).
-    remember_brake: as in :func:`adjust`, but True by default here.
-    brake_patience: as in :func:`adjust`, but 1 by default here: the brake
-      cuts when the training loss is high at two evaluations in a row and
-      not falling back (chosen on the benchmarks' tuning tasks, session 5:
-      0 cost up to 3 points against the constant rate there, 1 at most
-      0.4).
-    plateau_factor: multiplier on a plateau (>1 raises, guarded).
-    improve_factor: multiplier on each good evaluation.
-    min_scale, max_scale: bounds of the scale.
+    monitor, mode, patience, cooldown: as in :func:`lrtransfer.adjust`.
+    raise_factor, lower_factor, min_scale, max_scale: as in ``adjust``.
+    rule: the finer constants, a :class:`lrtransfer.DynamicRule`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` reading ``metric``.
 
   Example::
 
-    steps = epochs * steps_per_epoch
-    tx = optax.chain(optax.sgd(0.05, momentum=0.9),
-                     lrtransfer.dynamic(steps, every_steps=steps_per_epoch))
-    metric = lrtransfer.measurement(count=epoch + 1, monitor="val_loss",
-                                    val_loss=val_loss, train_loss=train_loss)
-    updates, state = tx.update(grads, state, params, metric=metric)
+    tx = optax.chain(optax.sgd(0.05, momentum=0.9), lrtransfer.dynamic(
+        epochs * steps_per_epoch, every_steps=steps_per_epoch))
 
   References:
     Li, Yumer, Ramanan, "Budgeted Training: Rethinking Deep Neural Network
     Training Under Resource Constraints", ICLR 2020,
     https://arxiv.org/abs/1905.04753
-    Smith, "Cyclical Learning Rates for Training Neural Networks" (budget-
-    aware schedules), 2017, https://arxiv.org/abs/1506.01186
-    Battiti 1989 (undo), Baydin et al. 2018 (raise on training evidence),
-    Prodigy / DoG (bounded growth), GreedyLR: see :func:`adjust`.
   """
-  rule = plateau_lib.validated_rule(mode, threshold, threshold_mode, patience,
-                                    cooldown, target, monitor)
-  raise_rule = raising.validated_raise_rule(
-      train_monitor, train_threshold, train_rise, fitted_ratio, patience,
-      max_raises, plateau_factor, overfit_factor, rise_factor,
-      slow_progress, remember_brake, brake_patience,
-      slow_patience)
+  rules.check_rule(rule, DynamicRule, "lrtransfer.dynamic")
+  judge = plateau_lib.validated_rule(mode, rule.threshold,
+                                     rule.threshold_mode, patience, cooldown,
+                                     rule.target, monitor)
+  rules.check_factors(raise_factor, lower_factor)
   validation.check_int("total_steps", total_steps, 1)
   validation.check_int("every_steps", every_steps, 1)
   validation.check_in_interval("rate", rate, 0.0, 1.0, low_open=True)
-  validation.check_non_negative("progress_gain", progress_gain)
-  validation.check_positive("stall_gain", stall_gain)
-  validation.check_non_negative("improving_gain", improving_gain)
-  validation.check_positive("improve_factor", improve_factor)
   validation.check_bounds("min_scale", min_scale, "max_scale", max_scale)
-  if (validation.all_concrete(min_scale, max_scale)
-      and not min_scale <= 1.0 <= max_scale):
+  init_scale, improve_factor, eps = (rule.init_scale, rule.improve_factor,
+                                     rule.eps)
+  progress_gain, stall_gain, improving_gain = (
+      rule.progress_gain, rule.stall_gain, rule.improving_gain)
+  if (validation.all_concrete(init_scale, min_scale, max_scale)
+      and not min_scale <= init_scale <= max_scale):
     raise ValueError(
-        "dynamic starts at scale 1, so min_scale <= 1 <= max_scale is needed,"
-        f" got min_scale={min_scale!r}, max_scale={max_scale!r}")
+        f"dynamic starts at rule.init_scale={init_scale!r}, so min_scale <= "
+        f"init_scale <= max_scale is needed, got min_scale={min_scale!r}, "
+        f"max_scale={max_scale!r}")
   # jnp, not math: under optax.inject_hyperparams `rate` may be traced.
   base_log_decay = -jnp.log(jnp.float32(rate)) / every_steps
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> DynamicState:
     del params
-    scale = jnp.ones([], jnp.float32)
+    scale = jnp.asarray(init_scale, jnp.float32)
     return DynamicState(scale, jnp.zeros([], jnp.int32),
                         jnp.asarray(base_log_decay, jnp.float32),
-                        plateau_lib.init_plateau(rule),
+                        plateau_lib.init_plateau(judge),
                         raising.init_guard(scale))
 
-  def update_fn(updates, state, params=None, **extra_args):
-    del params
-    metric = read_measurement(extra_args, "lrtransfer.dynamic")
-    judged, verdict = plateau_lib.observe(rule, state.plateau, metric,
+  def update_fn(updates: optax.Updates, state: DynamicState,
+                params: Optional[optax.Params] = None, *,
+                metric: Optional[Measurement] = None, **extra_args: Any
+                ) -> tuple[optax.Updates, DynamicState]:
+    del params, extra_args
+    metric = read_measurement(
+        {} if metric is None else {METRIC_KWARG: metric},
+        "lrtransfer.dynamic")
+    judged, verdict = plateau_lib.observe(judge, state.plateau, metric,
                                           "lrtransfer.dynamic")
-    guard, step = raising.guard_step(raise_rule, state.guard, verdict,
+    guard, step = raising.guard_step(rule, patience, raise_factor,
+                                     lower_factor, state.guard, verdict,
                                      judged.last_value, metric)
     progress = jnp.minimum(state.count.astype(jnp.float32) / total_steps, 1.0)
     stalling = judged.num_bad > 0
@@ -183,6 +134,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
     without_raise = clip_scale(state.scale * (improve * decay), min_scale,
                                max_scale)
     scale, guard = raising.finish(guard, step, scale, without_raise, decay)
+    scale = jnp.where(jnp.abs(scale - state.scale) > eps, scale, state.scale)
     new_state = DynamicState(scale, optax.safe_increment(state.count),
                              log_decay, judged, guard)
     return scale_updates(updates, scale), new_state

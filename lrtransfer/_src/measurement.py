@@ -166,9 +166,8 @@ def measurement(value: Any = None, count: Any = None, *,
     value: a single metric (loss, accuracy, ...), a scalar, stored under the
       name ``"value"``. Optional when named values are given.
     count: how many evaluations have happened, including this one (1 for the
-      first): an integer in [0, 2**31 - 1] (a Python int or an integer array,
-      traced or not). A strategy reacts once to each count larger than the
-      last it saw.
+      first), an integer in [0, 2**31 - 1], traced or not. A strategy reacts
+      once to each count larger than the largest it has seen.
     monitor: the name of the value strategies judge unless they are told
       otherwise (their ``monitor=``). Default: ``"value"``, or the only value.
     mode: "min" if a smaller ``monitor`` is better, "max" if larger is;
@@ -178,8 +177,8 @@ def measurement(value: Any = None, count: Any = None, *,
       ``train_loss=`` (the names ``lrtransfer.train.fit`` feeds).
 
   Returns:
-    ``Measurement(values={name: float32 scalar}, count=int32 scalar, monitor,
-    mode)``.
+    The :class:`Measurement` of float32 scalar values by name, an int32
+    scalar count, the monitor and the mode.
 
   Raises:
     ValueError: a count that is not an integer in [0, 2**31 - 1], a value that
@@ -196,9 +195,6 @@ def measurement(value: Any = None, count: Any = None, *,
     m = lrtransfer.measurement(count=epoch + 1, monitor="val_loss",
                                val_loss=vl, val_accuracy=va, train_loss=tl)
     updates, state = tx.update(grads, state, params, metric=m)
-
-  A strategy reacts to ``m`` at an update iff ``m.count > last_count``, the
-  largest count it has reacted to (0 initially).
 
   References:
     The trap this avoids: ``optax.contrib.reduce_on_plateau`` reads ``value``
@@ -226,11 +222,7 @@ def no_measurement(*names: str, monitor: Optional[str] = None,
 
   Its values are NaN and never judged; it has the tree structure of the
   measurements that follow when given the same names, monitor and mode, so a
-  scan carry or a jitted step keeps one structure::
-
-    no_measurement()                     # matches measurement(v, k)
-    no_measurement("val_loss", "val_accuracy", "train_loss",
-                   monitor="val_loss")   # matches lrtransfer.train.fit's
+  scan carry or a jitted step keeps one structure.
 
   Args:
     *names: the names of the values (default: ``"value"``).
@@ -238,6 +230,12 @@ def no_measurement(*names: str, monitor: Optional[str] = None,
 
   Returns:
     A :class:`Measurement` with count 0.
+
+  Example::
+
+    lrtransfer.no_measurement()         # matches measurement(v, k)
+    lrtransfer.no_measurement("val_loss", "val_accuracy", "train_loss",
+                              monitor="val_loss")  # matches train.fit's
   """
   names = names or ("value",)
   return measurement(count=0, monitor=monitor, mode=mode,
@@ -251,6 +249,17 @@ def check_count_order(metric: Measurement, last_count: jax.Array) -> None:
   host round trip per call, so use it while debugging, not in production.
   ``last_count`` is the count a strategy last reacted to
   (``state.plateau.last_count`` of ``adjust``/``dynamic``).
+
+  Args:
+    metric: the measurement about to be passed to ``update``.
+    last_count: the strategy's last count, an int32 scalar.
+
+  Returns:
+    None; the check runs as a side effect when the computation runs.
+
+  Example::
+
+    lrtransfer.check_count_order(metric, state[1].plateau.last_count)
 
   Raises:
     ValueError (from the callback): ``0 < metric.count < last_count``.

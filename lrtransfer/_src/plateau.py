@@ -2,7 +2,8 @@
 
 Shared by :func:`lrtransfer.adjust` and :func:`lrtransfer.dynamic`. The rules
 follow PyTorch's ``ReduceLROnPlateau`` (so that the reduce-only configuration
-gives PyTorch's learning rates) with three fixes:
+gives PyTorch's learning rates), differing where PyTorch's rule is wrong or
+awkward:
 
 * the relative threshold is taken of ``|best|``, so a worse value never counts
   as an improvement when the metric is negative (PyTorch and Optax compare
@@ -69,18 +70,21 @@ class Verdict(NamedTuple):
 
 
 class PlateauRule(NamedTuple):
-  """Static configuration of the judgement (Python values, validated)."""
-  mode: Optional[str] = None  # None: the measurement's mode
-  monitor: Optional[str] = None  # None: the measurement's monitor
-  threshold: float = 1e-4
-  threshold_mode: str = "rel"
-  patience: int = 10
-  cooldown: int = 0
-  target: Optional[float] = None
+  """Static configuration of the judgement, built by :func:`validated_rule`
+  from a strategy's arguments (which hold the defaults)."""
+  mode: Optional[str]  # None: the measurement's mode
+  monitor: Optional[str]  # None: the measurement's monitor
+  threshold: float  # least change that counts as an improvement
+  threshold_mode: str  # "rel" or "abs"
+  patience: int  # bad evaluations tolerated
+  cooldown: int  # evaluations not counted after an action
+  target: Optional[float]  # a value a good evaluation must reach, or None
 
 
-def validated_rule(mode, threshold, threshold_mode, patience, cooldown,
-                   target, monitor=None) -> PlateauRule:
+def validated_rule(mode: Optional[str], threshold: float,
+                   threshold_mode: str, patience: int, cooldown: int,
+                   target: Optional[float], monitor: Optional[str] = None
+                   ) -> PlateauRule:
   """Checks the rule's hyperparameters eagerly (ValueError naming them)."""
   if mode is not None:
     validation.check_choice("mode", mode, MODES)
@@ -98,6 +102,7 @@ def validated_rule(mode, threshold, threshold_mode, patience, cooldown,
 
 
 def init_plateau(rule: PlateauRule) -> PlateauState:
+  """The state before any evaluation: nothing judged, best unset."""
   del rule  # the state is the same whatever the rule
   return PlateauState(
       best=jnp.asarray(jnp.inf, jnp.float32),

@@ -8,7 +8,8 @@ examples at the expense of what the source taught, so lower or hold). Only
 the training loss can tell them apart, so a raise needs it; and a raise is a
 bet that is checked at the next evaluation and undone if it lost. Per new
 evaluation, with ``v`` the judged (monitored) value in minimisation space,
-``tr`` the training value (``train_monitor``), ``p`` the patience::
+``tr`` the training value (``rule.train_monitor``), ``p`` the patience and
+the other names fields of the rule (:class:`lrtransfer.AdjustRule`)::
 
   train_improved = isfinite(tr) and (tr < train_best - train_threshold *
                                      |train_best|   or train_best unset)
@@ -28,17 +29,16 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   slow_run       = slow_run + 1 if slow else 0
 
   failed_raise   = a raise is pending and not v < raise_value
-  may_raise      = plateau_factor > 1 and not failed_raise and isfinite(v)
+  may_raise      = raise_factor > 1 and not failed_raise and isfinite(v)
   raise_now      = may_raise and (
                      plateau and fails_to_fit and raises < max_raises
-                     or good and slow_run >= s)  (s = slow_patience; the
-                                              rate is too low: training
-                                              stalls, or creeps while
-                                              validation still improves)
+                     or good and slow_run >= slow_patience)  (the rate is
+                                              too low: training stalls, or
+                                              creeps while validation still
+                                              improves)
   high           = train_best finite and
                    not tr <= train_best + train_rise * |train_best|
-                   (NaN counts as high; train_best before this evaluation;
-                   never high while train_best is unset)
+                   (NaN counts as high; train_best before this evaluation)
   high_run       = high_run + 1 if high else 0
   waited         = high_run > q and (q = 0 or not tr < train_last)
                    (q = brake_patience: a loss that stays high and is not
@@ -51,12 +51,10 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
                    unset (NaN) after an improvement: below where training
                    started, a cut answers one rise and a second cut needs
                    a further rise beyond it)
-  factor         = plateau_factor  if raise_now
-                   overfit_factor  if plateau and plateau_factor > 1
-                                   and not raise_now (over-fitting, or no
-                                   training value, or raises exhausted)
-                   plateau_factor  if plateau and plateau_factor <= 1
-                                   (the classic reduce-on-plateau)
+  factor         = raise_factor    if raise_now
+                   lower_factor    if plateau and not raise_now (over-
+                                   fitting, no training value, raises
+                                   exhausted, or raise_factor = 1)
                    1               otherwise
                  * (rise_factor if rising else 1)        (the brake)
   after a failed raise: scale <- min(scale, pre_raise_scale)   (undo)
@@ -69,50 +67,34 @@ evaluation, with ``v`` the judged (monitored) value in minimisation space,
   raises         = 0 after a good evaluation, + 1 after a raise
   raise_value    = v if raise_now else unset (a raise is judged once)
 
-The brake acts at any evaluation (``brake_patience=0``) or after the loss
-has stayed high for ``q`` more: a training loss well above its best means
+Why the brake waits and counts: a training loss well above its best means
 the rate is too high for the model now (Battiti's bold driver cuts the rate
 whenever the training error rises; here only a rise of more than
 ``train_rise``, so minibatch noise does not brake). Two things look like a
-too-high rate and are not, and both were measured (session 5, a
-15-example task with one step per epoch, ``benchmarks/tune_defaults.py``):
-SGD-momentum's loss on a fresh head overshoots and climbs for a few
-evaluations while its velocity decays (1.26, 1.95, 2.38, 2.67, 2.69 at a
-rate 30x below the best one), and a rate near the edge of stability spikes
-the loss at the first steps and then settles by itself (3.35, 11.6, 23.5,
-4.3, 1.7 -- the "catapult" of Lewkowycz et al., 2020). A brake judged
-against the best loss alone cut the first at every evaluation down to
-``min_scale``, and the second three times; with one step per evaluation
-the run then crawls. Hence: below where training started, each cut answers
-one rise (the next needs the loss to rise by ``train_rise`` again above
-where it stood at the last cut), and ``brake_patience`` waits for a high
-loss that is not falling back. A diverging loss grows by more than that
-per evaluation and is cut every time. A raise needs a training value that
-is not rising, so the two never meet. With ``remember_brake`` the brake
-also sets a ceiling: no later raise (plateau or slow-progress) takes the
-scale above where the last brake left it, so a rate that once made training
-diverge is not climbed back to (the growth of
-DoG/Prodigy-style estimates is likewise monotone in what it has observed; a
-raise undone by the next evaluation then cannot oscillate with the brake).
+too-high rate and are not. SGD-momentum's loss on a fresh head overshoots
+and climbs for a few evaluations while its velocity decays, and a rate near
+the edge of stability spikes the loss at the first steps and then settles by
+itself (the "catapult" of Lewkowycz et al., 2020,
+https://arxiv.org/abs/2003.02218). A brake judged against the best loss
+alone would cut the first at every evaluation down to ``min_scale``. Hence:
+below where training started, each cut answers one rise, and
+``brake_patience`` waits for a high loss that is not falling back. A
+diverging loss grows by more than that per evaluation and is cut every time.
+A raise needs a training value that is not rising, so the two never meet.
+With ``remember_brake`` no later raise takes the scale above where the last
+brake left it (the growth of DoG/Prodigy-style estimates is likewise
+monotone in what they have observed).
 
-Without ``train_monitor`` in the measurement (a user feeding one number)
+Without the training value in the measurement (a user feeding one number)
 there is neither a raise nor a brake: the safe reading of a plateau one
 cannot diagnose is to lower or hold. A metric that gets worse after every
 raise leaves the scale above its pre-raise level for exactly one evaluation
 per raise; at most ``max_raises`` plateau raises happen between two good
 evaluations, and a slow-progress raise happens only at a good one.
 
-Measured (``benchmarks/tune_defaults.py``, tuning tasks, validation only,
-``benchmarks/results/defaults.md``): without the brake ``adjust`` ends near
-chance on most tasks at 10x the default base rate (0.3); with it, 0.50-0.92.
-Session 5 (20 seeds on the 15-example tabular task): with the brake judged
-against the best loss alone, every ``adjust`` setting was 2.7 points below
-the constant rate somewhere; with one cut per rise below the first loss and
-the slow-progress raise free to climb back (``remember_brake=False``),
--0.9; ``dynamic`` -3.0 with the brake at once, -0.4 with
-``brake_patience=1`` (its default), -6.2 with 2. On the report set
-(``benchmarks/robustness.py``, test) ``adjust`` is at worst 0.98 point
-below the constant rate over 9 tasks x 5 base rates.
+What the brake and the raises are worth against a constant rate over base
+rates 100x apart: ``python benchmarks/tune_defaults.py`` (tuning tasks,
+validation) and ``python benchmarks/robustness.py`` (report tasks, test).
 """
 
 from __future__ import annotations
@@ -127,6 +109,7 @@ import optax
 from lrtransfer._src import validation
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.plateau import Verdict
+from lrtransfer._src.rules import AdjustRule
 
 
 class RaiseGuardState(NamedTuple):
@@ -158,51 +141,8 @@ class RaiseGuardState(NamedTuple):
   slow_run: jax.Array
 
 
-class RaiseRule(NamedTuple):
-  """Static configuration of the guard (Python values or traced arrays)."""
-  train_monitor: Optional[str]
-  train_threshold: float
-  train_rise: float
-  fitted_ratio: float
-  patience: int
-  max_raises: int
-  plateau_factor: float
-  overfit_factor: float
-  rise_factor: float = 1.0
-  slow_progress: float = 0.0
-  remember_brake: bool = False
-  brake_patience: int = 0
-  slow_patience: int = 1
-
-
-def validated_raise_rule(train_monitor, train_threshold, train_rise,
-                         fitted_ratio, patience, max_raises, plateau_factor,
-                         overfit_factor, rise_factor=1.0,
-                         slow_progress=0.0, remember_brake=False,
-                         brake_patience=0, slow_patience=1) -> RaiseRule:
-  if train_monitor is not None and not isinstance(train_monitor, str):
-    raise ValueError("train_monitor must be a name (str) or None, got "
-                     f"train_monitor={train_monitor!r}")
-  validation.check_non_negative("train_threshold", train_threshold)
-  validation.check_non_negative("train_rise", train_rise)
-  validation.check_in_interval("fitted_ratio", fitted_ratio, 0.0, 1.0)
-  validation.check_int("max_raises", max_raises, 0)
-  validation.check_positive("plateau_factor", plateau_factor)
-  validation.check_in_interval("overfit_factor", overfit_factor, 0.0, 1.0,
-                               low_open=True)
-  validation.check_in_interval("rise_factor", rise_factor, 0.0, 1.0,
-                               low_open=True)
-  validation.check_in_interval("slow_progress", slow_progress, 0.0, 1.0)
-  validation.check_bool("remember_brake", remember_brake)
-  validation.check_int("brake_patience", brake_patience, 0)
-  validation.check_int("slow_patience", slow_patience, 1)
-  return RaiseRule(train_monitor, train_threshold, train_rise, fitted_ratio,
-                   patience, max_raises, plateau_factor, overfit_factor,
-                   rise_factor, slow_progress, remember_brake, brake_patience,
-                   slow_patience)
-
-
-def init_guard(scale) -> RaiseGuardState:
+def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
+  """The guard before any evaluation; an undo would go back to ``scale``."""
   return RaiseGuardState(
       train_best=jnp.asarray(jnp.inf, jnp.float32),
       train_first=jnp.asarray(jnp.nan, jnp.float32),
@@ -225,22 +165,28 @@ class GuardedStep(NamedTuple):
   braked: jax.Array  # bool, this update brakes and remembers it (ceiling)
 
 
-def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
+def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
+               raise_factor: jax.typing.ArrayLike,
+               lower_factor: jax.typing.ArrayLike,
+               guard: RaiseGuardState, verdict: Verdict,
                judged_value: jax.Array, metric: Measurement
                ) -> tuple[RaiseGuardState, GuardedStep]:
   """The guard's decision at an update (no-op unless ``verdict.is_new``).
 
-  ``judged_value`` is the monitored value in minimisation space. The returned
-  state's ``pre_raise_scale`` is left for the caller to set
-  (:func:`finish`), since only the caller knows the scale without the raise.
+  ``rule`` holds the finer constants, ``patience``, ``raise_factor`` and
+  ``lower_factor`` the strategy's arguments (Python numbers, or arrays under
+  ``optax.inject_hyperparams``). ``judged_value`` is the monitored value in
+  minimisation space. The returned state's ``pre_raise_scale`` is left for
+  the caller to set (:func:`finish`), since only the caller knows the scale
+  without the raise.
   """
   v = judged_value
   has_train = (rule.train_monitor is not None
                and rule.train_monitor in metric.values)
   # Only where the rule reads the training value: a raise or a brake.
   reads_train = not (
-      validation.all_concrete(rule.plateau_factor, rule.rise_factor)
-      and rule.plateau_factor <= 1 and rule.rise_factor >= 1)
+      validation.all_concrete(raise_factor, rule.rise_factor)
+      and raise_factor <= 1 and rule.rise_factor >= 1)
   if (rule.train_monitor is not None and not has_train and metric.values
       and reads_train):
     # Trace time, once per compiled structure: the one silent way to get a
@@ -250,10 +196,11 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
     warnings.warn(
         f"adjust/dynamic: the measurement carries no {rule.train_monitor!r} "
         f"(it has {sorted(metric.values)}), so the brake and every raise "
-        "are off and a plateau only applies overfit_factor (1 by default: "
+        "are off and a plateau only applies lower_factor (1 by default: "
         "the rate is held). Pass the training loss, e.g. lrtransfer."
         f"measurement(count=k, monitor=..., {rule.train_monitor}=...), or "
-        "train_monitor=None to say that none will come.", UserWarning,
+        "rule=lrtransfer.AdjustRule(train_monitor=None) (or DynamicRule) to "
+        "say that none will come.", UserWarning,
         stacklevel=2)
   if has_train:
     tr = metric.values[rule.train_monitor].astype(jnp.float32)
@@ -268,7 +215,7 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
                             tr, guard.train_first)
     not_rising = tr <= train_best + rule.train_rise * jnp.abs(train_best)
     not_fitted = tr > rule.fitted_ratio * train_first
-    fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > rule.patience)
+    fails_to_fit = (jnp.isfinite(tr) & (train_num_bad > patience)
                     & not_rising & not_fitted)
     # The brake, judged against the best before this evaluation (a rising
     # value never improves it), only once a finite best exists, and not
@@ -317,18 +264,16 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
   is_new = verdict.is_new
   pending = ~jnp.isnan(guard.raise_value)
   failed = is_new & pending & ~(v < guard.raise_value)
-  raising_rule = jnp.asarray(rule.plateau_factor) > 1
+  raising_rule = jnp.asarray(raise_factor) > 1
   may_raise = raising_rule & ~failed & jnp.isfinite(v)
   raise_now = (verdict.plateau & fails_to_fit & may_raise
                & (guard.raises < rule.max_raises))
   # A good evaluation after slow training progress: the rate is too low.
   # Good and plateau never meet, so this is a second, exclusive trigger.
   grow_now = verdict.good & (slow_run >= rule.slow_patience) & may_raise
-  not_raised = jnp.where(raising_rule, rule.overfit_factor,
-                         rule.plateau_factor)
   factor = jnp.where(verdict.plateau,
-                     jnp.where(raise_now, rule.plateau_factor, not_raised),
-                     jnp.where(grow_now, rule.plateau_factor, 1.0))
+                     jnp.where(raise_now, raise_factor, lower_factor),
+                     jnp.where(grow_now, raise_factor, 1.0))
   raise_now = raise_now | grow_now
   # A raise needs a training value that is not rising, so the brake and a
   # raise never meet and the brake can ride in the same factor.
@@ -360,7 +305,7 @@ def guard_step(rule: RaiseRule, guard: RaiseGuardState, verdict: Verdict,
 
 
 def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,
-           scale_without_raise: jax.Array, decay: jax.Array = 1.0
+           scale_without_raise: jax.Array, decay: jax.typing.ArrayLike = 1.0
            ) -> tuple[jax.Array, RaiseGuardState]:
   """Applies the undo and the ceiling; records the undo target and ceiling.
 

@@ -18,6 +18,7 @@ def scale_updates(updates: optax.Updates, scale: jax.Array) -> optax.Updates:
       updates, is_leaf=lambda x: x is None)
 
 
-def clip_scale(scale: jax.Array, min_scale, max_scale) -> jax.Array:
+def clip_scale(scale: jax.Array, min_scale: jax.typing.ArrayLike,
+               max_scale: jax.typing.ArrayLike) -> jax.Array:
   """Keeps the scale within its bounds, in float32."""
   return jnp.clip(scale, min_scale, max_scale).astype(jnp.float32)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 
@@ -44,7 +44,7 @@ def check_number(name: str, value: Any) -> None:
                      f"({type(value).__name__})")
 
 
-def _fail(name: str, value: Any, requirement: str):
+def _fail(name: str, value: Any, requirement: str) -> NoReturn:
   raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
 
 
