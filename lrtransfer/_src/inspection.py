@@ -10,47 +10,47 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrtransfer._src import state_finder
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
 from lrtransfer._src.dynamic import DynamicState
 
 STRATEGY_STATES = (AdjustState, DynamicState, ScheduleScaleState)
-_PARTITION_STATES = (optax.transforms.PartitionState,)
 
 
-def _as_pure_state(state: Any) -> Any:
-  """Unwraps ``nnx.Optimizer`` and NNX variables into plain arrays."""
-  if hasattr(state, "opt_state") and hasattr(state, "tx"):
-    state = state.opt_state
-  try:
-    from flax import nnx  # flax is a dependency, but keep this module light
-  except ImportError:  # pragma: no cover
-    return state
-  return nnx.as_pure(state) if isinstance(state, nnx.State) else state
+def _groups_of(path: tuple, partitions: list[tuple]) -> tuple:
+  """The partition labels on ``path``: one per ``optax.partition`` crossed.
 
-
-def _walk(state: Any, group: tuple, found: list, groups: set) -> None:
-  """Collects (group, strategy state); a group is a path of partition labels."""
-  leaves = jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, STRATEGY_STATES
-                                          + _PARTITION_STATES))
-  for leaf in leaves:
-    if isinstance(leaf, STRATEGY_STATES):
-      found.append((group, leaf))
-    elif isinstance(leaf, _PARTITION_STATES):
-      for label, inner in leaf.inner_states.items():
-        groups.add(group + (str(label),))
-        _walk(inner, group + (str(label),), found, groups)
+  ``partitions`` are the key paths of the ``PartitionState`` nodes; below
+  each, the path goes ``.inner_states[label]``.
+  """
+  labels = []
+  for partition in partitions:
+    if len(path) > len(partition) + 1 and path[:len(partition)] == partition:
+      labels.append((len(partition), str(path[len(partition) + 1].key)))
+  return tuple(label for _, label in sorted(labels))
 
 
 def _found(state: Any) -> tuple[list, set]:
-  found, groups = [], set()
-  _walk(_as_pure_state(state), (), found, groups)
+  """``[(group, strategy state)]`` and every parameter group's label path."""
+  state = state_finder.pure_state(state)
+  partitions = state_finder.find_states(state, optax.transforms.PartitionState)
+  partition_paths = [path for path, _ in partitions]
+  groups = {_groups_of(path, partition_paths) + (str(label),)
+            for path, partition in partitions
+            for label in partition.inner_states}
+  found = [(_groups_of(path, partition_paths), strategy_state)
+           for path, strategy_state
+           in state_finder.find_states(state, STRATEGY_STATES)]
   return found, groups
 
 
 def strategy_states(state: Any) -> list[Any]:
-  """All lrtransfer strategy states found in ``state``, in tree order."""
+  """All lrtransfer strategy states found in ``state``.
+
+  Grouped by type (``adjust``'s, then ``dynamic``'s, then ``decay``'s and
+  ``schedule_scale``'s), each type in tree order.
+  """
   return [leaf for _, leaf in _found(state)[0]]
 
 
