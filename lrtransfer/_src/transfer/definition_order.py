@@ -137,9 +137,10 @@ def check_known_order(tree: Any, depths: depths_lib.DepthSpec, name: str,
   where = f"under {path!r}" if path else "at the top level"
   raise ValueError(
       f"{name} cannot tell the order in which the model defines its layers: "
-      f"{where} the parameters come as {keys!r}, sorted by name (an "
-      "nnx.State, and any dict after a JAX transformation, sorts its keys), "
-      "so the head and each layer's depth would be guessed. Pass the "
+      f"{where} the layers {sorted(keys, key=str)!r} are keys of a mapping, "
+      "whose order is not the model's (an nnx.State sorts its keys by name, "
+      "and so does any dict after a JAX transformation), so the head and "
+      "each layer's depth would be guessed. Pass the "
       f"model's depths:\n    lrtransfer.{name}(..., "
       "depths=lrtransfer.layer_depths(model))\nor keep the layers in a "
       "list, with the top layer under the key 'head'.")
