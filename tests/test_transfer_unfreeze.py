@@ -89,7 +89,8 @@ def test_count_saturates():
   params = dict_params()
   tx = gradual_unfreeze(every_steps=1)
   state = UnfreezeState(count=jnp.array(np.iinfo(np.int32).max - 1, jnp.int32),
-                        num_open=jnp.array(1, jnp.int32))
+                        num_open=jnp.array(1, jnp.int32),
+                        num_levels=jnp.array(NUM_HIDDEN + 1, jnp.int32))
   for _ in range(3):
     updates, state = jax.jit(tx.update)(params, state)
   assert int(state.count) == np.iinfo(np.int32).max

@@ -26,6 +26,9 @@ class UnfreezeState(NamedTuple):
   """State of :func:`gradual_unfreeze` and :func:`head_first`."""
   count: jax.Array  # int32 scalar: updates so far, saturating at int32 max.
   num_open: jax.Array  # int32 scalar: depth levels the *next* update trains.
+  # int32 scalar: depth levels of the whole tree. Constant; kept so that
+  # lrtransfer.learning_rates can list every level's rate from the state.
+  num_levels: jax.Array
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -61,7 +64,8 @@ def _masking_transform(
     num_levels = _num_levels(resolve_depths(params, depths).levels)
     count = jnp.zeros([], jnp.int32)
     return UnfreezeState(count=count,
-                         num_open=open_levels_fn(count, num_levels))
+                         num_open=open_levels_fn(count, num_levels),
+                         num_levels=jnp.asarray(num_levels, jnp.int32))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
@@ -78,7 +82,8 @@ def _masking_transform(
     ]
     count = optax.safe_increment(state.count)
     new_state = UnfreezeState(count=count,
-                              num_open=open_levels_fn(count, num_levels))
+                              num_open=open_levels_fn(count, num_levels),
+                              num_levels=state.num_levels)
     return jax.tree_util.tree_unflatten(treedef, masked), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
