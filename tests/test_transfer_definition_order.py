@@ -157,6 +157,20 @@ def test_a_tree_that_tells_its_order_needs_no_depths():
       sequential)
 
 
+def test_one_body_layer_beside_the_head_needs_no_depths():
+  # A kernel and a bias are one layer, whatever order their keys come in.
+  params = {"encoder": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+            "head": {"kernel": jnp.ones((2, 1)), "bias": jnp.ones(1)}}
+  tx = lrtransfer.layerwise_scale(0.5)
+  updates, _ = tx.update(params, tx.init(params))
+  assert float(updates["encoder"]["bias"][0]) == 0.5
+  assert float(updates["head"]["bias"][0]) == 1.0
+  # A layer's own leaves beside a sub-layer: two layers, order unknown.
+  params["encoder"]["inner"] = {"kernel": jnp.ones((2, 2))}
+  with pytest.raises(ValueError, match=r"under \('encoder',\)"):
+    tx.init(params)
+
+
 def test_a_head_key_is_enough_for_head_first_and_l2sp_not_for_the_order():
   # 'b' is defined before 'a': the body's order is unknown, its head is not.
   params = {"b": {"w": jnp.ones(2)}, "a": {"w": jnp.ones(2)},

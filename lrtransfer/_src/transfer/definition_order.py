@@ -63,6 +63,7 @@ def as_depth_spec(depths: Any, name: str) -> depths_lib.DepthSpec:
 
 def _non_head_paths(node: Any, prefix: Path, head_paths: set,
                     in_module: bool) -> list[Path]:
+  """Paths of the parameters under ``node`` that are not the head's."""
   layers: list = []
   depths_lib.collect_layers(node, prefix, layers, in_module)
   return [path for layer in layers for path in layer.paths
@@ -100,9 +101,13 @@ def _first_guess(node: Any, prefix: Path, head_paths: set,
   by_definition = in_module or depths_lib.is_namedtuple(node)
   entries = [(key, child) for key, child in children
              if _non_head_paths({key: child}, prefix, head_paths, in_module)]
-  if len(entries) >= 2 and not by_definition:
+  # The node's own leaves (a kernel and a bias) are one layer together.
+  containers = [(key, child) for key, child in entries
+                if depths_lib.children(child) is not None]
+  num_layers = len(containers) + (len(containers) < len(entries))
+  if num_layers >= 2 and not by_definition:
     return prefix, [key for key, _ in entries]
-  for key, child in entries:
+  for key, child in containers:
     found = _first_guess(child, prefix + (key,), head_paths, in_module)
     if found is not None:
       return found

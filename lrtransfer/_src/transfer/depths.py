@@ -117,6 +117,7 @@ def _is_masked(node: Any) -> bool:
 
 
 def is_namedtuple(node: Any) -> bool:
+  """A NamedTuple instance (its fields come in definition order)."""
   return isinstance(node, tuple) and hasattr(node, "_fields")
 
 
