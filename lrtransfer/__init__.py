@@ -32,6 +32,7 @@ from lrtransfer._src.inspection import current_scale
 from lrtransfer._src.inspection import effective_learning_rate
 from lrtransfer._src.inspection import group_scales
 from lrtransfer._src.inspection import strategy_states
+from lrtransfer._src.learning_rates import learning_rates
 from lrtransfer._src.measurement import Measurement
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.measurement import check_count_order

@@ -74,26 +74,26 @@ def test_depth_tree_drives_the_transformations():
   params = nnx.as_pure(nnx.state(model, nnx.Param))
   depths = lrtransfer.layer_depths(model)
   grads = jax.tree.map(jnp.ones_like, params)
-  tx = lrtransfer.layerwise_scale(0.5, depth_fn=depths)
+  tx = lrtransfer.layerwise_scale(0.5, depths=depths)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["stem"]["kernel"], 0.125)
   np.testing.assert_allclose(updates["blocks"][1]["norm"]["scale"], 0.5)
   np.testing.assert_allclose(updates["classifier"]["bias"], 1.0)
 
 
-@pytest.mark.parametrize("depth_fn", [None, "tree"])
-def test_inside_optax_masked_the_whole_tree_decides_the_top(depth_fn):
+@pytest.mark.parametrize("depths", [None, "tree"])
+def test_inside_optax_masked_the_whole_tree_decides_the_top(depths):
   model = lrtransfer.models.MLP(3, (4, 4), 2, rngs=nnx.Rngs(0))
   params = nnx.as_pure(nnx.state(model, nnx.Param))
-  depth_fn = lrtransfer.layer_depths(model) if depth_fn else None
+  depths = lrtransfer.layer_depths(model) if depths else None
   grads = jax.tree.map(jnp.ones_like, params)
   body = nnx.map_state(lambda path, _: path[0] != "head", params)
-  tx = optax.masked(lrtransfer.layerwise_scale(0.5, depth_fn=depth_fn), body)
+  tx = optax.masked(lrtransfer.layerwise_scale(0.5, depths=depths), body)
   updates, _ = tx.update(grads, tx.init(params), params)
   # Level 1 of 3 gets 0.5 (not 1: the head is masked out but still the top).
   np.testing.assert_allclose(updates["hidden"][1]["kernel"], 0.5)
   np.testing.assert_allclose(updates["hidden"][0]["kernel"], 0.25)
-  unfreeze = optax.masked(lrtransfer.gradual_unfreeze(10, depth_fn=depth_fn),
+  unfreeze = optax.masked(lrtransfer.gradual_unfreeze(10, depths=depths),
                           body)
   updates, _ = unfreeze.update(grads, unfreeze.init(params), params)
   # Only the head is open at first: the masked body is all frozen.
@@ -105,7 +105,7 @@ def test_l2sp_finds_a_head_not_named_head():
   params = nnx.as_pure(nnx.state(model, nnx.Param))
   source = jax.tree.map(jnp.zeros_like, params)
   tx = lrtransfer.l2sp(source, alpha=1.0, beta=0.0,
-                       depth_fn=lrtransfer.layer_depths(model))
+                       depths=lrtransfer.layer_depths(model))
   grads = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["classifier"]["kernel"], 0.0)

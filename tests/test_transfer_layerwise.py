@@ -74,7 +74,7 @@ def test_layer_depths_custom_depth_fn_and_errors():
   assert layer_depths(params) == layer_depths(params, depth_fn)
   with pytest.raises(ValueError, match="head='decoder' names no parameter"):
     layer_depths(params, head="decoder")
-  with pytest.raises(ValueError, match="depth_fn must return a Python int"):
+  with pytest.raises(ValueError, match="depth function must return a Python int"):
     layer_depths(params, lambda path: 1.5)
 
 

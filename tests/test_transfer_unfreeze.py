@@ -89,7 +89,8 @@ def test_count_saturates():
   params = dict_params()
   tx = gradual_unfreeze(every_steps=1)
   state = UnfreezeState(count=jnp.array(np.iinfo(np.int32).max - 1, jnp.int32),
-                        num_open=jnp.array(1, jnp.int32))
+                        num_open=jnp.array(1, jnp.int32),
+                        num_levels=jnp.array(NUM_HIDDEN + 1, jnp.int32))
   for _ in range(3):
     updates, state = jax.jit(tx.update)(params, state)
   assert int(state.count) == np.iinfo(np.int32).max
@@ -97,11 +98,11 @@ def test_count_saturates():
   assert open_mask(updates) == [True] * (NUM_HIDDEN + 1)
 
 
-def test_custom_depth_fn():
+def test_depths_as_a_function():
   params = {"encoder": [{"w": jnp.ones(2)}, {"w": jnp.ones(2)}],
             "classifier": {"w": jnp.ones(2)}}
-  depth_fn = lambda path: 2 if path[0] == "classifier" else path[1]
-  tx = gradual_unfreeze(every_steps=1, depth_fn=depth_fn)
+  depths = lambda path: 2 if path[0] == "classifier" else path[1]
+  tx = gradual_unfreeze(every_steps=1, depths=depths)
   state = tx.init(params)
   updates, state = tx.update(params, state)
   assert [float(u[0]) for u in jax.tree.leaves(updates)] == [1.0, 0.0, 0.0]
@@ -150,7 +151,7 @@ def test_before_sgd_momentum_frozen_layers_stay_exact_and_open_cleanly():
     return grads, updates
 
   for step in range(3 * every_steps):
-    assert int(unfrozen_levels(optimizer.opt_state)[...]) == min(
+    assert unfrozen_levels(optimizer.opt_state) == min(
         1 + step // every_steps, 3)
     grads, updates = train_step(model, optimizer)
     grads = nnx.to_pure_dict(grads)

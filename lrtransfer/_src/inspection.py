@@ -10,65 +10,66 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrtransfer._src import state_finder
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
 from lrtransfer._src.dynamic import DynamicState
 
 STRATEGY_STATES = (AdjustState, DynamicState, ScheduleScaleState)
-_PARTITION_STATES = (optax.transforms.PartitionState,)
 
 
-def _as_pure_state(state: Any) -> Any:
-  """Unwraps ``nnx.Optimizer`` and NNX variables into plain arrays."""
-  if hasattr(state, "opt_state") and hasattr(state, "tx"):
-    state = state.opt_state
-  try:
-    from flax import nnx  # flax is a dependency, but keep this module light
-  except ImportError:  # pragma: no cover
-    return state
-  return nnx.as_pure(state) if isinstance(state, nnx.State) else state
+def group_of(path: tuple, partitions: list[tuple]) -> tuple:
+  """The partition labels on ``path``: one per ``optax.partition`` crossed.
+
+  ``partitions`` are the key paths of the ``PartitionState`` nodes; below
+  each, the path goes ``.inner_states[label]``.
+  """
+  labels = []
+  for partition in partitions:
+    if len(path) > len(partition) + 1 and path[:len(partition)] == partition:
+      labels.append((len(partition), str(path[len(partition) + 1].key)))
+  return tuple(label for _, label in sorted(labels))
 
 
-def _walk(state: Any, group: tuple, found: list, groups: set) -> None:
-  """Collects (group, strategy state); a group is a path of partition labels."""
-  leaves = jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, STRATEGY_STATES
-                                          + _PARTITION_STATES))
-  for leaf in leaves:
-    if isinstance(leaf, STRATEGY_STATES):
-      found.append((group, leaf))
-    elif isinstance(leaf, _PARTITION_STATES):
-      for label, inner in leaf.inner_states.items():
-        groups.add(group + (str(label),))
-        _walk(inner, group + (str(label),), found, groups)
-
-
-def _found(state: Any) -> tuple[list, set]:
-  found, groups = [], set()
-  _walk(_as_pure_state(state), (), found, groups)
+def located_strategies(state: Any) -> tuple[list, set]:
+  """``[(group, strategy state)]`` and every parameter group's label path."""
+  state = state_finder.pure_state(state)
+  partitions = state_finder.find_states(state, optax.transforms.PartitionState)
+  partition_paths = [path for path, _ in partitions]
+  groups = {group_of(path, partition_paths) + (str(label),)
+            for path, partition in partitions
+            for label in partition.inner_states}
+  found = [(group_of(path, partition_paths), strategy_state)
+           for path, strategy_state
+           in state_finder.find_states(state, STRATEGY_STATES)]
   return found, groups
 
 
 def strategy_states(state: Any) -> list[Any]:
-  """All lrtransfer strategy states found in ``state``, in tree order."""
-  return [leaf for _, leaf in _found(state)[0]]
+  """All lrtransfer strategy states found in ``state``.
+
+  Grouped by type (``adjust``'s, then ``dynamic``'s, then ``decay``'s and
+  ``schedule_scale``'s), each type in tree order.
+  """
+  return [leaf for _, leaf in located_strategies(state)[0]]
 
 
-def _product(states) -> jax.Array:
+def product_of_scales(states) -> jax.Array:
+  """The product of the strategy states' scales (float32; 1 for none)."""
   scale = jnp.ones([], jnp.float32)
   for strategy_state in states:
     scale = scale * jnp.asarray(strategy_state.scale, jnp.float32)
   return scale
 
 
-def _covers_all(group: tuple, parameter_groups: list[tuple]) -> bool:
+def _covers_all(group: tuple, all_groups: list[tuple]) -> bool:
   """Whether a strategy found in ``group`` acts on every parameter group
   (its group is a prefix of each: outside any partition, or a partition's
   only branch)."""
-  return all(g[:len(group)] == group for g in parameter_groups)
+  return all(g[:len(group)] == group for g in all_groups)
 
 
-def _parameter_groups(groups: set) -> list[tuple]:
+def parameter_groups(groups: set) -> list[tuple]:
   """The innermost partition groups (only they hold parameters)."""
   return sorted(g for g in groups
                 if not any(other[:len(g)] == g and other != g
@@ -100,8 +101,8 @@ def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
                          labels)
     lrtransfer.group_scales(state)  # {"body": ..., "head": ...}
   """
-  found, groups = _found(state)
-  leaves = _parameter_groups(groups)
+  found, groups = located_strategies(state)
+  leaves = parameter_groups(groups)
   out = {}
   for group in leaves:
     acting = [s for g, s in found if group[:len(g)] == g]
@@ -109,7 +110,7 @@ def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
     if not acting and missing is None:
       raise ValueError(
           f"group_scales: no lrtransfer strategy acts on group {label!r}.")
-    out[label] = (_product(acting) if acting
+    out[label] = (product_of_scales(acting) if acting
                   else jnp.asarray(missing, jnp.float32))
   return out
 
@@ -139,27 +140,27 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
       None, or a strategy inside one group of an ``optax.partition`` with
       several groups.
   """
-  found, groups = _found(state)
+  found, groups = located_strategies(state)
   if not found and missing is not None:
     return jnp.asarray(missing, jnp.float32)
   if not found:
     raise ValueError(
         "current_scale: no lrtransfer strategy (decay, schedule_scale, adjust, "
         "dynamic) was found in this optimizer state.")
-  parameter_groups = _parameter_groups(groups)
+  all_groups = parameter_groups(groups)
   # A strategy inside one group of a partition with several groups scales
   # that group only (session 7 trial: one grouped strategy gave the head's
   # rate as "the" rate while the body ran at the base rate).
   groups_with_strategy = sorted({"/".join(g) for g, _ in found
-                                 if not _covers_all(g, parameter_groups)})
+                                 if not _covers_all(g, all_groups)})
   if groups_with_strategy:
     raise ValueError(
         "current_scale: strategies sit inside optax.partition groups ("
         f"{', '.join(groups_with_strategy)}) of a partition with groups "
-        f"{', '.join('/'.join(g) for g in parameter_groups)}, so no single "
+        f"{', '.join('/'.join(g) for g in all_groups)}, so no single "
         "scale is the rate of every group; use lrtransfer.group_scales("
         "state) for one scale per group.")
-  return _product(s for _, s in found)
+  return product_of_scales(s for _, s in found)
 
 
 def common_scale(state: Any) -> jax.Array:
@@ -168,9 +169,9 @@ def common_scale(state: Any) -> jax.Array:
   without a strategy). What ``fit`` logs as ``scale``; equal to
   :func:`current_scale` wherever that is defined, and :func:`group_scales`
   has the per-group ones."""
-  found, groups = _found(state)
-  parameter_groups = _parameter_groups(groups)
-  return _product(s for g, s in found if _covers_all(g, parameter_groups))
+  found, groups = located_strategies(state)
+  all_groups = parameter_groups(groups)
+  return product_of_scales(s for g, s in found if _covers_all(g, all_groups))
 
 
 def effective_learning_rate(state: Any, base_learning_rate: float

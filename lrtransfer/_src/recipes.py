@@ -34,6 +34,7 @@ import lrtransfer._src.adjust as adjust_lib
 import lrtransfer._src.decay as decay_lib
 import lrtransfer._src.dynamic as dynamic_lib
 from lrtransfer._src import inspection
+from lrtransfer._src import state_finder
 from lrtransfer._src import validation
 from lrtransfer._src.transfer import depths as depths_lib
 from lrtransfer._src.transfer.l2sp import l2sp
@@ -168,16 +169,16 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
                        "source_params")
     parts.append(l2sp(source_params, alpha=recipe.l2sp_alpha,
                       beta=recipe.l2sp_beta, transferred=transferred,
-                      depth_fn=depths))
+                      depths=depths))
   if recipe.unfreeze_every_epochs:
     parts.append(unfreeze_lib.gradual_unfreeze(
-        recipe.unfreeze_every_epochs * steps_per_epoch, depth_fn=depths))
+        recipe.unfreeze_every_epochs * steps_per_epoch, depths=depths))
   if recipe.head_first_epochs:
     parts.append(unfreeze_lib.head_first(
-        recipe.head_first_epochs * steps_per_epoch, depth_fn=depths))
+        recipe.head_first_epochs * steps_per_epoch, depths=depths))
   parts.append(base_optimizer(recipe, lr))
   if recipe.layerwise_factor is not None:
-    parts.append(layerwise_scale(recipe.layerwise_factor, depth_fn=depths))
+    parts.append(layerwise_scale(recipe.layerwise_factor, depths=depths))
   if recipe.strategy is not None:
     parts.append(_strategy(recipe, steps_per_epoch, total_steps))
   return optax.chain(*parts)
@@ -273,22 +274,16 @@ def group_learning_rates(recipe: Recipe, opt_state: Any, params: Any,
   num_levels = len(depths_lib.resolve_depths(
       params, recipe_depths(recipe, depths)).levels)
   scale = inspection.common_scale(opt_state)
-  factors = _find_states(opt_state, LayerwiseScaleState)
-  factor = (factors[0].level_factors if factors
+  factors = state_finder.find_states(opt_state, LayerwiseScaleState)
+  factor = (factors[0][1].level_factors if factors
             else jnp.ones([num_levels], jnp.float32))
-  if _find_states(opt_state, unfreeze_lib.UnfreezeState):
+  if state_finder.find_states(opt_state, unfreeze_lib.UnfreezeState):
     num_open = unfreeze_lib.unfrozen_levels(opt_state)
     from_top = jnp.arange(num_levels - 1, -1, -1)
     is_open = from_top < num_open
   else:
     is_open = jnp.ones([num_levels], bool)
   return (lr * scale * factor * is_open).astype(jnp.float32)
-
-
-def _find_states(opt_state: Any, kind: type) -> list:
-  return [node for node in jax.tree_util.tree_leaves(
-      opt_state, is_leaf=lambda node: isinstance(node, kind))
-          if isinstance(node, kind)]
 
 
 # Default base rates, chosen with the settings below by validation accuracy

@@ -12,8 +12,9 @@ nested container of arrays:
 1. A *layer* is the set of parameters held directly by one node (an
    ``nnx.Linear``'s ``kernel`` and ``bias``, a Linen ``{'kernel', 'bias'}``
    dict). Each element of a list or sequence (``nnx.List``,
-   ``nnx.Sequential``, a Python list) is one layer as a whole, however many
-   sub-modules it holds: a stack of blocks gets one level per block.
+   ``nnx.Sequential``, a Python list, a mapping with int keys such as their
+   ``nnx.State``) is one layer as a whole, however many sub-modules it
+   holds: a stack of blocks gets one level per block.
 2. Layers are numbered in the order the model defines them: an NNX module's
    attributes in assignment order (``vars(module)``), a dict in insertion
    order (Linen keeps creation order), sequences by index.
@@ -23,12 +24,15 @@ nested container of arrays:
    path prefix), by default one under a key named ``'head'``, else the last
    layer defined.
 
-``depth_fn`` overrides the rule: a function ``depth_fn(path) -> int`` of the
-normalized path (see :func:`normalize_path`), or the depth tree that
-:func:`layer_depths` returned for the whole model. Pass the latter to the
-Optax transformations of an NNX model: an ``nnx.State`` is sorted by name
-(NNX sorts attributes), so a transformation that sees only the state cannot
-know the definition order; ``lrtransfer.train.fit`` does this for you.
+Only the module knows its definition order: an ``nnx.State`` lists its keys
+sorted by name, and so does any dict after a JAX transformation. So the
+Optax transformations take ``depths=lrtransfer.layer_depths(model)`` (or
+the model, or a function ``depths(path) -> int`` of the normalized path, see
+:func:`normalize_path`), and without it infer depths only from a tree that
+tells the order by itself, refusing at ``init`` otherwise
+(:mod:`lrtransfer._src.transfer.definition_order`); ``lrtransfer.train.fit``
+passes the model's depths. ``layer_depths`` refuses an ``nnx.State`` whose
+order it would have to guess.
 
 A module rebuilt by ``nnx.merge``, ``nnx.clone`` or ``copy.deepcopy`` lists
 its attributes sorted by name, not in definition order. So the depths found
@@ -36,7 +40,7 @@ on a module as constructed are remembered on the modules built from it
 (:func:`remember_depths`, done by ``lrtransfer.train.fit`` and
 ``lrtransfer.models.target_from_source``), as static graph metadata that
 survives those copies; otherwise compute depths on the module as constructed,
-keep the order in the names (lists of blocks, a ``head``), or pass
+keep the order in the structure (lists of blocks, a ``head``), or pass
 ``head=``/``depth_fn``.
 
 Inside ``optax.masked`` / ``optax.partition`` a transformation sees a
@@ -112,11 +116,29 @@ def _is_masked(node: Any) -> bool:
   return isinstance(node, optax.MaskedNode)
 
 
-def _is_namedtuple(node: Any) -> bool:
+def is_namedtuple(node: Any) -> bool:
+  """A NamedTuple instance (its fields come in definition order)."""
   return isinstance(node, tuple) and hasattr(node, "_fields")
 
 
-def _children(node: Any) -> list[tuple[Hashable, Any]] | None:
+def _is_int_keyed(node: Any) -> bool:
+  """A non-empty mapping whose keys are all ints, e.g. ``{0: ..., 1: ...}``."""
+  return (isinstance(node, collections.abc.Mapping) and len(node) > 0
+          and all(isinstance(key, int) and not isinstance(key, bool)
+                  for key in node))
+
+
+def is_sequence(node: Any) -> bool:
+  """Whether ``node``'s children are ordered by index: a list or tuple (not a
+  NamedTuple), an ``nnx.List``/``nnx.Sequential`` module, or a mapping with
+  int keys (their state: ``nnx.State`` keeps the indices as int keys)."""
+  if isinstance(node, nnx.Module):
+    return isinstance(node, collections.abc.Sequence)
+  return (isinstance(node, (list, tuple)) and not is_namedtuple(node)
+          ) or _is_int_keyed(node)
+
+
+def children(node: Any) -> list[tuple[Hashable, Any]] | None:
   """Ordered ``(key, child)`` pairs of a container; None for a leaf."""
   if _is_masked(node) or isinstance(node, nnx.Variable):
     return None
@@ -125,9 +147,11 @@ def _children(node: Any) -> list[tuple[Hashable, Any]] | None:
       return list(enumerate(node))
     return [(name, value) for name, value in vars(node).items()
             if not name.startswith("_pytree__") and name != DEPTHS_ATTR]
+  if _is_int_keyed(node):  # the state of an nnx.List: a sequence by index
+    return sorted(node.items())
   if isinstance(node, collections.abc.Mapping):  # dict, nnx.State, FrozenDict
     return list(node.items())
-  if _is_namedtuple(node):
+  if is_namedtuple(node):
     return [(name, getattr(node, name)) for name in node._fields]
   if isinstance(node, (list, tuple)):
     return list(enumerate(node))
@@ -150,11 +174,11 @@ class _Layer(NamedTuple):
   names: set  # the leaves' last keys, e.g. {'kernel', 'bias'}
 
 
-def _collect(node: Any, prefix: Path, layers: list[_Layer],
-             in_module: bool, seen: set | None = None) -> None:
+def collect_layers(node: Any, prefix: Path, layers: list[_Layer],
+                   in_module: bool, seen: set | None = None) -> None:
   """Appends ``node``'s layers to ``layers`` in definition order."""
-  children = _children(node)
-  if children is None:
+  entries = children(node)
+  if entries is None:
     return
   seen = set() if seen is None else seen
   if isinstance(node, nnx.Module):
@@ -162,13 +186,11 @@ def _collect(node: Any, prefix: Path, layers: list[_Layer],
       return
     seen.add(id(node))
   in_module = in_module or isinstance(node, nnx.Module)
-  is_sequence = (isinstance(node, (list, tuple)) and not _is_namedtuple(node)
-                 ) or (isinstance(node, nnx.Module) and isinstance(
-                     node, collections.abc.Sequence))
+  ordered_by_index = is_sequence(node)
   direct: _Layer | None = None
-  for key, child in children:
+  for key, child in entries:
     path = prefix + (key,)
-    if _children(child) is None:
+    if children(child) is None:
       if _is_masked(child) or _is_param_leaf(child, in_module):
         if direct is None:
           direct = _Layer([], set())
@@ -176,18 +198,19 @@ def _collect(node: Any, prefix: Path, layers: list[_Layer],
         direct.paths.append(path)
         direct.names.add(key)
       continue
-    if is_sequence:
+    if ordered_by_index:
       # One level per element, whatever it holds.
       inner: list[_Layer] = []
-      _collect(child, path, inner, in_module, seen)
+      collect_layers(child, path, inner, in_module, seen)
       if inner:
         layers.append(_Layer([p for layer in inner for p in layer.paths],
                              set().union(*(layer.names for layer in inner))))
     else:
-      _collect(child, path, layers, in_module, seen)
+      collect_layers(child, path, layers, in_module, seen)
 
 
-def _matches_head(path: Path, head: HeadSpec) -> bool:
+def matches_head(path: Path, head: HeadSpec) -> bool:
+  """Whether ``path`` lies in the head ``head`` names (None: a 'head' key)."""
   if head is None:
     return is_head_path(path)
   if isinstance(head, str):
@@ -199,11 +222,11 @@ def _matches_head(path: Path, head: HeadSpec) -> bool:
 def _infer(tree: Any, head: HeadSpec) -> dict[Path, int]:
   """The rule of the module docstring: normalized path -> depth."""
   layers: list[_Layer] = []
-  _collect(tree, (), layers, False)
+  collect_layers(tree, (), layers, False)
   if not layers:
     return {}
   head_layers = [layer for layer in layers
-                 if any(_matches_head(p, head) for p in layer.paths)]
+                 if any(matches_head(p, head) for p in layer.paths)]
   if head is not None and not head_layers:
     raise ValueError(f"head={head!r} names no parameter; parameters are at "
                      f"{[layer.paths[0] for layer in layers]}")
@@ -239,18 +262,18 @@ def _infer(tree: Any, head: HeadSpec) -> dict[Path, int]:
 def _as_depth(value: Any, path: Path, expected: str) -> int:
   """``value`` as an int, or a ValueError naming the path (bools refused)."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise ValueError(f"depth_fn must {expected}, got {value!r} for the "
-                     f"parameter at path {path!r}.")
+    raise ValueError(f"{expected}, got {value!r} for the parameter at path "
+                     f"{path!r}.")
   return int(value)
 
 
-def _table(depth_tree: Any) -> dict[Path, int]:
+def depth_table(depth_tree: Any) -> dict[Path, int]:
   """``{path: depth}`` of a depth tree such as ``layer_depths(model)``."""
   table = {}
   for path, value in jax.tree_util.tree_flatten_with_path(depth_tree)[0]:
     path = normalize_path(path)
-    table[path] = _as_depth(value, path, "be a function or a tree of ints "
-                            "(from layer_depths(model))")
+    table[path] = _as_depth(value, path, "depths must be a function or a "
+                            "tree of ints (from layer_depths(model))")
   return table
 
 
@@ -272,7 +295,7 @@ def _lookup(table: dict[Path, int], path: Path) -> int:
   return table[path]
 
 
-def _positions(tree: Any) -> list[Path]:
+def leaf_positions(tree: Any) -> list[Path]:
   """Paths of every leaf position, MaskedNode placeholders included."""
   return [normalize_path(path) for path, _ in
           jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)[0]]
@@ -284,44 +307,51 @@ class Depths(NamedTuple):
   levels: list  # sorted distinct depths of the whole tree (masked included)
 
 
-def resolve_depths(tree: Any, depth_fn: DepthSpec = None,
+def resolve_depths(tree: Any, depths: DepthSpec = None,
                    head: HeadSpec = None) -> Depths:
   """Depths of ``jax.tree.leaves(tree)`` and the whole tree's levels.
 
   Args:
     tree: parameters, gradients or updates, possibly with
       ``optax.MaskedNode`` placeholders (inside ``optax.masked``).
-    depth_fn: None (the inference rule), ``depth_fn(path) -> int``, or a depth
-      tree from :func:`layer_depths`.
+    depths: None (the inference rule, whatever order the tree lists its
+      keys in: the transformations check that order first, see
+      :mod:`definition_order`), ``depths(path) -> int``, or a depth tree
+      from :func:`layer_depths`.
     head: the head's key or path prefix for the inference rule.
 
   Returns:
     A :class:`Depths`.
 
   Raises:
-    ValueError: ``depth_fn`` returns a non-int, or a depth tree lacks a path.
+    ValueError: a depth function returns a non-int, or a depth tree lacks a
+      path.
   """
-  positions = _positions(tree)
-  if depth_fn is None:
+  positions = leaf_positions(tree)
+  if depths is None:
     table = _infer(tree, head)
     missing = [p for p in positions if p not in table]
     if missing:  # leaves the walker does not reach (an unknown pytree)
       raise ValueError(
           f"Cannot assign a depth to the parameter at path {missing[0]!r}: "
-          "pass depth_fn(path) -> int, or the tree of layer_depths(model).")
-  elif callable(depth_fn):
-    table = {p: _as_depth(depth_fn(p), p, "return a Python int")
+          "pass depths=lrtransfer.layer_depths(model), or a function "
+          "path -> int.")
+  elif callable(depths):
+    table = {p: _as_depth(depths(p), p,
+                          "a depth function must return a Python int")
              for p in positions}
   else:
-    table = _table(depth_fn)
+    table = depth_table(depths)
     for path in positions:
       if path not in table:
-        raise ValueError(f"depth_fn (a depth tree) has no depth for the "
-                         f"parameter at path {path!r}.")
+        raise ValueError(
+            f"depths (a depth tree) has no depth for the parameter at path "
+            f"{path!r}: compute it with lrtransfer.layer_depths(model) on the "
+            "model whose parameters these are.")
   leaves = [table[normalize_path(path)] for path, _ in
             jax.tree_util.tree_flatten_with_path(tree)[0]]
-  levels = sorted(set(table.values()) if depth_fn is None or not callable(
-      depth_fn) else set(table[p] for p in positions))
+  levels = sorted(set(table.values()) if depths is None or not callable(
+      depths) else set(table[p] for p in positions))
   return Depths(leaves, levels)
 
 
@@ -336,7 +366,8 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
   ``('head', ...)`` the number of hidden layers.
 
   Pass the module itself, not its state: NNX sorts a state's keys by name,
-  so only the module knows the order of its layers.
+  so only the module knows the order of its layers (an ``nnx.State`` whose
+  order the rule would have to guess is refused).
 
   Args:
     params: an ``nnx.Module`` (depths of its ``nnx.Param`` leaves), an
@@ -350,12 +381,13 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
   Returns:
     A pytree of Python ints with the structure of ``params`` (for a module:
     of ``nnx.as_pure(nnx.state(module, nnx.Param))``). Pass it as
-    ``depth_fn=`` to :func:`lrtransfer.layerwise_scale` and the other
+    ``depths=`` to :func:`lrtransfer.layerwise_scale` and the other
     transformations.
 
   Raises:
-    ValueError: ``head`` names no parameter, or ``depth_fn`` returns a
-      non-int.
+    ValueError: ``head`` names no parameter, ``depth_fn`` returns a
+      non-int, or ``params`` is an ``nnx.State`` whose layers' order only
+      its sorted keys would tell.
 
   Example::
 
@@ -366,7 +398,7 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
         self.blocks = nnx.List([Block(rngs), Block(rngs)])  # depths 1, 2
         self.classifier = nnx.Linear(8, 10, rngs=rngs)   # depth 3, the top
     depths = layer_depths(CNN(nnx.Rngs(0)))
-    tx = optax.chain(optax.sgd(0.1), layerwise_scale(0.8, depth_fn=depths))
+    tx = optax.chain(optax.sgd(0.1), layerwise_scale(0.8, depths=depths))
   """
   if isinstance(params, nnx.Module):
     table = None
@@ -379,6 +411,15 @@ def layer_depths(params: Any, depth_fn: DepthSpec = None, *,
     if table is not None:
       return jax.tree_util.tree_map_with_path(
           lambda path, _: _lookup(table, normalize_path(path)), params)
+  if isinstance(params, nnx.State) and depth_fn is None:
+    # Imported here: definition_order builds on this module.
+    from lrtransfer._src.transfer import definition_order
+    guess = definition_order.guessed_order(params, head)
+    if guess is not None:
+      raise ValueError(
+          f"layer_depths cannot tell the order of the layers at "
+          f"{guess[0]!r} from an nnx.State: its keys {guess[1]!r} are sorted "
+          "by name. Pass the module itself: lrtransfer.layer_depths(model).")
   depths = resolve_depths(params, depth_fn, head)
   return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
                                       depths.leaves)

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from lrtransfer._src import validation
+from lrtransfer._src.transfer import definition_order
 from lrtransfer._src.transfer.depths import (DepthSpec, normalize_path,
                                              resolve_depths)
 
@@ -48,7 +49,7 @@ def _leaves_by_path(tree: Any, what: str) -> dict[Path, Any]:
   return by_path
 
 
-def _head_paths(tree: Any, depth_fn: DepthSpec) -> set[Path]:
+def _head_paths(tree: Any, depths: DepthSpec) -> set[Path]:
   """Paths of the top depth level (the head) of the whole tree.
 
   Masked-out positions (``optax.MaskedNode``) count: inside ``optax.masked``
@@ -58,14 +59,14 @@ def _head_paths(tree: Any, depth_fn: DepthSpec) -> set[Path]:
   positions = [normalize_path(path) for path, _ in
                jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_masked)[0]]
   placeholders = jax.tree.map(lambda _: 0, tree, is_leaf=is_masked)
-  depths = resolve_depths(placeholders, depth_fn).leaves
-  top = max(depths, default=0)
-  return {path for path, depth in zip(positions, depths) if depth == top}
+  leaf_depths = resolve_depths(placeholders, depths).leaves
+  top = max(leaf_depths, default=0)
+  return {path for path, depth in zip(positions, leaf_depths) if depth == top}
 
 
 def _transferred_mask(
     params: Any, source: dict[Path, Any], transferred: Any,
-    depth_fn: DepthSpec = None, source_tree: Any = None,
+    depths: DepthSpec = None, source_tree: Any = None,
 ) -> list[bool]:
   """Which params leaves are pulled to the source, checking the trees."""
   param_paths = [
@@ -77,7 +78,7 @@ def _transferred_mask(
                     params,
                     is_leaf=lambda x: isinstance(x, optax.MaskedNode))[0]}
   if transferred is None:
-    head = _head_paths(params, depth_fn)
+    head = _head_paths(params, depths)
     source_head = _head_paths(source_tree, None)
     is_head_path = lambda path: path in head
 
@@ -140,7 +141,7 @@ def l2sp(
     alpha: float = 1e-2,
     beta: float = 1e-4,
     transferred: Any = None,
-    depth_fn: DepthSpec = None,
+    depths: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""L2-SP: pulls transferred weights toward their source values.
 
@@ -177,9 +178,10 @@ def l2sp(
       then, outside the head, the two trees must have the same paths, and
       at least one leaf must match in shape when any source leaf shares a
       path with params (else nothing would be pulled: refused).
-    depth_fn: how to find the head when ``transferred`` is None:
-      ``depth_fn(path) -> int`` or the depth tree ``layer_depths(model)``
-      (default: the inference rule of :func:`lrtransfer.layer_depths`).
+    depths: how to find the head when ``transferred`` is None:
+      ``lrtransfer.layer_depths(model)``, the ``nnx.Module`` itself, or a
+      function ``depths(path) -> int``. None: a tree with a ``head`` key,
+      or one that tells its layers' order (lists); else ``init`` refuses.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs` whose ``update`` requires
@@ -188,11 +190,14 @@ def l2sp(
   Raises:
     ValueError: a negative ``alpha``/``beta``; at ``init``, source and params
       trees that do not match (the message names the first offending path and
-      shapes); at trace time of ``update``, ``params=None``.
+      shapes), or no ``transferred`` and ``depths`` while the tree does not
+      tell its head; at trace time of ``update``, ``params=None``.
 
   Example::
 
-    tx = optax.chain(l2sp(source_params, alpha=1e-2, beta=1e-4),
+    depths = lrtransfer.layer_depths(model)
+    tx = optax.chain(l2sp(source_params, alpha=1e-2, beta=1e-4,
+                          depths=depths),
                      optax.sgd(1e-2, momentum=0.9))
     opt_state = tx.init(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -204,10 +209,14 @@ def l2sp(
   # Traced values (e.g. under optax.inject_hyperparams) are not checked.
   validation.check_non_negative("alpha", alpha)
   validation.check_non_negative("beta", beta)
+  depths = definition_order.as_depth_spec(depths, "l2sp")
 
   def init_fn(params):
+    if transferred is None:
+      definition_order.check_known_order(params, depths, "l2sp",
+                                         head_only=True)
     source = _leaves_by_path(source_params, "source_params")
-    mask = _transferred_mask(params, source, transferred, depth_fn,
+    mask = _transferred_mask(params, source, transferred, depths,
                              source_params)
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     copies = [
@@ -232,7 +241,7 @@ def l2sp(
     # recomputed at trace time rather than stored in the state.
     mask = _transferred_mask(params, _leaves_by_path(source_params,
                                                      "source_params"),
-                             transferred, depth_fn, source_params)
+                             transferred, depths, source_params)
     mask_tree = jax.tree_util.tree_unflatten(
         jax.tree_util.tree_structure(params), mask)
 

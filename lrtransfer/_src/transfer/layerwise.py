@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import validation
+from lrtransfer._src.transfer import definition_order
 from lrtransfer._src.transfer.depths import DepthSpec, resolve_depths
 
 
@@ -26,7 +27,7 @@ def _depth_scales(levels: list[int], factor: Any) -> dict[int, Any]:
 
 
 def layerwise_scales(params: Any, factor: float,
-                     depth_fn: DepthSpec = None) -> dict[int, float]:
+                     depths: DepthSpec = None) -> dict[int, float]:
   """The multiplier :func:`layerwise_scale` applies to each depth level.
 
   Useful to log the per-group learning rate: multiply by the base rate.
@@ -34,12 +35,15 @@ def layerwise_scales(params: Any, factor: float,
   Args:
     params: the parameter tree (or any tree with its structure).
     factor: the per-level factor, as in :func:`layerwise_scale`.
-    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree of
-      :func:`lrtransfer.layer_depths` (default: its inference rule).
+    depths: as in :func:`layerwise_scale`.
 
   Returns:
     ``{depth: factor ** (top - depth)}`` for every depth present, sorted by
     depth, as Python floats.
+
+  Raises:
+    ValueError: ``factor`` is not positive, or ``depths`` is None and the
+      tree does not tell its layers' order.
 
   Example::
 
@@ -50,13 +54,15 @@ def layerwise_scales(params: Any, factor: float,
   """
   # Traced values (e.g. under optax.inject_hyperparams) are not checked.
   validation.check_positive("factor", factor)
-  scales = _depth_scales(resolve_depths(params, depth_fn).levels, factor)
+  depths = definition_order.as_depth_spec(depths, "layerwise_scales")
+  definition_order.check_known_order(params, depths, "layerwise_scales")
+  scales = _depth_scales(resolve_depths(params, depths).levels, factor)
   return {depth: float(scales[depth]) for depth in sorted(scales)}
 
 
 def layerwise_scale(
     factor: float,
-    depth_fn: DepthSpec = None,
+    depths: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Discriminative learning rates: scales each layer's update by its depth.
 
@@ -76,29 +82,36 @@ def layerwise_scale(
   Under ``optax.inject_hyperparams`` ``factor`` may also be a traced scalar.
 
   Place it *after* the optimizer, e.g.
-  ``optax.chain(optax.sgd(lr, momentum=0.9), layerwise_scale(0.65))``. With
+  ``optax.chain(optax.sgd(lr, momentum=0.9), layerwise_scale(0.65,
+  depths=lrtransfer.layer_depths(model)))``. With
   SGD-momentum before or after is equivalent (both are linear), but adaptive
   optimizers (Adam, ...) normalise the gradient's scale away, so before them
   the factor would have (almost) no effect.
 
   Args:
     factor: per-level multiplier, a positive number (usually in ``(0, 1]``).
-    depth_fn: optional ``depth_fn(path) -> int`` or, for an NNX model, the
-      depth tree ``lrtransfer.layer_depths(model)`` (the definition order
-      of its layers, which its sorted state alone does not tell); default:
-      the inference rule of :func:`lrtransfer.layer_depths` on the tree.
-      Depths and the top are those of the whole tree, also inside
-      ``optax.masked``/``optax.partition``.
+    depths: the depth of each parameter: ``lrtransfer.layer_depths(model)``
+      (the order in which the model defines its layers, which its
+      name-sorted ``nnx.State`` does not tell), the ``nnx.Module`` itself,
+      or a function ``depths(path) -> int``. None: inferred from the tree,
+      only where it tells the order itself (layers in lists, the top one
+      under a ``head`` key, as in :class:`lrtransfer.models.MLP`), else
+      ``init`` refuses. Depths and the top are those of the whole tree, also
+      inside ``optax.masked``/``optax.partition``.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
 
   Raises:
-    ValueError: ``factor`` is not a positive number.
+    ValueError: ``factor`` is not a positive number or ``depths`` not a
+      depth tree; at ``init``, ``depths`` is None and the parameter tree
+      does not tell its layers' order.
 
   Example::
 
-    tx = optax.chain(optax.sgd(1e-2, momentum=0.9), layerwise_scale(0.65))
+    depths = lrtransfer.layer_depths(model)
+    tx = optax.chain(optax.sgd(1e-2, momentum=0.9),
+                     layerwise_scale(0.65, depths=depths))
     opt_state = tx.init(params)
     updates, opt_state = tx.update(grads, opt_state, params)
 
@@ -112,9 +125,11 @@ def layerwise_scale(
   """
   # Traced values (e.g. under optax.inject_hyperparams) are not checked.
   validation.check_positive("factor", factor)
+  depths = definition_order.as_depth_spec(depths, "layerwise_scale")
 
   def init_fn(params):
-    levels = resolve_depths(params, depth_fn).levels
+    definition_order.check_known_order(params, depths, "layerwise_scale")
+    levels = resolve_depths(params, depths).levels
     top = max(levels, default=0)
     exponents = jnp.asarray([top - level for level in levels], jnp.float32)
     return LayerwiseScaleState(
@@ -123,14 +138,14 @@ def layerwise_scale(
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree_util.tree_flatten(updates)
-    depths, levels = resolve_depths(updates, depth_fn)
+    leaf_depths, levels = resolve_depths(updates, depths)
     # The factors are recomputed as trace-time constants (a multiply by a
     # Python float), not read from the state.
     scales = _depth_scales(levels, factor)
     top = max(levels, default=0)
     scaled = [
         leaf if depth == top else (leaf * scales[depth]).astype(leaf.dtype)
-        for leaf, depth in zip(leaves, depths)
+        for leaf, depth in zip(leaves, leaf_depths)
     ]
     return jax.tree_util.tree_unflatten(treedef, scaled), state
 

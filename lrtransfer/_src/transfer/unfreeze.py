@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from lrtransfer._src import state_finder
+from lrtransfer._src.transfer import definition_order
 from lrtransfer._src.transfer.depths import DepthSpec, resolve_depths
 
 _INT32_MAX = int(jnp.iinfo(jnp.int32).max)
@@ -24,6 +26,9 @@ class UnfreezeState(NamedTuple):
   """State of :func:`gradual_unfreeze` and :func:`head_first`."""
   count: jax.Array  # int32 scalar: updates so far, saturating at int32 max.
   num_open: jax.Array  # int32 scalar: depth levels the *next* update trains.
+  # int32 scalar: depth levels of the whole tree. Constant; kept so that
+  # lrtransfer.learning_rates can list every level's rate from the state.
+  num_levels: jax.Array
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -40,24 +45,32 @@ def _num_levels(levels: list[int]) -> int:
 
 def _masking_transform(
     open_levels_fn: OpenLevelsFn,
-    depth_fn: DepthSpec,
+    depths: DepthSpec,
+    name: str,
+    head_only: bool,
 ) -> optax.GradientTransformationExtraArgs:
   """Zeroes the updates of every leaf deeper than the open levels.
 
   A leaf of depth ``d`` is trainable at step ``t`` iff
   ``top - d < open_levels_fn(t, num_levels)``; the count is the only state.
+  ``head_only``: the schedule opens the head alone or every level, so only
+  the head must be known, not the body's order.
   """
+  depths = definition_order.as_depth_spec(depths, name)
 
   def init_fn(params):
-    num_levels = _num_levels(resolve_depths(params, depth_fn).levels)
+    definition_order.check_known_order(params, depths, name,
+                                       head_only=head_only)
+    num_levels = _num_levels(resolve_depths(params, depths).levels)
     count = jnp.zeros([], jnp.int32)
     return UnfreezeState(count=count,
-                         num_open=open_levels_fn(count, num_levels))
+                         num_open=open_levels_fn(count, num_levels),
+                         num_levels=jnp.asarray(num_levels, jnp.int32))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree_util.tree_flatten(updates)
-    depths, levels = resolve_depths(updates, depth_fn)
+    leaf_depths, levels = resolve_depths(updates, depths)
     top = max(levels, default=0)
     num_levels = _num_levels(levels)
     num_open = open_levels_fn(state.count, num_levels)
@@ -65,11 +78,12 @@ def _masking_transform(
     # layers, and their optimizer state (momentum) sees exact zeros.
     masked = [
         jnp.where(top - depth < num_open, leaf, jnp.zeros_like(leaf))
-        for leaf, depth in zip(leaves, depths)
+        for leaf, depth in zip(leaves, leaf_depths)
     ]
     count = optax.safe_increment(state.count)
     new_state = UnfreezeState(count=count,
-                              num_open=open_levels_fn(count, num_levels))
+                              num_open=open_levels_fn(count, num_levels),
+                              num_levels=state.num_levels)
     return jax.tree_util.tree_unflatten(treedef, masked), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -77,7 +91,7 @@ def _masking_transform(
 
 def gradual_unfreeze(
     every_steps: int,
-    depth_fn: DepthSpec = None,
+    depths: DepthSpec = None,
     start_open: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gradual unfreezing: opens one more depth level every ``every_steps``.
@@ -113,21 +127,27 @@ def gradual_unfreeze(
   Args:
     every_steps: updates between two openings, an int >= 1. ULMFiT opens one
       layer per epoch: pass the number of steps per epoch.
-    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree
-      ``lrtransfer.layer_depths(model)``; default: the inference rule of
-      :func:`lrtransfer.layer_depths` (whole-tree levels, also inside
-      ``optax.masked``).
+    depths: the depth of each parameter: ``lrtransfer.layer_depths(model)``
+      (the order in which the model defines its layers, which its
+      name-sorted ``nnx.State`` does not tell), the ``nnx.Module`` itself,
+      or a function ``depths(path) -> int``. None: inferred from the tree,
+      only where it tells the order itself (layers in lists, the top one
+      under a ``head`` key), else ``init`` refuses. Levels are the whole
+      tree's, also inside ``optax.masked``.
     start_open: levels open from the first step, an int >= 1 (1: the head).
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
 
   Raises:
-    ValueError: ``every_steps`` or ``start_open`` is not a positive int.
+    ValueError: ``every_steps`` or ``start_open`` is not a positive int;
+      at ``init``, ``depths`` is None and the parameter tree does not tell
+      its layers' order.
 
   Example::
 
-    tx = optax.chain(gradual_unfreeze(every_steps=steps_per_epoch),
+    depths = lrtransfer.layer_depths(model)
+    tx = optax.chain(gradual_unfreeze(steps_per_epoch, depths=depths),
                      optax.sgd(1e-2, momentum=0.9))
     opt_state = tx.init(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -144,12 +164,13 @@ def gradual_unfreeze(
     opened = jnp.minimum(count // every_steps, num_levels) + start_open
     return jnp.minimum(opened, num_levels).astype(jnp.int32)
 
-  return _masking_transform(open_levels, depth_fn)
+  return _masking_transform(open_levels, depths, "gradual_unfreeze",
+                            head_only=False)
 
 
 def head_first(
     probe_steps: int,
-    depth_fn: DepthSpec = None,
+    depths: DepthSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Head-first training (LP-FT): linear probe, then fine-tune everything.
 
@@ -167,18 +188,19 @@ def head_first(
   Args:
     probe_steps: number of head-only updates, an int >= 0 (0: fine-tune from
       the first step).
-    depth_fn: optional ``depth_fn(path) -> int`` or the depth tree
-      ``lrtransfer.layer_depths(model)``; see :func:`gradual_unfreeze`.
+    depths: as in :func:`gradual_unfreeze`; None also works for a tree
+      whose top layer sits under a ``head`` key, whatever the body's order.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
 
   Raises:
-    ValueError: ``probe_steps`` is not a non-negative int.
+    ValueError: ``probe_steps`` is not a non-negative int; at ``init``,
+      ``depths`` is None and the parameter tree does not tell its head.
 
   Example::
 
-    tx = optax.chain(head_first(probe_steps=500),
+    tx = optax.chain(head_first(500, depths=lrtransfer.layer_depths(model)),
                      optax.sgd(1e-2, momentum=0.9))
 
   References:
@@ -192,38 +214,42 @@ def head_first(
     return jnp.where(count < probe_steps, min(1, num_levels),
                      num_levels).astype(jnp.int32)
 
-  return _masking_transform(open_levels, depth_fn)
+  return _masking_transform(open_levels, depths, "head_first",
+                            head_only=True)
 
 
-def unfrozen_levels(opt_state: Any) -> jax.Array:
+def unfrozen_levels(opt_state: Any) -> Union[int, jax.Array]:
   """Number of depth levels the next update trains, found in ``opt_state``.
 
   Looks for the :class:`UnfreezeState` of a :func:`gradual_unfreeze` or
-  :func:`head_first` anywhere in a (chained, wrapped) optimizer state; the
-  value is the int32 scalar ``num_open`` (inside ``nnx.Optimizer`` it comes
-  wrapped in an ``nnx`` variable: read it with ``[...]``).
+  :func:`head_first` anywhere in a (chained, wrapped) optimizer state, an
+  ``nnx.Optimizer`` or its ``opt_state``. Levels count from the top: 1 is
+  the head only.
 
   Args:
-    opt_state: an optimizer state containing exactly one ``UnfreezeState``.
+    opt_state: an optimizer state (or ``nnx.Optimizer``) containing exactly
+      one ``UnfreezeState``.
 
   Returns:
-    The ``num_open`` field of that state.
+    Outside ``jax.jit``, a Python ``int``. Under ``jax.jit`` (a traced
+    state), or for the stacked states of several runs, the int32 array
+    ``num_open``.
 
   Raises:
     ValueError: there is no ``UnfreezeState``, or more than one.
 
   Example::
 
-    tx = optax.chain(gradual_unfreeze(100), optax.sgd(1e-2, momentum=0.9))
-    int(unfrozen_levels(tx.init(params)))  # 1: the head only
+    tx = optax.chain(gradual_unfreeze(100, depths=depths),
+                     optax.sgd(1e-2, momentum=0.9))
+    unfrozen_levels(tx.init(params))  # 1: the head only
   """
-  found = [
-      node for node in jax.tree_util.tree_leaves(
-          opt_state, is_leaf=lambda node: isinstance(node, UnfreezeState))
-      if isinstance(node, UnfreezeState)
-  ]
+  found = state_finder.find_states(opt_state, UnfreezeState)
   if len(found) != 1:
     raise ValueError(
         "unfrozen_levels expects exactly one gradual_unfreeze/head_first "
         f"state in opt_state, found {len(found)}.")
-  return found[0].num_open
+  num_open = found[0][1].num_open
+  if isinstance(num_open, jax.core.Tracer) or jnp.ndim(num_open):
+    return num_open
+  return int(num_open)
