@@ -66,6 +66,14 @@ EXAMPLES = {
         "a user's NNX model (BatchNorm, Dropout) fine-tunes from its source",
         lambda ns: ns["result"].best_epoch >= 1 and ns["result"].history[
             "val_accuracy"].max() > 0.5),
+    "class MyModel(nnx.Module)": (
+        "README: a user's model in nnx.Optimizer, the head at twice the body's"
+        " rate, read back as floats",
+        lambda ns: (lambda r: set(r) == {"level 0", "level 1"}
+                    and r["level 0"] == pytest.approx(0.5 * r["level 1"])
+                    and 0 < r["level 1"] <= 0.1)(
+                        lrtransfer.learning_rates(ns["optimizer"].opt_state,
+                                                  0.1))),
     "checkpoint.save_params(": (
         "a source saved and restored with orbax fine-tunes the digits task",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),
