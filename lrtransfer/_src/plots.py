@@ -109,7 +109,7 @@ def test_accuracy_figure(results: Mapping[str, MethodResult],
     if len(kept):
       jitter = np.linspace(-0.18, 0.18, len(kept)) if len(kept) > 1 else [0]
       ax.scatter(kept, row + np.asarray(jitter), s=14, color=colour,
-                 alpha=0.55, linewidths=0, zorder=2)
+                 alpha=0.55, linewidths=0, zorder=2, gid=f"seeds:{name}")
       ax.errorbar(kept.mean(), row, xerr=kept.std(), fmt="s" if reference
                   else "o", color="black" if reference else colour,
                   markersize=7, capsize=4, elinewidth=1.5, zorder=3)
