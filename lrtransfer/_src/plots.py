@@ -206,8 +206,8 @@ def learning_rate_figure(results: Mapping[str, MethodResult],
 
 
 # Tick values of a logit axis, labelled as plain numbers.
-_LOGIT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95,
-                0.98, 0.99, 0.995, 0.998, 0.999)
+_LOGIT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
+                0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
 
 def _logit_axis(ax, values: Sequence[np.ndarray]) -> None:
@@ -224,9 +224,17 @@ def _logit_axis(ax, values: Sequence[np.ndarray]) -> None:
   logit = lambda p: np.log(p / (1 - p))
   expit = lambda z: 1 / (1 + np.exp(-z))
   margin = 0.06 * (logit(high) - logit(low)) + 0.05
+  bottom, top = logit(low) - margin, logit(high) + margin
+  # At most about 8 labelled ticks, evenly spread in logit units.
+  ticks, last = [], -np.inf
+  for tick in _LOGIT_TICKS:
+    if bottom <= logit(tick) <= top and (
+        logit(tick) - last >= (top - bottom) / 8):
+      ticks.append(tick)
+      last = logit(tick)
   ax.set_yscale("logit", nonpositive="clip")
-  ax.set_ylim(expit(logit(low) - margin), expit(logit(high) + margin))
-  ax.yaxis.set_major_locator(ticker.FixedLocator(_LOGIT_TICKS))
+  ax.set_ylim(expit(bottom), expit(top))
+  ax.yaxis.set_major_locator(ticker.FixedLocator(ticks))
   ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
   ax.yaxis.set_minor_locator(ticker.NullLocator())
 
