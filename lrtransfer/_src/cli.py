@@ -26,15 +26,14 @@ import sys
 import traceback
 import warnings
 
-from lrtransfer_cli import EXIT_BAD_INPUT, EXIT_BUG, main
-from lrtransfer_cli.options import UsageError, build_parser
-
 from lrtransfer._src import data as data_lib
 from lrtransfer._src import interrupts
 from lrtransfer._src.checkpoint import CheckpointError
 from lrtransfer._src.cli_options import load_task
 from lrtransfer._src.cli_run import Interrupted, run_command
 from lrtransfer._src.sizes import SizeError
+from lrtransfer_cli import EXIT_BAD_INPUT, EXIT_BUG, main
+from lrtransfer_cli.options import UsageError, build_parser
 
 __all__ = ["main", "run", "build_parser", "EXIT_BAD_INPUT", "EXIT_BUG",
            "USER_ERRORS"]
