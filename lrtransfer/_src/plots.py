@@ -19,9 +19,10 @@ shows is chosen so that methods that differ can be told apart:
 Every method keeps one colour in all three figures (:func:`method_colours`,
 distinct for up to 20 methods).
 
-Example (the command that writes the three PNGs)::
+Example: the figures in ``docs/`` (``run-test-accuracy.png``,
+``run-learning-rate.png``, ``run-val-curves.png``) are the three PNGs of::
 
-    lrtransfer run --epochs 30 --seeds 5 --out runs/digits
+    lrtransfer run --task digits_noise_3shot --epochs 30 --seeds 5
 """
 
 from __future__ import annotations
