@@ -1,12 +1,12 @@
 """Mistakes users make with their own data and options stop before training.
 
-Found by a new-user trial (session 6): out-of-range labels ran to the end
-with NaN losses (1-based) or a silently wrong class (negative, wrapped by the
-gather), float/one-hot labels crashed deep inside optax, NaN inputs gave NaN
-runs, an L2-SP source of another width pulled nothing, an accuracy fed by hand
-was judged as a loss, a 0-based epoch as the count dropped the first
-evaluation, and resuming with another ``restore_best`` failed with orbax's
-text. Each case here fails with a message that names the problem.
+Unchecked, out-of-range labels run to the end with NaN losses (1-based) or
+a silently wrong class (negative, wrapped by the gather), float or one-hot
+labels crash deep inside optax, NaN inputs give NaN runs, an L2-SP source
+of another width pulls nothing, an accuracy fed by hand is judged as a
+loss, a 0-based epoch as the count drops the first evaluation, and resuming
+with another ``restore_best`` fails with orbax's text. Each case here fails
+with a message that names the problem.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _fit(train_split, val_split=(X, Y), **kwargs):
     (Y + 1, r"train.y holds label 3 \(row 1\) but the model has 3 outputs"),
     (Y - 1, r"train.y holds label -1 \(row 0\)"),
     (Y.astype(np.float32), r"integer class labels of shape \[n\].*float32"),
-    (Y[:, None], r"\(a column \[n, 1\]: pass y\[:, 0\]\)"),
+    (Y[:, None], r"\(a column \[n, 1\]: pass y\.ravel\(\)\)"),
     (np.eye(3, dtype=np.float32)[Y], r"one-hot rows: pass y.argmax\(-1\)"),
 ])
 def test_fit_refuses_labels_the_default_loss_cannot_read(labels, message):
@@ -90,7 +90,8 @@ def test_evaluate_takes_pairs_like_fit_and_checks_labels():
   assert as_pair == pytest.approx(as_split)
   with pytest.raises(ValueError, match=r"split.y holds label 3"):
     train.evaluate(model, (X, Y + 1))
-  with pytest.raises(ValueError, match=r"float32 \(48,\)$"):
+  with pytest.raises(ValueError, match=r"float32 \(48,\) \(whole numbers "
+                     r"stored as floats: pass y\.astype\(np\.int32\)\)$"):
     train.evaluate(model, (X, Y.astype(np.float32)))
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from lrtransfer._src import cli_settings
 from lrtransfer._src.cli_options import (HIDDEN, UsageError,
-                                         check_transfer_layers, load_task,
+                                         check_arguments, load_task,
                                          select_methods, user_files)
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 
@@ -52,8 +52,7 @@ def has_run_checkpoints(folder: Path) -> bool:
 def remove_stale_checkpoints(checkpoints: Path, methods) -> None:
   """A fresh run rewrites source_params and run_settings.json, so every
   earlier run checkpoint (any method's) continues a source model that is
-  gone, and a later --resume must not pick them up as this run's (session
-  6's known gap). Only the methods' own folders holding nothing but run
+  gone, and a later --resume must not pick them up as this run's. Only the methods' own folders holding nothing but run
   checkpoints are removed (``experiment.compare``'s rule); anything else
   in ``checkpoints`` stays."""
   from lrtransfer._src import experiment  # flax, orbax: not for --help
@@ -113,15 +112,12 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   # (JAX itself is loaded by the package's Optax layer either way).
   from lrtransfer._src import experiment, recipes, report
 
+  check_arguments(args)  # done by the entry point; again for direct calls
   try:
     available = recipes.default_recipes(args.lr)
   except ValueError as error:  # an eager hyperparameter check on --lr
     raise UsageError(f"--lr {args.lr}: {error}") from error
-  if args.list_methods:
-    print("\n".join(available))
-    return 0
   names = select_methods(args.methods, list(available))
-  check_transfer_layers(args)
   out = args.out.absolute()
   check_writable(out)
   settings = cli_settings.run_settings(args)
@@ -162,6 +158,7 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   if not resume and checkpoints.is_dir():
     remove_stale_checkpoints(checkpoints, available)
 
+  import jax
   from tqdm import tqdm
   start = time.perf_counter()
   with tqdm(total=len(names) * args.epochs, desc="fine-tuning", unit="epoch",
@@ -191,7 +188,9 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   report.write_json({
       "task": task.name,
       "description": task.description,
-      "device": experiment.device_description(),
+      # device_count as the number it is.
+      "device": {**experiment.device_description(),
+                 "device_count": jax.device_count()},
       "settings": {"model": args.model,
                    "epochs": args.epochs, "source_epochs": args.source_epochs,
                    "seeds": args.seeds, "batch_size": args.batch_size,

@@ -4,7 +4,8 @@ Every file is written to a temporary name in the output folder and renamed
 into place (an atomic rename on POSIX), with the permissions a plain ``open``
 would give (``0o666 & ~umask``), and ``results.json`` -- the file that says a
 run is complete -- is written last. It is strict JSON: a non-finite number
-(a diverged run's loss) is written as ``null``, never as bare ``NaN``.
+(a diverged run's loss) is written as ``null``, never as bare ``NaN``, and
+floats carry float32's 7 significant digits, not the noise of widening.
 Plots are drawn on a standalone ``Figure``: writing them neither imports
 pyplot nor changes matplotlib's global backend.
 """
@@ -85,42 +86,40 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_plots(results: Mapping[str, MethodResult], out_dir: Path,
                 title: str = "") -> list[Path]:
-  """Learning rate and validation accuracy per epoch, one line per method."""
-  # A standalone Figure draws with Agg when saved to PNG: no pyplot, no
-  # display, and the user's global backend is left alone.
-  from matplotlib.figure import Figure
+  """Writes the three figures of ``plots`` as PNGs; their paths.
+
+  ``test_accuracy.png`` (every seed's test accuracy per method, sorted),
+  ``learning_rate.png`` (the rate of each parameter group per epoch, one
+  panel per method) and ``val_accuracy.png`` (validation curves with their
+  spread, one panel per method).
+  """
+  from lrtransfer._src import plots  # matplotlib: only when writing
 
   written = []
-  panels = [("learning_rate.png", "effective learning rate (head)",
-             lambda r: r.history["group_lr"][:, :, -1].mean(0), True),
-            ("val_accuracy.png", "validation accuracy",
-             lambda r: r.history["val_accuracy"].mean(0), False)]
-  for filename, ylabel, series, log_scale in panels:
-    fig = Figure(figsize=(7, 4.2), dpi=110)
-    ax = fig.subplots()
-    # Matplotlib's default cycle has 10 colours; the 11th method would
-    # share the first one's. The dash pattern changes every 10 methods.
-    styles = ("-", "--", ":", "-.")
-    for i, (name, result) in enumerate(results.items()):
-      values = series(result)
-      ax.plot(np.arange(1, len(values) + 1), values, label=name,
-              color=f"C{i % 10}", linestyle=styles[(i // 10) % len(styles)])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel + " (mean over seeds)")
-    if log_scale:
-      ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+  for filename, draw in (("test_accuracy.png", plots.test_accuracy_figure),
+                         ("learning_rate.png", plots.learning_rate_figure),
+                         ("val_accuracy.png", plots.validation_figure)):
+    fig = draw(results, title)
     path = out_dir / filename
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    # A standalone Figure draws with Agg when saved to PNG: no pyplot, no
+    # display, and the user's global backend is left alone.
+    _atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png"))
     written.append(path)
   return written
 
 
+# Significant digits of a float in results.json: float32's precision. A
+# float32 figure widened to float64 carries digits that are noise
+# (0.019999997690320015 for a rate of 0.02); rounding to 7 digits shows
+# the value that was computed.
+FLOAT_DIGITS = 7
+
+
 def strict_json(value: Any) -> Any:
-  """``value`` with every non-finite float (NaN, ±inf) replaced by None."""
+  """``value`` as JSON types: every non-finite float (NaN, ±inf) as None,
+  every other float rounded to :data:`FLOAT_DIGITS` significant digits,
+  NumPy scalars and arrays as Python numbers and lists (integers stay
+  integers, booleans booleans)."""
   if isinstance(value, Mapping):
     return {str(k): strict_json(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
@@ -129,8 +128,10 @@ def strict_json(value: Any) -> Any:
     return strict_json(value.tolist())
   if isinstance(value, np.generic):
     value = value.item()
-  if isinstance(value, float) and not np.isfinite(value):
-    return None
+  if isinstance(value, float):
+    if not np.isfinite(value):
+      return None
+    return float(f"{value:.{FLOAT_DIGITS}g}")
   return value
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrtransfer._src.data import labels
 from lrtransfer._src.data.splitting import (check_shots, split_per_class,
                                             standardized_task,
                                             subsample_per_class)
@@ -116,14 +117,21 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         f"{path}: needs at least 2 columns (features..., label), got"
         f" {table.shape[1]}"
     )
-  return table[:, :-1], table[:, -1]
+  # A text file has no types: whole numbers in the label column are
+  # integer labels. Anything else stays float, for the label checks to
+  # name (row and value).
+  label = table[:, -1]
+  if np.isfinite(label).all() and (label == np.round(label)).all():
+    label = np.clip(label, -2**62, 2**62).astype(np.int64)
+  return table[:, :-1], label
 
 
 def _validate(path: Path, x: np.ndarray, y: np.ndarray) -> Split:
   if x.ndim != 2:
     raise DataError(f"{path}: x must be 2-D [n, features], got shape {x.shape}")
-  if y.ndim != 1:
-    raise DataError(f"{path}: y must be 1-D [n], got shape {y.shape}")
+  # The checks train.fit applies to labels, with the same fixes.
+  where = f"{path}: {'y' if path.suffix.lower() == '.npz' else 'the label column'}"
+  labels.check_label_format(y, where, error=DataError)
   if len(x) != len(y):
     raise DataError(
         f"{path}: x has {len(x)} rows but y has {len(y)} labels"
@@ -134,8 +142,6 @@ def _validate(path: Path, x: np.ndarray, y: np.ndarray) -> Split:
     raise DataError(f"{path}: x has 0 feature columns")
   if x.dtype.kind not in "biuf":
     raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
-  if y.dtype.kind not in "iuf":
-    raise DataError(f"{path}: labels y must be integers, got dtype {y.dtype}")
   with np.errstate(over="ignore"):  # Overflow shows up as inf just below.
     x32 = x.astype(np.float32)
   bad = ~np.isfinite(x32)
@@ -146,20 +152,7 @@ def _validate(path: Path, x: np.ndarray, y: np.ndarray) -> Split:
         f" range), first at data row {row}, column {col} (0-based):"
         f" {x[row, col]}"
     )
-  if y.dtype.kind == "f":
-    not_int = ~np.isfinite(y) | (y != np.round(y))
-    if not_int.any():
-      row = int(np.flatnonzero(not_int)[0])
-      raise DataError(
-          f"{path}: labels must be integers, got {y[row]} at data row {row}"
-          " (0-based)"
-      )
-  if (y < 0).any():
-    row = int(np.flatnonzero(y < 0)[0])
-    raise DataError(
-        f"{path}: labels must be >= 0, got {y[row]:g} at data row {row}"
-        " (0-based)"
-    )
+  labels.check_label_values(y, where, error=DataError)
   if y.max() >= MAX_CLASSES:
     raise DataError(
         f"{path}: label {int(y.max())} implies {int(y.max()) + 1} classes,"

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src.data import Split
+from lrtransfer._src.data import labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,35 +92,19 @@ def check_class_labels(y: Any, name: str,
   class axis (``[n]`` for logits ``[n, classes]``), as the default loss
   needs (``takes_loss_fn``: the caller accepts a ``loss_fn`` for other
   targets). ``logits_shape``: one example's logits ``(1, ..., classes)``,
-  or None when unknown (then ``[n]`` is expected and no range checked)."""
-  y = np.asarray(y)
-  label_dims = 1 if logits_shape is None else len(logits_shape) - 1
-  if y.dtype.kind not in "iu" or y.ndim != label_dims or (
-      logits_shape is not None and y.shape[1:] != logits_shape[1:-1]):
-    expected = ("[n]" if label_dims == 1 else
-                f"[n, {', '.join(map(str, logits_shape[1:-1]))}]")
-    hint = (" (one-hot rows: pass y.argmax(-1))" if y.ndim == label_dims + 1
-            and y.dtype.kind == "f" and y.shape[-1] > 1
-            else " (a column [n, 1]: pass y[:, 0])"
-            if y.ndim == 2 and y.shape[1] == 1 and label_dims == 1 else "")
-    raise ValueError(
-        f"{name}.y must be integer class labels of shape {expected} "
-        f"{purpose}, got {y.dtype} {y.shape}{hint}"
-        + ("; for other targets pass loss_fn=" if takes_loss_fn else ""))
-  if y.size == 0:
-    return
-  if y.min() < 0:
-    row = int(np.unravel_index(np.argmin(y), y.shape)[0])
-    raise ValueError(
-        f"{name}.y holds label {y.min()} (row {row}): labels must be class "
-        "indices 0, 1, ..., classes - 1")
-  classes = None if logits_shape is None else int(logits_shape[-1])
-  if classes is not None and y.max() >= classes:
-    row = int(np.unravel_index(np.argmax(y), y.shape)[0])
-    raise ValueError(
-        f"{name}.y holds label {y.max()} (row {row}) but the model has "
-        f"{classes} outputs: labels must be in [0, {classes}) (1-based "
-        "labels: pass y - 1; more classes: a larger head)")
+  or None when unknown (then ``[n]`` is expected and no range checked).
+
+  The checks and their fixes are those ``lrtransfer run`` applies to the
+  user's files (``data.labels``): the same labels get the same message.
+  """
+  labels.check_label_format(
+      np.asarray(y), f"{name}.y",
+      class_shape=None if logits_shape is None else logits_shape[1:-1],
+      purpose=f" {purpose}",
+      extra="; for other targets pass loss_fn=" if takes_loss_fn else "")
+  labels.check_label_values(
+      np.asarray(y), f"{name}.y",
+      classes=None if logits_shape is None else int(logits_shape[-1]))
 
 
 def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
@@ -134,7 +119,7 @@ def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
       check_class_labels(split.y, name, shape)
   elif "test" in splits:
     # The test score is classification accuracy whatever the loss: a
-    # regression's float targets scored 0.0 silently (session 7 trial).
+    # regression's float targets would score 0.0 silently.
     check_class_labels(
         splits["test"].y, "test", output_shape(model, splits["test"].x),
         takes_loss_fn=False,
