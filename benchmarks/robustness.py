@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
-import _bench
 import _common
 import methods as methods_lib
 import suite
 
 DEFAULT_OUT = _common.RESULTS_DIR / "robustness.json"
 QUICK_OUT = _common.RESULTS_DIR / "robustness_quick.json"
-BASE_LRS = _bench.GRID
+BASE_LRS = _common.GRID
 CATASTROPHE_TOLERANCE = 0.01  # 1 point
 TUNING_FREE_AT_DEFAULT = 0.005  # 0.5 point
 TUNING_FREE_AT_10X = 0.02  # 2 points
@@ -67,7 +66,7 @@ def key(lr: float) -> str:
   return f"{lr:g}"
 
 
-GRID_KEYS = frozenset(key(lr) for lr in _bench.GRID)
+GRID_KEYS = frozenset(key(lr) for lr in _common.GRID)
 
 
 def method_rates(method: methods_lib.Method, default_lr: float
@@ -86,7 +85,7 @@ def method_rates(method: methods_lib.Method, default_lr: float
 def run_task(name: str, methods: Sequence[methods_lib.Method], *,
              seeds: Sequence[int], epochs: int, source_epochs: int,
              default_lr: float, log=print) -> dict[str, Any]:
-  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  prepared = _common.prepare(name, source_epochs=source_epochs)
   log(f"{name} (source val acc {prepared.source_val_accuracy:.3f}, "
       f"{len(prepared.task.target_train)} target train examples):")
   curves: dict[str, dict[str, Any]] = {}
@@ -94,9 +93,9 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
                              "val_mean": {}}
   for method in methods:
     rates = method_rates(method, default_lr)
-    grid = _bench.run(prepared, method.make(rates[0]), seeds,
+    grid = _common.run(prepared, method.make(rates[0]), seeds,
                       learning_rates=rates, epochs=epochs)
-    _bench.log_grid(log, method.name, grid)
+    _common.log_grid(log, method.name, grid)
     curves[method.name] = {key(lr): grid.stats(i)
                            for i, lr in enumerate(rates)}
     details["val_mean"][method.name] = {
@@ -318,12 +317,12 @@ QUICK_METHODS = ["constant", "recommended", "dog"]
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["report"][:1] if args.quick
                          else split["report"])
   seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick
                                                    else FULL_SEEDS)]
-  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
+  epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
   names = args.methods or (QUICK_METHODS if args.quick else None)
   if names is not None:
     known = {m.name for m in methods_lib.all_methods()}
@@ -345,7 +344,7 @@ def main(argv=None) -> int:
   result: dict[str, Any] = {
       "device": device, "quick": args.quick, "base_lrs": list(BASE_LRS),
       "split": split, "seeds": len(seeds), "seed_values": seeds,
-      "epochs": epochs, "batch_size": _bench.BATCH_SIZE,
+      "epochs": epochs, "batch_size": _common.BATCH_SIZE,
       "recommended_default_lr": default_lr,
       "kinds": {m.name: m.kind for m in methods},
       "base_rate": {m.name: m.base_rate for m in methods},
@@ -354,7 +353,7 @@ def main(argv=None) -> int:
   for name in tasks:
     task_result = run_task(name, methods, seeds=seeds, epochs=epochs,
                            source_epochs=5 if args.quick else
-                           _bench.SOURCE_EPOCHS, default_lr=default_lr,
+                           _common.SOURCE_EPOCHS, default_lr=default_lr,
                            log=lambda line: print(line, flush=True))
     result["tasks"][name] = task_result["curves"]
     result["details"][name] = task_result["details"]

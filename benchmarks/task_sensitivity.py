@@ -43,7 +43,7 @@ import lrtransfer
 # Not re-exported by lrtransfer.experiment (yet).
 from lrtransfer.experiment import target_models
 
-GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+GRID = _common.GRID
 SENSITIVE_POINTS = 0.05
 DEFAULT_OUT = _common.RESULTS_DIR / "task_sensitivity.json"
 QUICK_OUT = _common.RESULTS_DIR / "task_sensitivity_quick.json"

@@ -6,7 +6,7 @@
 Honest selection (issue 8): only ``suite.TUNING_TASKS`` x their tuning
 seeds (``suite.tuning_seeds``: 5; 60 for the small ``wine_shift``) are run,
 and the test split is never evaluated
-(``_bench.run(test=False)``), so no choice can depend on a test number or on
+(``_common.run(test=False)``), so no choice can depend on a test number or on
 a report task. Every candidate is judged on all tuning tasks at once (never
 per task), by the mean final validation accuracy. The stages:
 
@@ -60,7 +60,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import _bench
 import _common
 import suite
 
@@ -73,7 +72,7 @@ QUICK_OUT = _common.RESULTS_DIR / "defaults_quick.json"
 # this is 7 rates, 0.001 ... 1.0, which keeps the full run near 20 minutes.
 BASE_LR_CANDIDATES = (0.01, 0.03, 0.1)
 # Every rate a stage reads: the constant-rate grid and d/10, d, 10 d.
-LRS = tuple(sorted(set(_bench.GRID) | {
+LRS = tuple(sorted(set(_common.GRID) | {
     round(f * lr, 10) for lr in BASE_LR_CANDIDATES for f in (0.1, 1.0, 10.0)}))
 TRANSFER_LAYER_CANDIDATES = (1, 2)
 CATASTROPHE_MARGIN = 0.01
@@ -303,7 +302,7 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
                           "family's current default + constant",
                   "scores": base_scores, "chosen": d},
       "families": {}}
-  best_grid = {t: max(const[t][_bench_key(lr)] for lr in _bench.GRID)
+  best_grid = {t: max(const[t][_bench_key(lr)] for lr in _common.GRID)
                for t in tasks}
   below_best = lambda t, r: best_grid[t]
   winners = {}
@@ -415,7 +414,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.reselect:
     return reselect(args.reselect)
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["tuning"][:1] if args.quick
                          else split["tuning"])
   unknown = [t for t in tasks if t not in split["tuning"]]
@@ -423,8 +422,8 @@ def main(argv=None) -> int:
     parser.error(f"not tuning tasks (suite.TUNING_TASKS): {unknown}")
   limit = args.seeds or (2 if args.quick else None)
   seeds = {t: list(suite.tuning_seeds(t))[:limit] for t in tasks}
-  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
-  source_epochs = 5 if args.quick else _bench.SOURCE_EPOCHS
+  epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
+  source_epochs = 5 if args.quick else _common.SOURCE_EPOCHS
   candidates = (json.loads(args.candidates.read_text()) if args.candidates
                 else QUICK_CANDIDATES if args.quick else DEFAULT_CANDIDATES)
   out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
@@ -436,7 +435,7 @@ def main(argv=None) -> int:
   val_seeds: dict[str, dict[str, dict[str, list[float]]]] = {}
   skipped: dict[str, str] = {}
   layer_scores: dict[str, list[float]] = {}
-  prepared = {t: _bench.prepare(t, source_epochs=source_epochs)
+  prepared = {t: _common.prepare(t, source_epochs=source_epochs)
               for t in tasks}
   print(f"tune_defaults on tuning tasks {tasks}, seeds {seeds}, {epochs} "
         f"epochs, rates {list(LRS)} (validation only)", flush=True)
@@ -444,7 +443,7 @@ def main(argv=None) -> int:
   for layers in TRANSFER_LAYER_CANDIDATES:
     per_lr = []
     for t in tasks:
-      grid = _bench.run(prepared[t], Recipe("constant"), seeds[t],
+      grid = _common.run(prepared[t], Recipe("constant"), seeds[t],
                         learning_rates=LRS, epochs=epochs,
                         transfer_layers=layers, test=False)
       per_lr.append(grid.val.mean(1))
@@ -467,10 +466,10 @@ def main(argv=None) -> int:
         except (TypeError, ValueError) as err:
           skipped[name] = f"{type(err).__name__}: {err}"
     for name, recipe in runs:
-      grid = _bench.run(prepared[t], recipe, seeds[t], learning_rates=LRS,
+      grid = _common.run(prepared[t], recipe, seeds[t], learning_rates=LRS,
                         epochs=epochs, transfer_layers=chosen_layers,
                         test=False)
-      _bench.log_grid(lambda line: print(line, flush=True), name, grid,
+      _common.log_grid(lambda line: print(line, flush=True), name, grid,
                       split="val")
       val[t][name] = {_bench_key(lr): float(grid.val[i].mean())
                       for i, lr in enumerate(LRS)}
