@@ -16,7 +16,7 @@ of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
   rates ``d`` in ``tune_defaults.BASE_LR_CANDIDATES`` (0.01, 0.03, 0.1);
 * Adam (``optax.adam``, its default betas): 3e-5 ... 3e-2, candidate
   defaults 3e-4, 1e-3, 3e-3 (Adam's usual range, 30x below SGD's);
-* Prodigy (``optax.contrib.prodigy``, its defaults; session 7): its
+* Prodigy (``optax.contrib.prodigy``, its defaults): its
   ``learning_rate`` multiplies the step size it estimates (1.0 is its
   default and what the report table's peer runs), ladder 0.03 ... 30,
   candidate defaults 0.3, 1, 3. It asks whether the strategy adds anything
@@ -24,7 +24,7 @@ of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
 
 The choice is tune_defaults.py's stage-4 rule, for (optimizer, d) pairs: on
 every tuning task, at ``d`` >= the SGD best-of-grid constant (the rate of
-``_common.GRID`` picked on validation, what the issue's targets compare with)
+``_common.GRID`` picked on validation, the tuning-free target's reference)
 - 0.5 point, at ``d/10`` and ``10 d`` >= best-of-grid - 2 points, and >= the
 *same optimizer's* constant rate at ``d/10, d, 10 d`` - 1 point; among pairs
 that qualify the best mean at ``d``; if none does, the largest worst margin.

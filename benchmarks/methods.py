@@ -47,8 +47,8 @@ def lrtransfer_methods() -> list[Method]:
 
 def bold_driver() -> Method:
   """``lrtransfer.bold_driver()`` with its defaults on the validation loss
-  each epoch: a public strategy, so the catastrophe check covers it (session
-  7; it is not one of ``default_recipes``)."""
+  each epoch: a public strategy, so the catastrophe check covers it (it is
+  not one of ``default_recipes``)."""
   return Method("bold_driver", "lrtransfer",
                 lambda lr: Recipe("bold_driver", lr, strategy=_bold_driver))
 

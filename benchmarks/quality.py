@@ -18,7 +18,7 @@ initialisation and the data order). Methods (``methods.py``):
   rate at ``lrtransfer.lr_range_test``'s suggestion);
 * the peers users pick instead of tuning (``peers.py``).
 
-Issue 9's targets checked here: ahead of the peers (recommended's mean test
+Targets checked here: ahead of the peers (recommended's mean test
 accuracy over the report tasks above each peer's) and escaping negative
 transfer (where scratch's best-of-grid beats fine-tuning at every constant
 rate, recommended >= scratch's best-of-grid - 1 point). Writes JSON
@@ -136,7 +136,7 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
 
 
 def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
-  """Issue 9: ahead of the peers; escapes negative transfer."""
+  """The targets: ahead of the peers; escapes negative transfer."""
   tasks = result["tasks"]
   mean_over = lambda m: (float(np.mean([tasks[t][m]["mean"] for t in tasks]))
                          if all(m in tasks[t] for t in tasks) else None)
@@ -226,7 +226,7 @@ def tables(result: Mapping[str, Any]) -> str:
       f"{result['learning_rate']:g}, recommended at "
       f"{result['recommended_lr']:g}; every seed of a method in one vmapped "
       f"program). Machine: {_common.device_line(result['device'])}.", "",
-      _common.markdown_table(headers, rows), "", "Targets (issue 9):", ""]
+      _common.markdown_table(headers, rows), "", "Targets:", ""]
   for name, target in result["targets"].items():
     lines.append(f"* {name}: {_common.verdict(target['met'])} "
                  f"({target['rule']})")

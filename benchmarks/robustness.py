@@ -4,12 +4,11 @@
         [--methods ...] [--seeds N] [--epochs E]
 
 On every REPORT task of ``suite.py`` (test accuracy; ``FULL_SEEDS``: all
-10 report seeds since session 7, 5 before), every
-method that takes a base rate runs at ``BASE_LRS`` = 0.003 ... 0.3, all
-rates x seeds of a method as ONE vmapped ``fit_many`` program; the
-recommended recipe also runs at 10x below and above its default rate. The
-learning-rate-free peers (which take no base rate) run once, at their
-documented defaults. Per method:
+10 report seeds), every method that takes a base rate runs at ``BASE_LRS``
+= 0.003 ... 0.3, all rates x seeds of a method as ONE vmapped ``fit_many``
+program; the recommended recipe also runs at 10x below and above its
+default rate. The learning-rate-free peers (which take no base rate) run
+once, at their documented defaults. Per method:
 
 * ``worst_drop``: min over tasks and rates of (method - the task's
   best-of-grid constant rate), the constant rate picked on mean final
@@ -18,15 +17,14 @@ documented defaults. Per method:
   the same base rate; the constant rate also runs at recommended's 10x-off
   rates, so those count);
 
-both in accuracy (0.01 = 1 point). Issue 9's targets checked here:
-catastrophe-free (every lrtransfer *strategy* -- ``methods.
-LRTRANSFER_STRATEGIES``, bold_driver among them since session 7, and the
-recommended recipe; one that did not run leaves it undecided -- >= constant - 1 point
-at every task and rate; the transfer tools, which are not strategies and run
-at a constant rate, get the same figure as information:
-``tools_catastrophe_free``) and tuning-free (recommended at its default rate >=
-best-of-grid - 0.5 point on every task; at 10x below/above >= best-of-grid -
-2 points). Writes JSON, a markdown table and a PNG (a panel per task).
+both in accuracy (0.01 = 1 point). Targets checked here: catastrophe-free
+(every lrtransfer *strategy*, ``methods.LRTRANSFER_STRATEGIES`` and the
+recommended recipe, >= constant - 1 point at every task and rate; one that
+did not run leaves it undecided; the transfer tools, which are not
+strategies and run at a constant rate, get the same figure as information:
+``tools_catastrophe_free``) and tuning-free (recommended at its default
+rate >= best-of-grid - 0.5 point on every task; at 10x below/above >=
+best-of-grid - 2 points). Writes JSON, a markdown table and a PNG (a panel per task).
 """
 
 from __future__ import annotations
@@ -54,11 +52,10 @@ SENSITIVE = 0.05  # best - worst constant rate >= 5 points
 # Near divergence a few seeds decide the mean, so the catastrophe figure
 # is also given where the constant rate itself is stable.
 STABLE = 0.10
-# All 10 report seeds since session 7 (5 before, for time): with 5, the
-# tuning-free verdict on mnist_to_digits and the best grid rate of
-# digits_low_contrast differed from quality.py's 10 seeds, and the
-# catastrophe-free pass of adjust was 0.08 point. Both full runs stay
-# inside the 25-minute budget of issue 8 on 2 cores.
+# All 10 report seeds, as quality.py: with only 5, the tuning-free verdict
+# on mnist_to_digits and the best grid rate of digits_low_contrast differ
+# from quality.py's, and adjust passes catastrophe-free by 0.08 point, a
+# pass the seeds decide. Each full run takes under 25 minutes on 2 cores.
 FULL_SEEDS = len(suite.REPORT_SEEDS)
 
 
@@ -75,8 +72,8 @@ def method_rates(method: methods_lib.Method, default_lr: float
     return [default_lr]
   rates = list(BASE_LRS)
   # The constant rate runs wherever recommended does, so that recommended's
-  # catastrophe check covers its 10x-off rates too (0.001 was skipped before
-  # session 7: no constant rate there).
+  # catastrophe check covers its 10x-off rates too (0.001 is off the grid:
+  # without this there would be no constant rate to compare with).
   if method.name in ("recommended", "constant"):
     rates += [default_lr / 10, default_lr, default_lr * 10]
   return sorted({round(r, 10) for r in rates})
@@ -116,7 +113,7 @@ def _mean(curves, method, lr) -> Optional[float]:
 
 
 def figures(result: Mapping[str, Any]) -> dict[str, Any]:
-  """worst_drop, catastrophe, sensitivity and issue 9's targets."""
+  """worst_drop, catastrophe, sensitivity and the targets."""
   tasks = result["tasks"]
   details = result["details"]
   worst_drop: dict[str, float] = {}
@@ -181,7 +178,7 @@ def targets(result, catastrophe) -> dict[str, Any]:
                   None if not_run else True),
           "failing": failing(strategies), "not_run": not_run},
       "tools_catastrophe_free": {
-          "rule": "information, not an issue-9 target: the transfer tools "
+          "rule": "information, not a target: the transfer tools "
                   "(at a constant rate, no strategy) >= constant rate - 1 "
                   "point, same tasks and rates",
           "met": (not failing(tools)) if tools else None,
@@ -197,8 +194,8 @@ def targets(result, catastrophe) -> dict[str, Any]:
           (("default", d), ("10x_below", d / 10), ("10x_above", d * 10))}
     # A 1e-6 slack (1/200 of one prediction in 5 x 1000): a tie (equal
     # mean accuracies, the same number of correct predictions) is met,
-    # whatever the float32 rounding of the two means (session 7's audit
-    # found a tie decided by 1.7e-8).
+    # whatever the float32 rounding of the two means (which can differ by
+    # 1.7e-8 on a tie).
     margins = {
         "default": at["default"] - best + TUNING_FREE_AT_DEFAULT,
         "10x_below": at["10x_below"] - best + TUNING_FREE_AT_10X,
@@ -244,7 +241,7 @@ def tables(result: Mapping[str, Any]) -> str:
            f"{at[m]['task']}, {at[m]['lr']:g}" if m in at else "",
            f"{100 * stable[m]:+.1f}" if m in stable else "-"]
           for m in result["worst_drop"]]
-  lines += [_common.markdown_table(headers, rows), "", "Targets (issue 9):",
+  lines += [_common.markdown_table(headers, rows), "", "Targets:",
             ""]
   for name, target in result["targets"].items():
     lines.append(f"* {name}: {_common.verdict(target['met'])} "

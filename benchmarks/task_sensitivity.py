@@ -40,7 +40,6 @@ import suite
 from flax import nnx
 
 import lrtransfer
-# Not re-exported by lrtransfer.experiment (yet).
 from lrtransfer.experiment import target_models
 
 GRID = _common.GRID
@@ -210,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f"benchmarks/task_sensitivity.py{' --quick' if quick else ''}`. Mean "
       f"target test accuracy over {len(seeds)} seeds, fine-tuning (ft) at "
       f"each constant rate, {epochs} epochs, batch 16; spread = best - worst "
-      "rate; sensitive = spread >= 0.05 (the issue's criterion); spread "
+      "rate; sensitive = spread >= 0.05 (5 points); spread "
       "0.01-0.1 leaves out the edges of the grid, where runs diverge (0.3) "
       "or barely move (0.003).\n\n" + markdown + "\n")
   print(markdown)

@@ -3,7 +3,7 @@
     python benchmarks/tune_defaults.py [--quick] [--out FILE]
         [--candidates FILE.json] [--tasks ...] [--seeds N] [--epochs E]
 
-Honest selection (issue 8): only ``suite.TUNING_TASKS`` x their tuning
+Honest selection: only ``suite.TUNING_TASKS`` x their tuning
 seeds (``suite.tuning_seeds``: 5; 60 for the small ``wine_shift``) are run,
 and the test split is never evaluated
 (``_common.run(test=False)``), so no choice can depend on a test number or on
@@ -29,10 +29,9 @@ per task), by the mean final validation accuracy. The stages:
    margins within 1 point (``EQUAL_WORST``; one noisy cell each) are equal,
    and the largest mean margin against the best-of-grid constant over the
    tuning tasks at ``d/10`` and ``10 d`` decides among them; the current
-   default stays on a tie within 0.1 point. (Until the wine run of session
-   3 the rule was "best mean at d"; with the noisy wine task added, picks
-   flipped on 0.15-point differences at d while the 10x margins differ by
-   10 points or more.)
+   default stays on a tie within 0.1 point. (Not simply "best mean at d":
+   on the noisy wine task that would pick on 0.15-point differences at d
+   while the 10x margins differ by 10 points or more.)
 4. ``recommended`` -- a family winner together with its own default base
    rate ``r`` (any of ``BASE_LR_CANDIDATES``): among the pairs that are
    tuning-free and catastrophe-free on validation (at ``r`` >= the task's
@@ -85,20 +84,20 @@ CATASTROPHE_MARGIN = 0.01
 EQUAL_AT_D = 0.005
 TIE_MARGIN = 0.001
 # Worst cases within EQUAL_WORST of the largest count as equal: each is one
-# noisy cell (the deciding 10x cell had a standard error of 5-6 points over
-# 20 seeds in session 4), and a pick decided by a few tenths of a point of
+# noisy cell (standard errors of 1-4 points over seeds: the "where" column
+# of results/defaults.md), and a pick decided by a few tenths of a point of
 # it is a coin toss. Equal ones are told apart by the mean margin against
-# the best-of-grid constant over every tuning task at d/10 and 10 d
-# (session 5; fixed before the run that used it).
+# the best-of-grid constant over every tuning task at d/10 and 10 d.
 EQUAL_WORST = 0.01
 TUNING_FREE_MARGIN_AT_D = 0.005
 TUNING_FREE_MARGIN_AT_10X = 0.02
 
-# The first candidate of each family is the library's current default.
+# The first candidate of each family is the library's current default; the
+# others are the settings it is compared with (results/defaults.md).
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    # decay: 0.99 per epoch (the founding article's; picked in session 6
-    # with 60 wine_shift seeds), then session 5's pick with 20 seeds (0.97
-    # with a floor at half the base rate), 0.97 alone, 0.99 with the floor.
+    # decay: 0.99 per epoch (the classic "multiply by 0.99 every epoch"),
+    # 0.97 with a floor at half the base rate, 0.97 alone, 0.99 with the
+    # floor.
     "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
               {"strategy": "decay", "kwargs": {"rate": 0.97, "min_scale": 0.5}},
               {"strategy": "decay", "kwargs": {"rate": 0.97}},
@@ -114,17 +113,15 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
          "kwargs": {"factor": 0.5, "patience": 10, "min_scale": 0.1}},
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.1, "patience": 10}},
-        # A floor at half the base rate (session 5, second run).
+        # A floor at half the base rate.
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.5}}],
-    # adjust since session 6: the brake (rise_factor=0.5; below the first
-    # loss one cut per rise), the slow-progress raise (0.1, max_scale 10, at
-    # the first slow evaluation: slow_patience 1, picked with 60 wine_shift
-    # seeds) without the brake's memory. Then: the raise after two slow
-    # evaluations in a row (session 5's pick with 20 seeds), the brake
-    # waiting (brake_patience 1), with the memory, both, session 4's default
-    # (no slow-progress raise, max 2, memory). A larger plateau raise (2)
-    # left after two runs at -2.7.
+    # adjust: the brake (rise_factor=0.5; below the first loss one cut per
+    # rise), the slow-progress raise (0.1, max_scale 10, at the first slow
+    # evaluation: slow_patience 1) without the brake's memory. Then: the
+    # raise after two slow evaluations in a row, the brake waiting
+    # (brake_patience 1), with the memory, both, and no slow-progress raise
+    # (max 2, memory).
     "adjust": [{"strategy": "adjust", "kwargs": {}},
                {"strategy": "adjust", "kwargs": {"slow_patience": 2}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
@@ -134,12 +131,11 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                {"strategy": "adjust",
                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
                            "remember_brake": True}}],
-    # dynamic since session 5: decay only while the metric stalls, the
-    # slow-progress raise, the brake waiting one evaluation (brake_patience
-    # 1) with its memory. Then: the brake at once (session 4's default),
-    # the slow-progress raise after two slow evaluations in a row, both of
-    # these (session 6), without the memory, without growth (max_scale 2).
-    # (Waiting two: -6.2, left.)
+    # dynamic: decay only while the metric stalls, the slow-progress raise,
+    # the brake waiting one evaluation (brake_patience 1) with its memory.
+    # Then: the brake at once, the slow-progress raise after two slow
+    # evaluations in a row, both of these, without the memory, without
+    # growth (max_scale 2).
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
                 {"strategy": "dynamic", "kwargs": {"brake_patience": 0}},
                 {"strategy": "dynamic", "kwargs": {"slow_patience": 2}},
@@ -148,10 +144,8 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
                  "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],
-    # bold_driver (session 7, benchmarks/candidates/session7_bold_driver.json,
-    # results/defaults_extra_bold_driver.*): the floor at a tenth of the
-    # base rate (picked; -1.4 against the constant rate on validation),
-    # Battiti's 1e-3 (-25.0), a floor at half, a milder cut (0.7).
+    # bold_driver: the floor at a tenth of the base rate, Battiti's 1e-3, a
+    # floor at half, a milder cut (0.7).
     "bold_driver": [
         {"strategy": "bold_driver", "kwargs": {}},
         {"strategy": "bold_driver", "kwargs": {"min_scale": 0.001}},
@@ -192,7 +186,8 @@ def candidate_id(family: str, spec: Mapping[str, Any]) -> str:
 
 def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
   """The candidate as a Recipe; building a strategy once checks its kwargs
-  (a TypeError/ValueError here means the candidate no longer applies)."""
+  (a TypeError/ValueError here means the candidate does not fit the
+  strategy's signature: it is skipped and listed as such)."""
   strategy = None
   if spec.get("strategy"):
     strategy = strategy_factory(spec["strategy"], spec.get("kwargs", {}))
@@ -257,9 +252,10 @@ def ineligible_candidates(candidates: Mapping[str, list[Mapping[str, Any]]]
                           ) -> dict[str, str]:
   """Candidates measured for information that may not become a default.
 
-  Issue 9 requires of ``adjust``'s and ``dynamic``'s defaults that a metric
-  getting worse after every increase of the rate leaves the scale above its
-  start for a bounded number of evaluations (tests/test_safe_raises.py). A
+  ``adjust``'s and ``dynamic``'s defaults must have the bounded-raise
+  property: a metric getting worse after every increase of the rate leaves
+  the scale above its start for a bounded number of evaluations
+  (tests/test_safe_raises.py). A
   raise is undone when the next evaluation does not confirm it, but growth
   by ``improve_factor > 1`` on every good evaluation is not, so such a
   candidate breaks the property and is not eligible.
@@ -271,7 +267,7 @@ def ineligible_candidates(candidates: Mapping[str, list[Mapping[str, Any]]]
           and spec.get("kwargs", {}).get("improve_factor", 1.0) > 1.0):
         out[candidate_id(family, spec)] = (
             "improve_factor > 1 grows the rate without the undo: breaks the "
-            "bounded-raise property issue 9 requires of the defaults")
+            "bounded-raise property the defaults must have")
   return out
 
 
@@ -543,7 +539,8 @@ def summary(result: Mapping[str, Any]) -> str:
       + (" (no candidate met the tuning-free rule on validation)"
          if rec["none_qualifies"] else ""), ""]
   if sel.get("skipped_candidates"):
-    lines.append(f"Skipped (no longer valid): {sel['skipped_candidates']}")
+    lines.append("Skipped (settings the strategy does not take): "
+                 f"{sel['skipped_candidates']}")
   return "\n".join(lines) + "\n"
 
 

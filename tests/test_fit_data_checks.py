@@ -1,12 +1,12 @@
 """Mistakes users make with their own data and options stop before training.
 
-Found by a new-user trial (session 6): out-of-range labels ran to the end
-with NaN losses (1-based) or a silently wrong class (negative, wrapped by the
-gather), float/one-hot labels crashed deep inside optax, NaN inputs gave NaN
-runs, an L2-SP source of another width pulled nothing, an accuracy fed by hand
-was judged as a loss, a 0-based epoch as the count dropped the first
-evaluation, and resuming with another ``restore_best`` failed with orbax's
-text. Each case here fails with a message that names the problem.
+Unchecked, out-of-range labels run to the end with NaN losses (1-based) or
+a silently wrong class (negative, wrapped by the gather), float or one-hot
+labels crash deep inside optax, NaN inputs give NaN runs, an L2-SP source
+of another width pulls nothing, an accuracy fed by hand is judged as a
+loss, a 0-based epoch as the count drops the first evaluation, and resuming
+with another ``restore_best`` fails with orbax's text. Each case here fails
+with a message that names the problem.
 """
 
 from __future__ import annotations
@@ -278,9 +278,9 @@ def test_checkpoints_written_before_the_monitor_keys_still_resume(tmp_path):
     RunCheckpointer(other, {**new, "restore_best": True}).restore(state)
 
 
-# Session 7 trial: a metric named "loss" replaced the validation loss the
-# strategies read; "auto" minimised a user's top-2 accuracy; a per-example
-# metric failed with a scan carry-type error naming nothing.
+# User metrics: one named "loss" would replace the validation loss the
+# strategies read; "auto" would minimise a user's top-2 accuracy; a
+# per-example metric would fail with a scan carry-type error naming nothing.
 def _top2(model, x, y):
   top = jnp.argsort(model(x), -1)[:, -2:]
   return jnp.mean(jnp.any(top == y[:, None], -1))
@@ -315,7 +315,7 @@ def test_a_batch_larger_than_the_data_warns():
               (X, Y), epochs=1, batch_size=64)
 
 
-# Session 7 trial: user mistakes that gave another library's message.
+# User mistakes that would otherwise surface as another library's message.
 def test_a_strategy_that_is_not_a_factory_is_explained():
   recipe = recipes.Recipe("r", 0.1, strategy=lrtransfer.adjust)
   with pytest.raises(ValueError, match=r"strategy must be a factory "
