@@ -24,7 +24,8 @@ did not run leaves it undecided; the transfer tools, which are not
 strategies and run at a constant rate, get the same figure as information:
 ``tools_catastrophe_free``) and tuning-free (recommended at its default
 rate >= best-of-grid - 0.5 point on every task; at 10x below/above >=
-best-of-grid - 2 points). Writes JSON, a markdown table and a PNG (a panel per task).
+best-of-grid - 2 points). Writes JSON, a markdown table and a PNG (a panel
+per task).
 """
 
 from __future__ import annotations

@@ -399,7 +399,10 @@ def main(argv=None) -> int:
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--out", type=Path, default=None)
   parser.add_argument("--candidates", type=Path, default=None,
-                      help="JSON {family: [candidate, ...]}")
+                      help='JSON {family: [{"strategy": name or null, '
+                      '"kwargs": {...}, "recipe": {...}}, ...]} in place of '
+                      "DEFAULT_CANDIDATES; the first of a family is its "
+                      "current default")
   parser.add_argument("--tasks", nargs="+", default=None)
   parser.add_argument("--seeds", type=int, default=None)
   parser.add_argument("--epochs", type=int, default=None)
