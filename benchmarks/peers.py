@@ -157,8 +157,8 @@ TUNING_FREE_PEERS = tuple(name for name, *_ in tuning_free_factories())
 # Speed peers: the fine-tuning job of speed.py in each peer's own tools.
 
 SPEED_PEERS = ("optax_scan", "pytorch", "keras")
-# Not core dependencies: `pip install -e .[bench]`; missing, they are
-# reported as not run.
+# The bench extra (INSTALL_HINT), not core dependencies: where they are
+# missing, speed.py reports them as not run.
 OPTIONAL_SPEED_PEERS = ("pytorch", "keras")
 INSTALL_HINT = "pip install -e .[bench]"
 
