@@ -16,7 +16,7 @@ of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
   rates ``d`` in ``tune_defaults.BASE_LR_CANDIDATES`` (0.01, 0.03, 0.1);
 * Adam (``optax.adam``, its default betas): 3e-5 ... 3e-2, candidate
   defaults 3e-4, 1e-3, 3e-3 (Adam's usual range, 30x below SGD's);
-* Prodigy (``optax.contrib.prodigy``, its defaults; session 7): its
+* Prodigy (``optax.contrib.prodigy``, its defaults): its
   ``learning_rate`` multiplies the step size it estimates (1.0 is its
   default and what the report table's peer runs), ladder 0.03 ... 30,
   candidate defaults 0.3, 1, 3. It asks whether the strategy adds anything
@@ -24,7 +24,7 @@ of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
 
 The choice is tune_defaults.py's stage-4 rule, for (optimizer, d) pairs: on
 every tuning task, at ``d`` >= the SGD best-of-grid constant (the rate of
-``_bench.GRID`` picked on validation, what the issue's targets compare with)
+``_common.GRID`` picked on validation, the tuning-free target's reference)
 - 0.5 point, at ``d/10`` and ``10 d`` >= best-of-grid - 2 points, and >= the
 *same optimizer's* constant rate at ``d/10, d, 10 d`` - 1 point; among pairs
 that qualify the best mean at ``d``; if none does, the largest worst margin.
@@ -44,7 +44,6 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import optax
 
-import _bench
 import _common
 import suite
 import tune_defaults as td
@@ -96,7 +95,7 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]]
   (validation means; no test number is read)."""
   tasks = list(val)
   best_grid = {t: max(val[t]["sgd/constant"][td._bench_key(lr)]
-                      for lr in _bench.GRID) for t in tasks}
+                      for lr in _common.GRID) for t in tasks}
   below_best = lambda t, r: best_grid[t]
   rows = {}
   for name, (_, defaults, _) in OPTIMIZERS.items():
@@ -175,20 +174,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.error(f"not tuning tasks (suite.TUNING_TASKS): {unknown}")
   limit = args.seeds or (2 if args.quick else None)
   seeds = {t: list(suite.tuning_seeds(t))[:limit] for t in tasks}
-  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
+  epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
   out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
   start = time.perf_counter()
   val: dict[str, dict[str, dict[str, float]]] = {}
   for t in tasks:
-    prepared = _bench.prepare(t, source_epochs=5 if args.quick
-                              else _bench.SOURCE_EPOCHS)
+    prepared = _common.prepare(t, source_epochs=5 if args.quick
+                              else _common.SOURCE_EPOCHS)
     print(f"{t}:", flush=True)
     val[t] = {}
     for name, (ladder, _, optimizer) in OPTIMIZERS.items():
       for kind, recipe in recipes(optimizer).items():
-        grid = _bench.run(prepared, recipe, seeds[t], learning_rates=ladder,
+        grid = _common.run(prepared, recipe, seeds[t], learning_rates=ladder,
                           epochs=epochs, test=False)
-        _bench.log_grid(lambda line: print(line, flush=True),
+        _common.log_grid(lambda line: print(line, flush=True),
                         f"{name}/{kind}", grid, split="val")
         val[t][f"{name}/{kind}"] = {td._bench_key(lr): float(grid.val[i].mean())
                                     for i, lr in enumerate(ladder)}

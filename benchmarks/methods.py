@@ -5,7 +5,7 @@
 * lrtransfer: every recipe of ``lrtransfer.recipes.default_recipes()`` with
   its library defaults, ``recommended`` among them (see :func:`recommended`);
 * peers a user would pick instead of tuning, each in the same compiled fit
-  loop, budget and data (``tuning_free.py``): Optax's ``reduce_on_plateau``
+  loop, budget and data (defined in ``peers.py``): Optax's ``reduce_on_plateau``
   set up correctly, the GreedyLR port, and the learning-rate-free
   ``dog``, ``dowg``, ``prodigy``, ``schedule_free_sgd``, ``mechanize(sgd)``.
 
@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple, Optional
 import lrtransfer
 from lrtransfer.recipes import Recipe
 
-import tuning_free
+import peers as peers_lib
 
 # The library's default base rate (what a user who passes none gets).
 DEFAULT_LR = lrtransfer.recipes.DEFAULT_LEARNING_RATE
@@ -47,8 +47,8 @@ def lrtransfer_methods() -> list[Method]:
 
 def bold_driver() -> Method:
   """``lrtransfer.bold_driver()`` with its defaults on the validation loss
-  each epoch: a public strategy, so the catastrophe check covers it (session
-  7; it is not one of ``default_recipes``)."""
+  each epoch: a public strategy, so the catastrophe check covers it (it is
+  not one of ``default_recipes``)."""
   return Method("bold_driver", "lrtransfer",
                 lambda lr: Recipe("bold_driver", lr, strategy=_bold_driver))
 
@@ -89,9 +89,9 @@ def baselines() -> list[Method]:
 
 
 def peers() -> list[Method]:
-  """The tuning-free peers that run here (see ``tuning_free.PEERS``)."""
+  """The tuning-free peers (``peers.TUNING_FREE_PEERS``)."""
   return [Method(name, "peer", make, base_rate, note)
-          for name, make, base_rate, note in tuning_free.peer_factories()]
+          for name, make, base_rate, note in peers_lib.tuning_free_factories()]
 
 
 _RECIPES: dict[tuple[str, float], Recipe] = {}

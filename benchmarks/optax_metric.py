@@ -65,15 +65,15 @@ def read_metric_value(inner: optax.GradientTransformation
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def optax_plateau(steps_per_epoch: int, *, factor: float = 0.5,
-                  patience: int = 3) -> optax.GradientTransformationExtraArgs:
+def optax_plateau(steps_per_epoch: int, *, factor: float,
+                  patience: int) -> optax.GradientTransformationExtraArgs:
   """Optax's reduce-on-plateau, reacting once per epoch, fed by ``metric=``."""
   return read_metric_value(optax.contrib.reduce_on_plateau(
       factor=factor, patience=patience, accumulation_size=steps_per_epoch))
 
 
-def reacts_once_per_evaluation(steps_per_epoch: int = 7, patience: int = 3,
-                               factor: float = 0.5) -> dict:
+def reacts_once_per_evaluation(*, factor: float, patience: int,
+                               steps_per_epoch: int = 7) -> dict:
   """Feeds a flat validation loss for 12 epochs; the scale must halve per
   ``patience`` bad *epochs*, not steps.
 

@@ -1,10 +1,54 @@
-"""The same fine-tuning job written with each peer's own tools.
+"""Every peer the benchmarks compare lrtransfer with, defined in one place.
 
-Every peer trains the digits MLP (64-256-128-10, ReLU) from the *same*
-initial weights (the lrtransfer target built from the source model), on the
-same data, batch 32, SGD momentum 0.9, validation after every epoch and the
-peer's own reduce-on-plateau scheduler on the validation loss at the same
-factor and patience:
+**Tuning-free peers** (``quality.py``, ``robustness.py``, through
+``methods.py``): the tools a user would pick instead of tuning a learning
+rate. Each runs in lrtransfer's compiled fit loop
+(``lrtransfer.train.fit_many``) with the same model, data, batch size,
+epochs and per-epoch validation as lrtransfer's methods, through
+``Recipe(optimizer=..., eval_params=...)``, which replaces the fit loop's
+SGD-momentum by the peer's own optimizer. Settings are each peer's
+documented defaults (optax 0.2.8, ``optax/contrib``; signatures read from
+the installed source):
+
+* ``dog``: ``optax.contrib.dog()`` -- ``learning_rate=1.0``,
+  ``init_step=("heuristic", 1e-6)``, ``eps=1e-8`` (Ivgi, Hinder, Carmon,
+  "DoG is SGD's Best Friend", 2023, https://arxiv.org/abs/2302.12022);
+* ``dowg``: ``optax.contrib.dowg()`` -- ``learning_rate=1.0``, ``eps=1e-4``
+  (Khaled, Mishchenko, Jin, "DoWG Unleashed", 2023,
+  https://arxiv.org/abs/2305.16284);
+* ``prodigy``: ``optax.contrib.prodigy()`` -- ``learning_rate=1.0``,
+  ``betas=(0.9, 0.999)``, ``estim_lr0=1e-6`` (Mishchenko, Defazio,
+  "Prodigy", 2023, https://arxiv.org/abs/2306.06101);
+* ``schedule_free_sgd``: ``optax.contrib.schedule_free_sgd()`` --
+  ``learning_rate=1.0``, ``b1=0.9``, ``weight_lr_power=2``; evaluated (val
+  and test) at its averaged parameters,
+  ``optax.contrib.schedule_free_eval_params`` (Defazio et al., "The Road
+  Less Scheduled", 2024, https://arxiv.org/abs/2405.15682);
+* ``mechanize_sgd``: ``optax.contrib.mechanize(optax.sgd(1.0,
+  momentum=0.9))`` -- Mechanic's defaults (``weight_decay=1e-2``,
+  ``s_init=1e-6``, ``num_betas=6``) on the fit loop's SGD-momentum with the
+  base rate 1.0 its docstring prescribes ("base learning rate set to 1.0 ...
+  Mechanic will learn the right scale factor"; Cutkosky, Defazio, Mehta,
+  "Mechanic", 2023, https://arxiv.org/abs/2306.00144);
+* ``optax_reduce_on_plateau``: SGD-momentum at the base rate, then
+  ``optax.contrib.reduce_on_plateau(factor=0.5, patience=4,
+  accumulation_size=steps_per_epoch)`` on the validation loss: the factor of
+  lrtransfer's ``reduce_on_plateau`` recipe, and patience + 1 so that both
+  reduce at the same (4th) bad evaluation (Optax acts at the ``patience``-th,
+  lrtransfer and PyTorch at the ``patience + 1``-th); ``accumulation_size``
+  makes it judge once per epoch (the adapter in ``optax_metric.py``);
+* ``greedy_lr``: the GreedyLR rule of Hugging Face transformers, ported
+  (``greedy_lr.py``; a port, not Hugging Face's code), its defaults, on
+  SGD-momentum at the base rate.
+
+The first five take no base rate (``base_rate=False``); the last two do.
+
+**Speed peers** (``speed.py``): the same fine-tuning job written with each
+peer's own tools. Every peer trains the digits MLP (64-256-128-10, ReLU)
+from the *same* initial weights (the lrtransfer target built from the
+source model), on the same data, batch 32, SGD momentum 0.9, validation
+after every epoch and the peer's own reduce-on-plateau scheduler on the
+validation loss at the same factor and patience:
 
 * ``optax_scan``: a hand-written ``jax.jit``-ed ``lax.scan`` over epochs of
   ``lax.scan`` over steps with ``optax.contrib.reduce_on_plateau(factor,
@@ -21,10 +65,11 @@ factor and patience:
   Keras is imported unless the caller set it); Keras's own shuffling, whose
   last batch is a short one.
 
-Each peer returns ``(seconds, final validation accuracy)`` of one run, the
-setup (building the model, compiling) excluded; ``warmup`` does the setup.
-Patience conventions differ (reported, not corrected): lrtransfer and PyTorch
-reduce at the ``patience + 1``-th bad epoch in a row, Optax and Keras at the
+PyTorch and Keras are optional (the ``bench`` extra). Each speed peer returns
+``(seconds, final validation accuracy)`` of one run, the setup (building the
+model, compiling) excluded; ``warmup`` does the setup. Patience conventions
+differ (reported, not corrected): lrtransfer and PyTorch reduce at the
+``patience + 1``-th bad epoch in a row, Optax and Keras at the
 ``patience``-th.
 """
 
@@ -33,7 +78,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -41,6 +86,80 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrtransfer.recipes import Recipe
+
+import greedy_lr
+import optax_metric
+
+# ----------------------------------------------------------------------------
+# Tuning-free peers: each a Recipe for lrtransfer's fit loop.
+
+MOMENTUM = 0.9
+# lrtransfer's reduce_on_plateau recipe: factor 0.5, patience 3 (acts at the
+# 4th bad evaluation); Optax acts at the patience-th.
+PLATEAU_FACTOR, OPTAX_PLATEAU_PATIENCE = 0.5, 4
+
+
+def _optimizer_recipe(name: str, lr: float, make: Callable[..., Any],
+                      eval_params: Any = None) -> Recipe:
+  kwargs = {"optimizer": make}
+  if eval_params is not None:
+    kwargs["eval_params"] = eval_params
+  return Recipe(name, lr, **kwargs)
+
+
+def _schedule_free_eval(opt_state, params):
+  return optax.contrib.schedule_free_eval_params(opt_state, params)
+
+
+def tuning_free_factories(
+) -> list[tuple[str, Callable[[float], Recipe], bool, str]]:
+  """``(name, base rate -> Recipe, takes a base rate, note)`` per peer."""
+  return [
+      ("optax_reduce_on_plateau",
+       lambda lr: Recipe("optax_reduce_on_plateau", lr,
+                         strategy=lambda spe, total: optax_metric.optax_plateau(
+                             spe, factor=PLATEAU_FACTOR,
+                             patience=OPTAX_PLATEAU_PATIENCE)),
+       True, "optax.contrib.reduce_on_plateau(factor=0.5, patience=4, "
+       "accumulation_size=steps_per_epoch) after SGD-momentum"),
+      ("greedy_lr", lambda lr: _optimizer_recipe(
+          "greedy_lr", lr, lambda rate: greedy_lr.greedy_lr_sgd(
+              rate, momentum=MOMENTUM)),
+       True, "port of transformers' GreedyLR (defaults) on SGD-momentum"),
+      ("dog", lambda lr: _optimizer_recipe(
+          "dog", lr, lambda rate: optax.contrib.dog()),
+       False, "optax.contrib.dog() defaults"),
+      ("dowg", lambda lr: _optimizer_recipe(
+          "dowg", lr, lambda rate: optax.contrib.dowg()),
+       False, "optax.contrib.dowg() defaults"),
+      ("prodigy", lambda lr: _optimizer_recipe(
+          "prodigy", lr, lambda rate: optax.contrib.prodigy()),
+       False, "optax.contrib.prodigy() defaults"),
+      ("schedule_free_sgd", lambda lr: _optimizer_recipe(
+          "schedule_free_sgd", lr,
+          lambda rate: optax.contrib.schedule_free_sgd(),
+          eval_params=_schedule_free_eval),
+       False, "optax.contrib.schedule_free_sgd() defaults, evaluated at "
+       "schedule_free_eval_params"),
+      ("mechanize_sgd", lambda lr: _optimizer_recipe(
+          "mechanize_sgd", lr, lambda rate: optax.contrib.mechanize(
+              optax.sgd(1.0, momentum=MOMENTUM))),
+       False, "optax.contrib.mechanize(optax.sgd(1.0, momentum=0.9)) "
+       "defaults"),
+  ]
+
+
+TUNING_FREE_PEERS = tuple(name for name, *_ in tuning_free_factories())
+
+
+# ----------------------------------------------------------------------------
+# Speed peers: the fine-tuning job of speed.py in each peer's own tools.
+
+SPEED_PEERS = ("optax_scan", "pytorch", "keras")
+# The bench extra (INSTALL_HINT), not core dependencies: where they are
+# missing, speed.py reports them as not run.
+OPTIONAL_SPEED_PEERS = ("pytorch", "keras")
 INSTALL_HINT = "pip install -e .[bench]"
 
 

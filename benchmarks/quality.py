@@ -16,9 +16,9 @@ initialisation and the data order). Methods (``methods.py``):
   ``GRID`` x seeds in one program, the rate picked on mean final
   *validation* accuracy, reported on *test*); ``range_test_lr`` (a constant
   rate at ``lrtransfer.lr_range_test``'s suggestion);
-* the peers users pick instead of tuning (``tuning_free.py``).
+* the peers users pick instead of tuning (``peers.py``).
 
-Issue 9's targets checked here: ahead of the peers (recommended's mean test
+Targets checked here: ahead of the peers (recommended's mean test
 accuracy over the report tasks above each peer's) and escaping negative
 transfer (where scratch's best-of-grid beats fine-tuning at every constant
 rate, recommended >= scratch's best-of-grid - 1 point). Writes JSON
@@ -38,12 +38,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-import _bench
 import _common
 import methods as methods_lib
 import optax_metric
+import peers as peers_lib
 import suite
-import tuning_free
 
 import jax.numpy as jnp
 import optax
@@ -55,18 +54,18 @@ from lrtransfer.recipes import Recipe
 DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"
 QUICK_OUT = _common.RESULTS_DIR / "quality_quick.json"
 SELECTION_JSON = _common.RESULTS_DIR / "defaults.json"
-GRID = _bench.GRID
+GRID = _common.GRID
 NEGATIVE_TRANSFER_TOLERANCE = 0.01  # 1 point
 QUICK_METHODS = ["recommended", "schedule_free_sgd"]
 
 
-def range_test_lr(prepared: _bench.Prepared, seed: int = 0) -> dict:
+def range_test_lr(prepared: _common.Prepared, seed: int = 0) -> dict:
   """``lr_range_test`` on a from-source target, its target training batches
   (the fit loop's wrap-around batching: full batches only)."""
-  model = _bench.target_models(prepared, Recipe("probe"), [seed])[0]
+  model = _common.target_models(prepared, Recipe("probe"), [seed])[0]
   graphdef, params = nnx.split(model, nnx.Param)
   train = prepared.task.target_train
-  n, batch = len(train), _bench.BATCH_SIZE
+  n, batch = len(train), _common.BATCH_SIZE
   order = np.random.default_rng(seed).permutation(n)
   num_batches = max(1, math.ceil(n / batch))
   index = order[np.arange(num_batches * batch) % n].reshape(num_batches,
@@ -86,7 +85,7 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
              seeds: Sequence[int], epochs: int, source_epochs: int,
              default_lr: float, recommended_lr: float, with_grids: bool,
              log=print) -> dict[str, Any]:
-  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  prepared = _common.prepare(name, source_epochs=source_epochs)
   task = prepared.task
   log(f"{name} ({len(task.target_train)} train, {len(task.target_val)} val,"
       f" {len(task.target_test)} test; source val acc "
@@ -109,9 +108,9 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
     for base, label in (("constant", "constant_lr_best_of_grid"),
                         ("scratch", "scratch_best_of_grid")):
       method = methods_lib.all_methods([base])[0]
-      grid = _bench.run(prepared, method.make(GRID[0]), seeds,
+      grid = _common.run(prepared, method.make(GRID[0]), seeds,
                         learning_rates=GRID, epochs=epochs)
-      _bench.log_grid(log, label, grid)
+      _common.log_grid(log, label, grid)
       best = grid.best_on_val()
       record(label, grid, best)
       details["grids"][base] = {
@@ -122,27 +121,27 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
     details["range_test"] = suggestion
     lr = suggestion["suggestion"]
     if math.isfinite(lr) and lr > 0:
-      grid = _bench.run(prepared, Recipe("range_test_lr", lr), seeds,
+      grid = _common.run(prepared, Recipe("range_test_lr", lr), seeds,
                         epochs=epochs)
-      _bench.log_grid(log, "range_test_lr", grid)
+      _common.log_grid(log, "range_test_lr", grid)
       record("range_test_lr", grid)
     else:
       out["range_test_lr"] = {"mean": math.nan, "std": math.nan, "n": 0}
   for method in methods:
     lr = recommended_lr if method.name == "recommended" else default_lr
-    grid = _bench.run(prepared, method.make(lr), seeds, epochs=epochs)
-    _bench.log_grid(log, method.name, grid)
+    grid = _common.run(prepared, method.make(lr), seeds, epochs=epochs)
+    _common.log_grid(log, method.name, grid)
     record(method.name, grid)
   return {"methods": out, "details": details}
 
 
 def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
-  """Issue 9: ahead of the peers; escapes negative transfer."""
+  """The targets: ahead of the peers; escapes negative transfer."""
   tasks = result["tasks"]
   mean_over = lambda m: (float(np.mean([tasks[t][m]["mean"] for t in tasks]))
                          if all(m in tasks[t] for t in tasks) else None)
   rec = mean_over("recommended")
-  peers = {p: mean_over(p) for p in tuning_free.PEERS}
+  peers = {p: mean_over(p) for p in peers_lib.TUNING_FREE_PEERS}
   behind = {p: v for p, v in peers.items() if v is not None
             and rec is not None and not rec > v}
   ran = [p for p, v in peers.items() if v is not None]
@@ -151,9 +150,9 @@ def check_targets(result: Mapping[str, Any]) -> dict[str, Any]:
               "that of each peer",
       "recommended_mean": rec, "peer_means": peers,
       "not_ahead_of": behind,
-      "peers_not_run": [p for p in tuning_free.PEERS if p not in ran],
+      "peers_not_run": [p for p in peers_lib.TUNING_FREE_PEERS if p not in ran],
       "met": (None if rec is None or not ran
-              else (not behind and len(ran) == len(tuning_free.PEERS)))}
+              else (not behind and len(ran) == len(peers_lib.TUNING_FREE_PEERS)))}
   rows, met = {}, True
   for task, by_method in tasks.items():
     grids = result["details"][task].get("grids", {})
@@ -227,7 +226,7 @@ def tables(result: Mapping[str, Any]) -> str:
       f"{result['learning_rate']:g}, recommended at "
       f"{result['recommended_lr']:g}; every seed of a method in one vmapped "
       f"program). Machine: {_common.device_line(result['device'])}.", "",
-      _common.markdown_table(headers, rows), "", "Targets (issue 9):", ""]
+      _common.markdown_table(headers, rows), "", "Targets:", ""]
   for name, target in result["targets"].items():
     lines.append(f"* {name}: {_common.verdict(target['met'])} "
                  f"({target['rule']})")
@@ -314,11 +313,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["report"][:1] if args.quick
                          else split["report"])
   seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick else None)]
-  epochs = args.epochs or (10 if args.quick else _bench.EPOCHS)
+  epochs = args.epochs or (10 if args.quick else _common.EPOCHS)
   names = args.methods or (QUICK_METHODS if args.quick else None)
   if names is not None:
     known = {m.name for m in methods_lib.all_methods()}
@@ -327,7 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
   device = _common.device_record()
   check = optax_metric.reacts_once_per_evaluation(
-      patience=tuning_free.OPTAX_PLATEAU_PATIENCE)
+      factor=peers_lib.PLATEAU_FACTOR,
+      patience=peers_lib.OPTAX_PLATEAU_PATIENCE)
   print(f"quality on {_common.device_line(device)}"
         f"{' (quick)' if args.quick else ''}: {len(tasks)} report tasks, "
         f"{len(seeds)} report seeds, {epochs} epochs", flush=True)
@@ -338,10 +338,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   result: dict[str, Any] = {
       "device": device, "seeds": len(seeds), "seed_values": seeds,
       "quick": args.quick, "split": split, "selection": selection_record(),
-      "epochs": epochs, "batch_size": _bench.BATCH_SIZE,
+      "epochs": epochs, "batch_size": _common.BATCH_SIZE,
       "learning_rate": methods_lib.DEFAULT_LR,
       "recommended_lr": methods_lib.recommended_default_lr(),
-      "grid": list(GRID), "hidden": list(_bench.HIDDEN),
+      "grid": list(GRID), "hidden": list(_common.HIDDEN),
       "kinds": {"scratch_best_of_grid": "baseline",
                 "constant_lr_best_of_grid": "baseline",
                 "range_test_lr": "baseline",
@@ -352,7 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for name in tasks:
     task_result = run_task(
         name, methods, seeds=seeds, epochs=epochs,
-        source_epochs=5 if args.quick else _bench.SOURCE_EPOCHS,
+        source_epochs=5 if args.quick else _common.SOURCE_EPOCHS,
         default_lr=result["learning_rate"],
         recommended_lr=result["recommended_lr"], with_grids=True,
         log=lambda line: print(line, flush=True))

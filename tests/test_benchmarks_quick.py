@@ -235,9 +235,10 @@ def test_catastrophe_and_worst_drop_arithmetic():
 
 
 def test_catastrophe_free_needs_every_strategy_and_counts_10x_rates():
-  """Session 7's audit: a strategy that did not run made the target pass;
-  recommended at 0.001 was never compared (no constant rate there); a tie
-  at the tuning-free tolerance was decided by float32 rounding."""
+  """A strategy that did not run leaves the target undecided, never met;
+  recommended at 10x below its default rate (0.001, off the grid) is
+  compared with the constant rate there; a tie at the tuning-free tolerance
+  is met whatever the float32 rounding of the two means."""
   import methods
   import robustness
   stats = lambda mean: {"mean": mean, "std": 0.0, "n": 3}

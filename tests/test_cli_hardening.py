@@ -1,6 +1,6 @@
-"""`lrtransfer run` under hostile or unlucky use (issue 11), and user data.
+"""`lrtransfer run` under hostile or unlucky use, and user data.
 
-Each test names the row of the issue it checks. Runs are tiny (a few epochs,
+Each test names the misuse or mishap it checks. Runs are tiny (a few epochs,
 one or two seeds) so the file stays fast.
 """
 
@@ -266,7 +266,7 @@ def test_compare_takes_an_already_trained_source(monkeypatch):
 
 
 # ----------------------------------------------------------------------------
-# The user's own data through the command (issue 10, item 5).
+# The user's own data through the command.
 
 
 def _blurred_digits(tmp_path):

@@ -1,9 +1,9 @@
 """``lrtransfer run --resume`` refuses options that change what it continues.
 
-A new-user trial (session 6) resumed with another --standardize,
---transfer-layers or --source-epochs: the run checkpoints (which check
-sizes, recipes and rates) accepted it, continued the old run and recorded
-the new option in results.json.
+Resuming with another --standardize, --transfer-layers or --source-epochs
+passes the run checkpoints' own checks (sizes, recipes and rates), so
+without these checks it would continue the old run and record the new
+option in results.json.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
 
 def test_a_fresh_run_removes_checkpoints_of_the_source_it_replaces(
     tmp_path, capsys):
-  """Session 6's known gap: a fresh run without --checkpoint-every rewrote
-  source_params and run_settings.json but left the earlier run's
-  checkpoints, so a later --resume with the new options continued them."""
+  """A fresh run without --checkpoint-every rewrites source_params and
+  run_settings.json; the earlier run's checkpoints must go too, or a later
+  --resume with the new options would continue them."""
   out = tmp_path / "out"
   assert cli.main([*FAST, "--out", str(out)]) == 0
   assert any((out / "checkpoints" / "constant").iterdir())

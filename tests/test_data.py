@@ -368,8 +368,7 @@ def test_task_is_frozen(task):
 
 
 # ----------------------------------------------------------------------------
-# Issue 10 item 5: Split dtypes and ranks, the user's own splits, shots,
-# standardisation.
+# Split dtypes and ranks, the user's own splits, shots, standardisation.
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int16, np.uint8, np.uint32])

@@ -123,7 +123,7 @@ def test_restore_best_returns_the_best_monitored_evaluation():
   np.testing.assert_allclose(sweep.best_test_accuracy,
                              sweep.history["val_accuracy"].max(1))
   # The other state at the best evaluation comes back too (BatchNorm
-  # statistics to rebuild the best model; session 7 trial).
+  # statistics to rebuild the best model).
   assert (jax.tree.structure(sweep.best_rest)
           == jax.tree.structure(sweep.rest))
 
@@ -170,9 +170,10 @@ def test_a_second_fit_compiles_nothing():
 
 
 def test_fit_many_best_rest_rebuilds_the_best_batchnorm_model():
-  """Session 7 trial: fit_many returned the best parameters with the final
-  BatchNorm statistics only, so the best model could not be rebuilt; and a
-  scalar JAX integer is a seed."""
+  """fit_many returns the BatchNorm statistics of the best evaluation with
+  its parameters, so the best model can be rebuilt (the final statistics
+  with the best parameters would be another model); and a scalar JAX
+  integer is a seed."""
   model = SmallCNN(CLASSES, rngs=nnx.Rngs(0))
   train, val = _data((8, 8, 1))
   recipe = lrtransfer.recipes.Recipe("c", 0.5)  # accuracy goes up and down

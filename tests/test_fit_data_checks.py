@@ -279,9 +279,9 @@ def test_checkpoints_written_before_the_monitor_keys_still_resume(tmp_path):
     RunCheckpointer(other, {**new, "restore_best": True}).restore(state)
 
 
-# Session 7 trial: a metric named "loss" replaced the validation loss the
-# strategies read; "auto" minimised a user's top-2 accuracy; a per-example
-# metric failed with a scan carry-type error naming nothing.
+# User metrics: one named "loss" would replace the validation loss the
+# strategies read; "auto" would minimise a user's top-2 accuracy; a
+# per-example metric would fail with a scan carry-type error naming nothing.
 def _top2(model, x, y):
   top = jnp.argsort(model(x), -1)[:, -2:]
   return jnp.mean(jnp.any(top == y[:, None], -1))
@@ -316,7 +316,7 @@ def test_a_batch_larger_than_the_data_warns():
               (X, Y), epochs=1, batch_size=64)
 
 
-# Session 7 trial: user mistakes that gave another library's message.
+# User mistakes that would otherwise surface as another library's message.
 def test_a_strategy_that_is_not_a_factory_is_explained():
   recipe = recipes.Recipe("r", 0.1, strategy=lrtransfer.adjust)
   with pytest.raises(ValueError, match=r"strategy must be a factory "

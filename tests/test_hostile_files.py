@@ -425,7 +425,8 @@ def test_empty_csv_gives_only_the_error_no_warning(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Defects found here and fixed in lrtransfer/_src/data.py: they must stay fixed.
+# Damaged archives and unusual encodings: a data error naming the file, or
+# every row read.
 
 
 def _zip_patched(tmp_path, name, patch):
@@ -498,7 +499,7 @@ CORRUPT_ARCHIVES = {
     # MemoryError escapes: numpy allocates the claimed shape before reading.
     "lying_shape_header": _lying_header_npz,
 }
-# Each once escaped _read_npz as zlib.error, NotImplementedError,
+# Unchecked, each would escape _read_npz as zlib.error, NotImplementedError,
 # RuntimeError or MemoryError: a traceback and exit status 1 from the CLI.
 
 

@@ -1,4 +1,4 @@
-"""SIGINT / SIGTERM at random moments of `lrtransfer run` (issue 11).
+"""SIGINT / SIGTERM at random moments of `lrtransfer run`.
 
 A chain of real `lrtransfer run --resume` processes, each sent SIGINT or
 SIGTERM (to its process group, as Ctrl-C does) at a random moment after it

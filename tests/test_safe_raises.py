@@ -75,9 +75,9 @@ def test_under_fitting_raises(kind):
     [2.3 * 1.5 ** k for k in range(EVALS)],  # diverging
 ], ids=["fitted", "diverging"])
 def test_a_fitted_or_diverging_training_loss_never_raises(kind, train):
-  # Measured on digits fine-tuning before this rule: a stalled training
-  # loss of 3e-4, and one exploding from 4 to 6e8, both read as "fails to
-  # fit" and raised the rate.
+  # Both occur in digits fine-tuning (a stalled training loss of 3e-4, and
+  # one exploding from 4 to 6e8); neither means "fails to fit", so neither
+  # may raise the rate.
   scales = _scales(kind, np.full(EVALS, 1.0), np.asarray(train))
   assert np.all(np.diff(np.concatenate([[1.0], scales])) <= 0), scales
 

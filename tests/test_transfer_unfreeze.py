@@ -222,7 +222,7 @@ def test_multisteps_counts_effective_steps():
 @pytest.mark.parametrize("tool", [{"head_first_epochs": 3},
                                   {"unfreeze_every_epochs": 3}])
 def test_frozen_layers_stay_bit_identical_under_adam(tool):
-  """Session 7 trial: the docstring's promise holds for any base optimizer
+  """The docstring's promise holds for any base optimizer
   whose step is zero for a zero gradient (Adam); AdamW's decoupled weight
   decay moves frozen layers unless given a mask (documented)."""
   from lrtransfer.recipes import Recipe, build_optimizer

@@ -149,8 +149,8 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
         "dynamic) was found in this optimizer state.")
   all_groups = parameter_groups(groups)
   # A strategy inside one group of a partition with several groups scales
-  # that group only (session 7 trial: one grouped strategy gave the head's
-  # rate as "the" rate while the body ran at the base rate).
+  # that group only: returning its scale as "the" rate would report the
+  # head's rate while the body runs at the base rate.
   groups_with_strategy = sorted({"/".join(g) for g, _ in found
                                  if not _covers_all(g, all_groups)})
   if groups_with_strategy:

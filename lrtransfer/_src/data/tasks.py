@@ -67,7 +67,7 @@ TASKS: dict[str, Callable[..., TransferTask]] = {
     "digits_label_split_5shot": functools.partial(digits_label_split,
                                                   shots_per_class=5),
     # Another label split (even digits -> odd ones), 3 shots: a report task
-    # that is not a near-copy of the tuning set's 0-4 -> 5-9 (session 7).
+    # that is not a near-copy of the tuning set's 0-4 -> 5-9.
     "digits_even_odd_3shot": functools.partial(
         digits_label_split, shots_per_class=3, source_digits=(0, 2, 4, 6, 8)),
     "digits_blur": _corrupted(corruption="blur"),

@@ -119,7 +119,7 @@ def check_data(model: nnx.Module, splits: dict[str, ArraySplit],
       check_class_labels(split.y, name, shape)
   elif "test" in splits:
     # The test score is classification accuracy whatever the loss: a
-    # regression's float targets would score 0.0 silently.
+    # regression's float targets would score 0.0 without a word.
     check_class_labels(
         splits["test"].y, "test", output_shape(model, splits["test"].x),
         takes_loss_fn=False,

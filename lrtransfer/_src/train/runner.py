@@ -304,8 +304,8 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
   if (isinstance(mode, str) and mode.lower() == "auto" and resolved == "min"
       and monitor in user_metrics
       and not any(word in monitor.lower() for word in _LOWER_IS_BETTER)):
-    # Keras' name rule silently minimised a user's "val_top2" (session 7
-    # trial): restore_best kept the worst epoch.
+    # Keras' name rule minimises any name without "acc" (a user's
+    # "val_top2"), and restore_best would then keep the worst epoch.
     warnings.warn(
         f"mode='auto' minimises monitor={monitor!r} (only names containing "
         "'acc' are maximised); pass mode='max' if higher is better, or "

@@ -51,8 +51,8 @@ def _steepest_suggestion(learning_rates: np.ndarray,
   if smoothed.size >= 2:
     slopes = np.gradient(smoothed.astype(np.float64), np.log(learning_rates))
     # The first steps' smoothed losses are a few noisy batches: their slopes
-    # say nothing about the rate (measured: picking them suggested 1e-5 and
-    # fine-tuning then reached 0.21 accuracy on the digits benchmark).
+    # say nothing about the rate (on the digits task, picking them suggests
+    # 1e-5, at which fine-tuning reaches 0.21 accuracy).
     skip = min(skip, slopes.size - 1)
     steepest = skip + int(np.argmin(slopes[skip:]))
     if slopes[steepest] < 0:
