@@ -52,16 +52,10 @@ def has_run_checkpoints(folder: Path) -> bool:
 def remove_stale_checkpoints(checkpoints: Path, methods) -> None:
   """A fresh run rewrites source_params and run_settings.json, so every
   earlier run checkpoint (any method's) continues a source model that is
-<<<<<<< HEAD
-  gone, and a later --resume must not pick them up as this run's. Only the methods' own folders holding nothing but run
-  checkpoints are removed (``experiment.compare``'s rule); anything else
-  in ``checkpoints`` stays."""
-=======
   gone, and a later --resume must not pick them up as this run's. Only the
   methods' own folders holding nothing but run checkpoints are removed
   (``experiment.compare``'s rule); anything else in ``checkpoints``
   stays."""
->>>>>>> i20-history
   from lrtransfer._src import experiment  # flax, orbax: not for --help
   stale = [checkpoints / name for name in methods
            if (checkpoints / name).is_dir()

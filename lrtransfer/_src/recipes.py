@@ -187,13 +187,8 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
 def _strategy(recipe: Recipe, steps_per_epoch: int, total_steps: int
               ) -> optax.GradientTransformation:
   """``recipe.strategy(steps_per_epoch, total_steps)``, with the mistakes
-<<<<<<< HEAD
-  users make named (``strategy=lrtransfer.adjust`` itself would otherwise
-  fail with "adjust() takes 0 positional arguments but 2 were given")."""
-=======
   users make named (``strategy=lrtransfer.adjust`` would otherwise fail
   with "adjust() takes 0 positional arguments but 2 were given")."""
->>>>>>> i20-history
   hint = (f"recipe {recipe.name!r}: strategy must be a factory "
           "f(steps_per_epoch, total_steps) -> transformation, e.g. "
           "strategy=lambda spe, total: lrtransfer.adjust()")
@@ -303,18 +298,11 @@ RECOMMENDED_LEARNING_RATE = 0.01
 # built twice then share one compiled program (the fit cache compares them).
 def _decay_per_epoch(steps_per_epoch: int, total_steps: int):
   del total_steps
-<<<<<<< HEAD
-  # 0.99 per epoch, the classic "multiply by 0.99 every epoch", chosen on
-  # the tuning tasks against 0.97 with and without a floor
-  # (python benchmarks/tune_defaults.py). A floor of 0.5 would never bind
-  # at 0.99 over 50 epochs (0.99**50 = 0.61).
-=======
   # The classic "multiply the rate by 0.99 every epoch", chosen on the
   # tuning set by validation (`python benchmarks/tune_defaults.py`,
   # benchmarks/results/defaults.md: worst -1.9 points against the constant
   # rate; 0.97 with a floor at half the base rate: -4.0). A floor of 0.5
   # never binds at 0.99 over 50 epochs (0.99**50 = 0.61).
->>>>>>> i20-history
   return decay_lib.decay(0.99, every_steps=steps_per_epoch, staircase=True)
 
 
@@ -341,17 +329,6 @@ def recommended_recipe(learning_rate: float = RECOMMENDED_LEARNING_RATE
   when the training loss rises (the rate is too high), a raise when
   training and validation stall together or training creeps while
   validation improves (too low), undone if the next evaluation is not
-<<<<<<< HEAD
-  better. Chosen, with its base
-  rate, among every strategy and transfer tool of :func:`default_recipes`
-  at base rates 0.01, 0.03 and 0.1 by the benchmarks' protocol: validation
-  accuracy on the tuning tasks only, the pair least short of the
-  tuning-free targets (``benchmarks/tune_defaults.py`` stage 4; none met
-  them on validation: 1.2 points below the best constant rate of a grid at
-  0.01, 2.9 at 0.001 or 0.1 on the worst tuning task). Report-set figures,
-  where it wins and where it loses: ``python benchmarks/quality.py`` and
-  ``python benchmarks/robustness.py``.
-=======
   better. Chosen, with its base rate, among every strategy and transfer
   tool of :func:`default_recipes` at base rates 0.01, 0.03 and 0.1 by the
   benchmarks' protocol: validation accuracy on the tuning tasks only, the
@@ -360,7 +337,6 @@ def recommended_recipe(learning_rate: float = RECOMMENDED_LEARNING_RATE
   below the best constant rate of a grid at 0.01, 2.9 at 0.001 or 0.1 on
   the worst tuning task). Report-set figures, where it wins and where it
   loses: `python benchmarks/quality.py` (docs/guides/benchmarks.md).
->>>>>>> i20-history
 
   Args:
     learning_rate: base rate of the SGD-momentum optimizer.
