@@ -142,7 +142,7 @@ def test_evaluate_defaults_are_cross_entropy_and_accuracy():
   scores = lrtransfer.train.evaluate(model, val)
   np.testing.assert_allclose(
       scores["loss"], -log_softmax[np.arange(len(y)), y].mean(), rtol=1e-5)
-  assert scores["accuracy"] == np.mean(logits.argmax(-1) == y)
+  assert scores["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == y))
   # A user metric with the default loss adds to the loss, replacing
   # accuracy, as in fit.
   top2 = lambda m, x, y: jnp.mean(
@@ -193,13 +193,13 @@ def test_bad_learning_rates_are_refused_by_name(rate):
   recipe = lrtransfer.recipes.Recipe("c", 0.05)
   with pytest.raises(ValueError, match=r"learning_rate must be a finite "
                      r"number > 0"):
-    lrtransfer.train.fit(model, recipe, train, val, epochs=1,
+    lrtransfer.train.fit(model, recipe, train, val, epochs=1, batch_size=8,
                          learning_rate=rate)
   with pytest.raises(ValueError, match=r"learning_rates\[1\] must be a "
                      r"finite number > 0"):
     lrtransfer.train.fit_many([model, model], recipe, train, val,
                               seeds=[0, 1], learning_rates=[0.1, rate],
-                              epochs=1)
+                              epochs=1, batch_size=8)
 
 
 def test_chain_parts_name_every_state_of_the_built_chain():

@@ -95,6 +95,8 @@ def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   check_sizes(epochs, batch_size)
   for seed, name in zip(seeds, seed_names):
     check_seed(seed, name)
+  for rate, name in zip(learning_rates or (), rate_names):
+    check_learning_rate(rate, name)
   train, val = as_split(train, "train"), as_split(val, "val")
   splits = {"train": train, "val": val}
   if test is not None:
@@ -109,10 +111,8 @@ def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
                           mesh=mesh, loss_fn=loss_fn, metrics=metrics,
                           monitor=monitor, mode=mode,
                           restore_best=restore_best, stacklevel=4)
-  if learning_rates is None:
+  if learning_rates is None:  # a Recipe's rate is checked when it is built
     learning_rates = [recipe.learning_rate] * len(models)
-  for rate, name in zip(learning_rates, rate_names):
-    check_learning_rate(rate, name)
   if batched:
     states = [split_model(m) for m in models]
     params, rest = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
