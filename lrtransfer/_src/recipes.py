@@ -8,6 +8,8 @@ need::
     [l2sp] -> [gradual_unfreeze | head_first] -> optimizer(lr)
            -> [layerwise_scale] -> [strategy]
 
+(:func:`chain_parts` names a recipe's parts in this order.)
+
 L2-SP adds its pull to the raw gradient; the unfreezing mask then zeroes the
 frozen layers *before* momentum, so they accumulate none; layer-wise factors
 and the strategy scale the final step. Frozen layers stay bit-identical

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
+from lrtransfer._src.train.checks import check_options
 from lrtransfer._src.train.program import FitCarry, LossFn, _nested
 from lrtransfer._src.train.runs import check_seed as check_seed
 from lrtransfer._src.train.runs import check_sizes as check_sizes
@@ -150,6 +151,8 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
     https://docs.jax.dev/en/latest/_autosummary/jax.lax.scan.html,
     https://docs.jax.dev/en/latest/sharded-computation.html
   """
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params,
+                reports_chunks=on_chunk is not None)
   outcome = run_fits(
       [model], recipe, train, val, seeds=[seed],
       learning_rates=None if learning_rate is None else [learning_rate],

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.checks import as_split, check_data, check_options
+from lrtransfer._src.train.checks import as_split, check_data
 from lrtransfer._src.train.program import (FitCarry, FitProgram, LossFn,
                                            RunInputs)
 from lrtransfer._src.train.runner import (ChunkedRun, build_program,
@@ -91,7 +91,10 @@ def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   """Fine-tunes ``models[i]`` with data order ``seeds[i]`` at base rate
   ``learning_rates[i]`` (None: the recipe's): one program, vmapped over
   ``i`` when ``batched`` (else exactly one model, no run axis). ``seed_names``/``rate_names``
-  name each seed and rate in errors (``"seed"`` or ``"seeds[1]"``)."""
+  name each seed and rate in errors (``"seed"`` or ``"seeds[1]"``).
+
+  The caller runs ``checks.check_options`` first, so that its warnings
+  point at the user's call of ``fit`` or ``fit_many``."""
   check_sizes(epochs, batch_size)
   for seed, name in zip(seeds, seed_names):
     check_seed(seed, name)
@@ -103,8 +106,6 @@ def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
     splits["test"] = test = as_split(test, "test")
   check_data(models[0], splits, loss_fn is None)
   every = epochs_per_call(epochs, checkpoint_every)
-  check_options(checkpoint_dir, checkpoint_every, resume, source_params,
-                reports_chunks=on_chunk is not None)
   mesh = data_mesh(devices, batch_size)
   # Warnings point at the caller of fit / fit_many.
   program = build_program(models[0], recipe, len(train), epochs, batch_size,

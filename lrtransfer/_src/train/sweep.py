@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
+from lrtransfer._src.train.checks import check_options
 from lrtransfer._src.train.program import LossFn, _nested
 from lrtransfer._src.train.runs import run_fits
 from lrtransfer._src.transfer.depths import remember_depths
@@ -179,6 +180,8 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   if learning_rates is not None and len(learning_rates) != runs:
     raise ValueError(f"need one learning rate per model, got "
                      f"{len(learning_rates)} for {runs} models")
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params,
+                reports_chunks=on_chunk is not None)
   outcome = run_fits(
       list(models), recipe, train, val, seeds=list(seeds),
       learning_rates=None if learning_rates is None else list(learning_rates),
