@@ -79,8 +79,8 @@ def _lift(batched: bool, fn: Callable, in_axes: Any) -> Callable:
 
 def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
              val: Any, *, seeds: Sequence[Any],
-             learning_rates: Optional[Sequence[Any]], batched: bool, epochs: int,
-             batch_size: int, source_params: Any, test: Any,
+             learning_rates: Optional[Sequence[Any]], batched: bool,
+             epochs: int, batch_size: int, source_params: Any, test: Any,
              loss_fn: Optional[LossFn], metrics: Optional[dict],
              monitor: str, mode: str, restore_best: bool,
              checkpoint_dir: Any, checkpoint_every: Optional[int],
@@ -90,8 +90,9 @@ def run_fits(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
              ) -> RunsOutcome:
   """Fine-tunes ``models[i]`` with data order ``seeds[i]`` at base rate
   ``learning_rates[i]`` (None: the recipe's): one program, vmapped over
-  ``i`` when ``batched`` (else exactly one model, no run axis). ``seed_names``/``rate_names``
-  name each seed and rate in errors (``"seed"`` or ``"seeds[1]"``).
+  ``i`` when ``batched`` (else exactly one model, no run axis).
+  ``seed_names`` and ``rate_names`` name each seed and rate in errors
+  (``"seed"`` or ``"seeds[1]"``).
 
   The caller runs ``checks.check_options`` first, so that its warnings
   point at the user's call of ``fit`` or ``fit_many``."""
