@@ -182,7 +182,7 @@ def prepare(name: str, *, source_epochs: int = SOURCE_EPOCHS,
       task, hidden=hidden, epochs=source_epochs, batch_size=batch_size)
   return Prepared(name, task, source,
                   nnx.as_pure(nnx.state(source, nnx.Param)),
-                  lrtransfer.train.evaluate(source, task.source_val)[1],
+                  lrtransfer.train.evaluate(source, task.source_val)["accuracy"],
                   time.perf_counter() - start)
 
 

@@ -100,11 +100,13 @@ def measure(task_name: str, *, seeds, epochs, batch_size, source_epochs,
   task = lrtransfer.data.get_task(task_name, seed=suite.task_seed(task_name))
   source = lrtransfer.experiment.pretrain_source(
       task, hidden=hidden, epochs=source_epochs)
-  _, source_val_accuracy = lrtransfer.train.evaluate(source, task.source_val)
+  source_val_accuracy = lrtransfer.train.evaluate(
+      source, task.source_val)["accuracy"]
   common = dict(seeds=seeds, epochs=epochs, batch_size=batch_size)
   source_on_target = None
   if task.shared_labels:  # How far the shift moves the source model.
-    _, source_on_target = lrtransfer.train.evaluate(source, task.target_test)
+    source_on_target = lrtransfer.train.evaluate(
+        source, task.target_test)["accuracy"]
   finetune = grid_runs(task, source, from_source=True, **common)
   scratch = grid_runs(task, source, from_source=False, **common)
   record = {

@@ -66,8 +66,8 @@ def main(argv=None) -> dict[str, float]:
     result = lrtransfer.train.fit(
         target, recipe, task.target_train, task.target_val, epochs=epochs,
         batch_size=16, seed=args.seed, restore_best=True)
-    _, accuracy = lrtransfer.train.evaluate(result.best_model,
-                                            task.target_test)
+    accuracy = lrtransfer.train.evaluate(result.best_model,
+                                         task.target_test)["accuracy"]
     results[name] = accuracy
     print(f"{name:>27}: target test accuracy {accuracy:.3f} (best "
           f"validation epoch {result.best_epoch}/{epochs})")

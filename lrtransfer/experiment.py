@@ -5,6 +5,7 @@ modules it has no ``__all__``: the ``name as name`` imports below are the
 exports.
 """
 
+from lrtransfer._src.experiment import CompareConfig as CompareConfig
 from lrtransfer._src.experiment import MethodResult as MethodResult
 from lrtransfer._src.experiment import check_sizes as check_sizes
 from lrtransfer._src.experiment import compare as compare

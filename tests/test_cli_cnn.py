@@ -98,7 +98,8 @@ def test_compare_sizes_its_memory_check_for_the_given_cnn_source(
   monkeypatch.setattr(sizes, "check_fits", check_fits)
   constant = lrtransfer.recipes.Recipe("constant")
   with pytest.raises(sizes.SizeError):
-    experiment.compare(task, {"constant": constant}, epochs=1, seeds=[0],
+    experiment.compare(task, {"constant": constant},
+                       experiment.CompareConfig(epochs=1, seeds=[0]),
                        source=wide)
   target = experiment.target_models(wide, constant, task.num_target_classes,
                                     [0])[0]

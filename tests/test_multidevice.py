@@ -1,4 +1,5 @@
-"""Data-parallel fit over 4 (simulated CPU) devices equals the 1-device run."""
+"""Data-parallel fit and fit_many over 4 (simulated CPU) devices equal the
+1-device runs."""
 
 import os
 import pathlib
@@ -6,11 +7,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "fit_run.py"
 
 
-def test_four_devices_match_one_device(tmp_path):
+@pytest.mark.parametrize("many", [False, True], ids=["fit", "fit_many"])
+def test_four_devices_match_one_device(tmp_path, many):
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                       " --xla_force_host_platform_device_count=4").strip()
@@ -19,7 +22,8 @@ def test_four_devices_match_one_device(tmp_path):
   for devices in ("one", "all"):
     out = tmp_path / f"{devices}.npz"
     subprocess.run([sys.executable, str(SCRIPT), str(out), "--epochs", "8",
-                    "--devices", devices], check=True, env=env, timeout=300)
+                    "--devices", devices] + (["--many"] if many else []),
+                   check=True, env=env, timeout=300)
     runs[devices] = np.load(out)
   assert int(runs["all"]["device_count"]) == 4
   one, four = runs["one"], runs["all"]

@@ -164,15 +164,17 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   start = time.perf_counter()
   with tqdm(total=len(names) * args.epochs, desc="fine-tuning", unit="epoch",
             disable=args.no_progress, file=sys.stderr) as bar:
-    results = experiment.compare(
-        task, {n: available[n] for n in names}, epochs=args.epochs,
-        seeds=list(range(args.seeds)), batch_size=args.batch_size,
-        source_epochs=args.source_epochs, hidden=HIDDEN, model=args.model,
+    config = experiment.CompareConfig(
+        epochs=args.epochs, seeds=range(args.seeds),
+        batch_size=args.batch_size, source_epochs=args.source_epochs,
+        hidden=HIDDEN, model=args.model,
         transfer_layers=args.transfer_layers, keep_head=args.keep_head,
         source_dir=out / "source_params",
         checkpoint_root=checkpoints if use_checkpoints else None,
         checkpoint_every=args.checkpoint_every, resume=resume,
-        replace_checkpoints=True,
+        replace_checkpoints=True)
+    results = experiment.compare(
+        task, {n: available[n] for n in names}, config,
         on_method=bar.set_postfix_str, on_epochs=bar.update)
   elapsed = time.perf_counter() - start
   table = report.format_table(results)

@@ -23,10 +23,11 @@ from lrtransfer._src import interrupts
 from lrtransfer._src import sizes
 from lrtransfer._src.cnn import CNN
 from lrtransfer._src.data import TransferTask
+from lrtransfer._src.experiment_config import MODELS as MODELS
+from lrtransfer._src.experiment_config import CompareConfig as CompareConfig
 from lrtransfer._src.models import MLP, _rebuild, target_from_source
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train import fit, fit_many
-from lrtransfer._src.train.fitting import is_integer_seed
 from lrtransfer._src.train.runner import expect_large_batches
 from lrtransfer._src.transfer.depths import layer_depths
 
@@ -96,10 +97,6 @@ class MethodResult:
         "history_mean": {k: v.mean(0).tolist()
                          for k, v in self.history.items()},
     }
-
-
-# The source architectures of `compare` (and `lrtransfer run --model`).
-MODELS = ("mlp", "cnn")
 
 
 def image_shape(task: TransferTask) -> tuple[int, int, int]:
@@ -249,69 +246,36 @@ def is_run_checkpoint_folder(folder: Path) -> bool:
                              in p.name) for p in folder.iterdir())
 
 
-def _check_recipes_and_seeds(recipes: Any, seeds: Any) -> None:
-  """Clear errors for what a CLI user passes by habit (``seeds=3``, a list
-  of recipes) and for repeated seeds (identical runs, a zero spread)."""
+def _check_recipes(recipes: Any) -> None:
+  """A clear error for what a CLI user passes by habit (a list of recipes)."""
   if not isinstance(recipes, Mapping) or not all(
       isinstance(r, Recipe) for r in recipes.values()):
     raise ValueError("recipes must be a dict of name -> "
                      "lrtransfer.recipes.Recipe (e.g. "
                      f"default_recipes()), got {type(recipes).__name__}")
-  if isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1:
-    seeds = np.asarray(seeds).tolist()  # NumPy/JAX ints: accepted as ints
-  if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
-      or not seeds or not all(is_integer_seed(s) for s in seeds)):
-    raise ValueError("seeds must be a non-empty sequence of ints, one run "
-                     f"each (e.g. range(3) for 3 runs), got {seeds!r}")
-  if len(set(int(s) for s in seeds)) != len(seeds):
-    raise ValueError(f"seeds repeat ({list(seeds)}): repeated seeds are "
-                     "identical runs and make the spread over seeds zero")
 
 
-def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
-            epochs: int = 50, seeds: Sequence[int] = (0, 1, 2),
-            batch_size: int = 32, source_epochs: int = 20,
-            hidden: Sequence[int] = (256, 128), model: str = "mlp",
+def compare(task: TransferTask, recipes: Mapping[str, Recipe],
+            config: Optional[CompareConfig] = None, *,
             source: Optional[MLP | CNN] = None,
-            transfer_layers: Optional[int] = None, keep_head: bool = False,
-            source_dir: Optional[Path] = None,
-            checkpoint_root: Optional[Path] = None,
-            checkpoint_every: Optional[int] = None, resume: bool = False,
-            replace_checkpoints: bool = False,
             on_method: Optional[Callable[[str], None]] = None,
             on_epochs: Optional[Callable[[int], None]] = None
             ) -> dict[str, MethodResult]:
   """Pretrains the source and fine-tunes the target with every recipe.
 
+  For each recipe, :func:`target_models` builds one target per seed (from
+  the source, or from scratch) and :func:`lrtransfer.train.fit_many` trains
+  them as one vmapped program, scored on the task's test split.
+
   Args:
     task: the transfer task.
     recipes: name -> recipe; the name labels the results (a Recipe's own
       ``name`` is not read here).
-    epochs: fine-tuning epochs.
-    seeds: one run per seed (head initialisation and data order), vmapped.
-    batch_size: minibatch size.
-    source_epochs: epochs of source pretraining.
-    hidden: hidden widths of the MLP.
-    model: the source architecture, ``"mlp"`` or ``"cnn"`` (the default
-      `lrtransfer.models.CNN` on the task's images, :func:`image_shape`).
+    config: the settings (:class:`CompareConfig`); default
+      ``CompareConfig()``.
     source: an already trained source `MLP` or `CNN` (on ``task``'s
-      inputs): no pretraining, ``source_dir``, ``hidden`` and ``model``
-      unused.
-    transfer_layers: hidden layers copied from the source (default: that of
-      :func:`lrtransfer.models.target_from_source`, all but the last,
-      :func:`lrtransfer.models.default_transfer_layers`).
-    keep_head: copy every layer and the source head (same label set; see
-      ``TransferTask.check_keep_head``).
-    source_dir: where to save the source checkpoint (orbax); the targets
-      are built from the restored parameters. None: skip the round trip.
-    checkpoint_root: folder for run checkpoints, one subfolder per recipe
-      name (each holds the last 2 checkpoints: parameters, optimizer state
-      and history of every seed).
-    checkpoint_every: epochs between run checkpoints.
-    resume: reuse the saved source model and continue each recipe's run
-      from its latest checkpoint (finished recipes are restored, not rerun).
-    replace_checkpoints: without ``resume``, delete a recipe's earlier run
-      checkpoints under ``checkpoint_root``; otherwise they are refused.
+      inputs): no pretraining; ``config.source_dir``, ``hidden`` and
+      ``model`` unused.
     on_method: called with each recipe's name once it is done (progress).
     on_epochs: called with a number of epochs after each compiled chunk of
       a recipe's run (progress within a method; chunks of about a tenth of
@@ -321,14 +285,27 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     name -> :class:`MethodResult`.
 
   Raises:
-    ValueError: ``recipes`` not a dict of Recipes, ``seeds`` not a
-      non-empty sequence of distinct ints.
+    ValueError: ``recipes`` not a dict of Recipes, ``config`` not a
+      :class:`CompareConfig`.
     SizeError: the runs cannot fit in memory (checked before training).
     CheckpointError: earlier run checkpoints exist and neither ``resume``
       nor ``replace_checkpoints`` is set, or a folder there is not a run
       checkpoint.
+
+  Example::
+
+    results = compare(task, {"adjust": recipes["adjust"]},
+                      CompareConfig(epochs=20, seeds=range(3)))
+    print(results["adjust"].summary()["test_accuracy_mean"])
   """
-  _check_recipes_and_seeds(recipes, seeds)
+  _check_recipes(recipes)
+  if config is None:
+    config = CompareConfig()
+  if not isinstance(config, CompareConfig):
+    raise ValueError("config must be a lrtransfer.experiment.CompareConfig "
+                     f"(e.g. CompareConfig(epochs=20)), got "
+                     f"{type(config).__name__}")
+  seeds, model = config.seeds, config.model
   if source is not None:
     model = checkpoint.model_type(source)
     if model is None:
@@ -337,16 +314,17 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
     if _input_size(source) != task.in_features:
       raise ValueError(f"source takes {_input_size(source)} features, the "
                        f"task has {task.in_features}")
-  check_sizes(task, seeds=len(seeds), epochs=epochs, batch_size=batch_size,
-              hidden=hidden, model=model, source=source)
+  check_sizes(task, seeds=len(seeds), epochs=config.epochs,
+              batch_size=config.batch_size, hidden=config.hidden,
+              model=model, source=source)
   run_dirs = {}
-  if checkpoint_root is not None:
-    root = Path(checkpoint_root).absolute()
+  if config.checkpoint_root is not None:
+    root = Path(config.checkpoint_root).absolute()
     for name in recipes:
       run_dirs[name] = folder = _run_folder(root, name)
-      if resume or not folder.exists():
+      if config.resume or not folder.exists():
         continue
-      if not replace_checkpoints:
+      if not config.replace_checkpoints:
         raise checkpoint.CheckpointError(
             f"{folder} holds run checkpoints of an earlier run; pass "
             "resume=True to continue it or replace_checkpoints=True to "
@@ -356,28 +334,29 @@ def compare(task: TransferTask, recipes: Mapping[str, Recipe], *,
             f"{folder} holds files that are not run checkpoints; not "
             "deleting it, choose another checkpoint_root")
   if source is None:
-    source = _source_model(task, hidden, source_epochs, batch_size,
-                           source_dir, resume, model)
+    source = _source_model(task, config.hidden, config.source_epochs,
+                           config.batch_size, config.source_dir,
+                           config.resume, model)
   source_params = nnx.as_pure(nnx.state(source, nnx.Param))
-  chunk = checkpoint_every
+  chunk = config.checkpoint_every
   if chunk is None and on_epochs is not None:
-    chunk = progress_chunk(epochs)
+    chunk = progress_chunk(config.epochs)
   results = {}
   for name, recipe in recipes.items():
     models = target_models(source, recipe, task.num_target_classes, seeds,
-                           transfer_layers, keep_head)
+                           config.transfer_layers, config.keep_head)
     run_dir = run_dirs.get(name)
-    if run_dir is not None and not resume and run_dir.exists():
+    if run_dir is not None and not config.resume and run_dir.exists():
       with interrupts.deferred():  # never half a checkpoint folder
         shutil.rmtree(run_dir)  # replace_checkpoints, checked above
     # One batch size for every task (the CLI's --batch-size, default 32).
     with expect_large_batches():
       sweep = fit_many(models, recipe, task.target_train, task.target_val,
-                       seeds=list(seeds), epochs=epochs,
-                       batch_size=batch_size, source_params=source_params,
-                       test=task.target_test, checkpoint_dir=run_dir,
-                       checkpoint_every=chunk, resume=resume,
-                       on_chunk=on_epochs)
+                       seeds=list(seeds), epochs=config.epochs,
+                       batch_size=config.batch_size,
+                       source_params=source_params, test=task.target_test,
+                       checkpoint_dir=run_dir, checkpoint_every=chunk,
+                       resume=config.resume, on_chunk=on_epochs)
     results[name] = MethodResult(name, sweep.test_accuracy, sweep.history,
                                  sweep.seconds, sweep.compile_seconds)
     if on_method is not None:

@@ -8,6 +8,8 @@ need::
     [l2sp] -> [gradual_unfreeze | head_first] -> optimizer(lr)
            -> [layerwise_scale] -> [strategy]
 
+(:func:`chain_parts` names a recipe's parts in this order.)
+
 L2-SP adds its pull to the raw gradient; the unfreezing mask then zeroes the
 frozen layers *before* momentum, so they accumulate none; layer-wise factors
 and the strategy scale the final step. Frozen layers stay bit-identical
@@ -162,26 +164,50 @@ def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,
   """
   lr = recipe.learning_rate if learning_rate is None else learning_rate
   depths = recipe_depths(recipe, depths)
-  parts = []
-  if recipe.l2sp_alpha:
+
+  def l2sp_part():
     if source_params is None:
       raise ValueError(f"recipe {recipe.name!r} uses L2-SP: pass "
                        "source_params")
-    parts.append(l2sp(source_params, alpha=recipe.l2sp_alpha,
-                      beta=recipe.l2sp_beta, transferred=transferred,
-                      depths=depths))
-  if recipe.unfreeze_every_epochs:
-    parts.append(unfreeze_lib.gradual_unfreeze(
-        recipe.unfreeze_every_epochs * steps_per_epoch, depths=depths))
-  if recipe.head_first_epochs:
-    parts.append(unfreeze_lib.head_first(
-        recipe.head_first_epochs * steps_per_epoch, depths=depths))
-  parts.append(base_optimizer(recipe, lr))
-  if recipe.layerwise_factor is not None:
-    parts.append(layerwise_scale(recipe.layerwise_factor, depths=depths))
-  if recipe.strategy is not None:
-    parts.append(_strategy(recipe, steps_per_epoch, total_steps))
-  return optax.chain(*parts)
+    return l2sp(source_params, alpha=recipe.l2sp_alpha,
+                beta=recipe.l2sp_beta, transferred=transferred,
+                depths=depths)
+
+  build = {
+      "l2sp": l2sp_part,
+      "gradual_unfreeze": lambda: unfreeze_lib.gradual_unfreeze(
+          recipe.unfreeze_every_epochs * steps_per_epoch, depths=depths),
+      "head_first": lambda: unfreeze_lib.head_first(
+          recipe.head_first_epochs * steps_per_epoch, depths=depths),
+      "optimizer": lambda: base_optimizer(recipe, lr),
+      "layerwise_scale": lambda: layerwise_scale(recipe.layerwise_factor,
+                                                 depths=depths),
+      "strategy": lambda: _strategy(recipe, steps_per_epoch, total_steps),
+  }
+  return optax.chain(*(build[part]() for part in chain_parts(recipe)))
+
+
+# The order of build_optimizer's chain, first to last (the module docstring
+# says why), with the test that puts each part in a recipe's chain.
+_CHAIN_ORDER: tuple[tuple[str, Callable[[Recipe], bool]], ...] = (
+    ("l2sp", lambda r: bool(r.l2sp_alpha)),
+    ("gradual_unfreeze", lambda r: bool(r.unfreeze_every_epochs)),
+    ("head_first", lambda r: bool(r.head_first_epochs)),
+    ("optimizer", lambda r: True),
+    ("layerwise_scale", lambda r: r.layerwise_factor is not None),
+    ("strategy", lambda r: r.strategy is not None),
+)
+
+
+def chain_parts(recipe: Recipe) -> tuple[str, ...]:
+  """The names of the transformations in ``recipe``'s chain, in order.
+
+  One of ``"l2sp"``, ``"gradual_unfreeze"``, ``"head_first"``,
+  ``"optimizer"`` (always), ``"layerwise_scale"``, ``"strategy"`` per
+  element of :func:`build_optimizer`'s ``optax.chain`` state, e.g.
+  ``("optimizer", "strategy")`` for :func:`recommended_recipe`.
+  """
+  return tuple(name for name, present in _CHAIN_ORDER if present(recipe))
 
 
 def _strategy(recipe: Recipe, steps_per_epoch: int, total_steps: int
@@ -229,8 +255,7 @@ def base_optimizer(recipe: Recipe, learning_rate: Any
 
 def base_optimizer_index(recipe: Recipe) -> int:
   """Position of the base optimizer in :func:`build_optimizer`'s chain."""
-  return (int(bool(recipe.l2sp_alpha)) + int(bool(recipe.unfreeze_every_epochs))
-          + int(bool(recipe.head_first_epochs)))
+  return chain_parts(recipe).index("optimizer")
 
 
 def eval_params(recipe: Recipe, opt_state: Any, params: Any) -> Any:

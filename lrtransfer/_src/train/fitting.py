@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.recipes import Recipe
-from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.checks import as_split, check_data, check_options
-from lrtransfer._src.train.program import FitCarry, LossFn, RunInputs, _nested
+from lrtransfer._src.train.checks import check_options
+from lrtransfer._src.train.program import FitCarry, LossFn, _nested
+from lrtransfer._src.train.runs import check_seed as check_seed
+from lrtransfer._src.train.runs import check_sizes as check_sizes
+from lrtransfer._src.train.runs import is_integer_seed as is_integer_seed
+from lrtransfer._src.train.runs import run_fits
 from lrtransfer._src.transfer.depths import remember_depths
-from lrtransfer._src.train.runner import (ChunkedRun, build_program,
-                                          compile_cached, data_arrays,
-                                          data_mesh, epochs_per_call,
-                                          run_description, split_model)
 
 
 @dataclasses.dataclass
@@ -41,6 +38,9 @@ class FitResult:
       evaluation (eval mode state included); else None.
     best_epoch: 1-based epoch of the best monitored evaluation (0 if no
       evaluation was finite).
+    test_accuracy: accuracy of ``model`` on the ``test`` split (if given).
+    best_test_accuracy: accuracy of ``best_model`` on the ``test`` split
+      (with ``restore_best`` and a test split).
   """
   model: nnx.Module
   history: dict[str, np.ndarray]
@@ -49,6 +49,8 @@ class FitResult:
   compile_seconds: float
   best_model: Optional[nnx.Module] = None
   best_epoch: int = 0
+  test_accuracy: Optional[float] = None
+  best_test_accuracy: Optional[float] = None
 
 
 def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
@@ -58,7 +60,9 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
         monitor: str = "val_loss", mode: str = "auto",
         restore_best: bool = False, checkpoint_dir: Any = None,
         checkpoint_every: Optional[int] = None, resume: bool = False,
-        devices: Optional[Sequence[jax.Device]] = None) -> FitResult:
+        devices: Optional[Sequence[jax.Device]] = None,
+        learning_rate: Optional[float] = None, test: Any = None,
+        on_chunk: Optional[Callable[[int], None]] = None) -> FitResult:
   """Fine-tunes ``model`` with ``recipe``, the whole run as one program.
 
   Each epoch: shuffle (the order derives from ``seed`` and the epoch),
@@ -109,13 +113,21 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
       there is one (it must describe the same run).
     devices: run data-parallel over these devices (batch split across them,
       parameters and optimizer state replicated); default: one device.
+    learning_rate: the base rate; default ``recipe.learning_rate``.
+    test: a test split (as ``train``, integer labels): its classification
+      accuracy is scored after training (``test_accuracy``) and, with
+      ``restore_best``, of the best model (``best_test_accuracy``).
+    on_chunk: ``on_chunk(epochs)`` is called after each compiled call
+      (every ``checkpoint_every`` epochs, or once), e.g. to move a progress
+      bar.
 
   Returns:
     A :class:`FitResult` (trained model, best model, per-epoch history,
     timings).
 
   Raises:
-    ValueError: bad epochs/batch size, data, monitor, mode or loss; with the
+    ValueError: bad epochs/batch size/learning rate, data, monitor, mode or
+      loss; with the
       default loss, labels that are not integers ``[n]`` in ``[0, outputs
       of the model)`` (the message names the split and row); NaN or
       infinite inputs; ``resume`` without ``checkpoint_dir``; a model passed
@@ -139,74 +151,31 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
     https://docs.jax.dev/en/latest/_autosummary/jax.lax.scan.html,
     https://docs.jax.dev/en/latest/sharded-computation.html
   """
-  check_sizes(epochs, batch_size)
-  check_seed(seed)
-  train, val = as_split(train, "train"), as_split(val, "val")
-  check_data(model, {"train": train, "val": val}, loss_fn is None)
-  every = epochs_per_call(epochs, checkpoint_every)
-  check_options(checkpoint_dir, checkpoint_every, resume, source_params)
-  mesh = data_mesh(devices, batch_size)
-  program = build_program(model, recipe, len(train), epochs, batch_size,
-                          mesh=mesh, loss_fn=loss_fn, metrics=metrics,
-                          monitor=monitor, mode=mode,
-                          restore_best=restore_best)
-  params, rest = split_model(model)
-  inputs = RunInputs(jax.random.key(seed), data_arrays(train, val),
-                     source_params, jnp.float32(recipe.learning_rate))
-  if mesh is not None:
-    replicated = NamedSharding(mesh, PartitionSpec())
-    params, rest, inputs = jax.device_put((params, rest, inputs), replicated)
-  # Eager: optimizer states start as zeros and copies, not worth a compile
-  # (and resuming a finished run then compiles nothing).
-  carry = program.init(params, rest, inputs.source_params,
-                       inputs.learning_rate)
-  checkpointer = None
-  if checkpoint_dir is not None:
-    checkpointer = RunCheckpointer(checkpoint_dir, run_description(
-        model, recipe, train, val, epochs, batch_size, [seed],
-        [recipe.learning_rate], program))
-
-  def compile_chunk(num_epochs):
-    run, seconds = compile_cached(
-        ("run", program, num_epochs),
-        lambda c, i: program.run(c, i, num_epochs), carry, inputs)
-    return (lambda c: run(c, inputs)), seconds
-
-  run = ChunkedRun(compile_chunk, carry, program.log_shapes(), epochs, every,
-                   0, checkpointer, resume)
-  seconds = run.run()
-  # Eager: a few element-wise ops, not worth a compile.
-  graph = program.eval_graph
-  trained = nnx.merge(graph, *jax.device_get(program.final_state(run.carry)))
+  check_options(checkpoint_dir, checkpoint_every, resume, source_params,
+                reports_chunks=on_chunk is not None)
+  outcome = run_fits(
+      [model], recipe, train, val, seeds=[seed],
+      learning_rates=None if learning_rate is None else [learning_rate],
+      batched=False, epochs=epochs,
+      batch_size=batch_size, source_params=source_params, test=test,
+      loss_fn=loss_fn, metrics=metrics, monitor=monitor, mode=mode,
+      restore_best=restore_best, checkpoint_dir=checkpoint_dir,
+      checkpoint_every=checkpoint_every, resume=resume, devices=devices,
+      on_chunk=on_chunk, seed_names=["seed"],
+      rate_names=["learning_rate"])
+  graph, carry = outcome.program.eval_graph, outcome.carry
+  trained = nnx.merge(graph, *jax.device_get((outcome.params, outcome.rest)))
   best = None
   if restore_best:
-    best = nnx.merge(graph, *jax.device_get(
-        (run.carry.best_params, run.carry.best_rest)))
+    best = nnx.merge(graph, *jax.device_get((carry.best_params,
+                                             carry.best_rest)))
   # The returned modules list attributes sorted by name; they remember the
   # input's depth levels (found in definition order).
   for module in (trained, best):
     if module is not None:
-      remember_depths(module, _nested(program.depths))
-  return FitResult(trained, run.history, run.carry, seconds,
-                   run.compile_seconds,
-                   best, int(run.carry.best_epoch))
-
-
-def check_sizes(epochs: Any, batch_size: Any) -> None:
-  for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
-
-
-def is_integer_seed(seed: Any) -> bool:
-  """An integer: Python, NumPy or a scalar integer array (JAX's too); not
-  a bool."""
-  integral = isinstance(seed, (int, np.integer)) or (
-      isinstance(seed, (np.ndarray, jax.Array)) and seed.ndim == 0
-      and np.issubdtype(seed.dtype, np.integer))
-  return integral and not isinstance(seed, bool)
-
-
-def check_seed(seed: Any, name: str = "seed") -> None:
-  if not is_integer_seed(seed):
-    raise ValueError(f"{name} must be an int, got {name}={seed!r}")
+      remember_depths(module, _nested(outcome.program.depths))
+  as_float = lambda value: None if value is None else float(value)
+  return FitResult(trained, outcome.history, carry, outcome.seconds,
+                   outcome.compile_seconds, best, int(carry.best_epoch),
+                   as_float(outcome.test_accuracy),
+                   as_float(outcome.best_test_accuracy))

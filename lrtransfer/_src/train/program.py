@@ -28,13 +28,17 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspection
-from lrtransfer._src.train import checks
 from lrtransfer._src.measurement import measurement
 from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
                                      group_learning_rates)
-
-# loss_fn(model, x, y) -> scalar; a metric has the same signature.
-LossFn = Callable[[nnx.Module, jax.Array, jax.Array], jax.Array]
+# The scoring rule lives in `evaluation`; its names stay importable here.
+from lrtransfer._src.train.evaluation import LossFn as LossFn
+from lrtransfer._src.train.evaluation import accuracy as accuracy
+from lrtransfer._src.train.evaluation import (
+    classification_loss as classification_loss)
+from lrtransfer._src.train.evaluation import cross_entropy as cross_entropy
+from lrtransfer._src.train.evaluation import evaluate as evaluate
+from lrtransfer._src.train.evaluation import metric_fns, scores
 
 # How often the epoch program was traced (tests count recompilations).
 TRACES: collections.Counter = collections.Counter()
@@ -74,45 +78,6 @@ class RunInputs(NamedTuple):
   data: tuple  # (train_x, train_y, val_x, val_y)
   source_params: Any  # for L2-SP, else None
   learning_rate: jax.Array  # float32 scalar base rate
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy of integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                         labels).mean()
-
-
-def classification_loss(model: nnx.Module, x: jax.Array,
-                        y: jax.Array) -> jax.Array:
-  """The default ``loss_fn``: mean cross-entropy of ``model(x)``."""
-  return cross_entropy(model(x), y)
-
-
-def accuracy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-  """The default metric: ``mean_i [argmax model(x_i) == y_i]``."""
-  return jnp.mean(jnp.argmax(model(x), -1) == y).astype(jnp.float32)
-
-
-def evaluate(model: nnx.Module, split: Any) -> tuple[float, float]:
-  """Cross-entropy and accuracy of ``model`` on ``split`` (in eval mode).
-
-  ``split``: a :class:`lrtransfer.data.Split` or an ``(x, y)`` pair of
-  arrays, as :func:`fit` takes, with integer labels in ``[0, classes)``.
-
-  ``loss = mean_i -log softmax(model(x_i))[y_i]``,
-  ``accuracy = mean_i [argmax model(x_i) == y_i]``.
-  """
-  split = checks.as_split(split, "split")
-  checks.check_finite_inputs(split, "split")
-  model = nnx.clone(model)
-  model.eval()
-  logits = model(jnp.asarray(split.x))
-  checks.check_class_labels(split.y, "split",
-                            (1, *logits.shape[1:]) if logits.ndim >= 2
-                            else None, takes_loss_fn=False)
-  labels = jnp.asarray(split.y)
-  return (float(cross_entropy(logits, labels)),
-          float(jnp.mean(jnp.argmax(logits, -1) == labels)))
 
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
@@ -235,9 +200,7 @@ class FitProgram:
 
   @property
   def metric_fns(self) -> tuple:
-    if self.metrics is not None:
-      return self.metrics
-    return (("accuracy", accuracy),) if self.loss_fn is None else ()
+    return metric_fns(self.loss_fn, self.metrics)
 
   @property
   def value_names(self) -> tuple:
@@ -263,24 +226,11 @@ class FitProgram:
         model, x, y)
 
   def evaluate(self, params, rest, x, y) -> dict:
-    """``{"val_loss": ..., "val_<metric>": ...}`` in eval mode."""
+    """``{"val_loss": ..., "val_<metric>": ...}`` in eval mode
+    (:func:`evaluation.scores`, the rule of ``lrtransfer.train.evaluate``)."""
     model = nnx.merge(self.eval_graph, params, rest)
-    if self.loss_fn is None and self.metrics is None:
-      logits = model(x)  # one forward pass for both
-      return {"val_loss": cross_entropy(logits, y),
-              "val_accuracy": jnp.mean(jnp.argmax(logits, -1) == y).astype(
-                  jnp.float32)}
-    values = {"val_loss": self.loss(model, x, y)}
-    for name, fn in self.metric_fns:
-      values[f"val_{name}"] = fn(model, x, y)
-    for key, value in values.items():
-      if jnp.shape(value) != ():  # at trace time, naming the culprit
-        what = ("loss_fn" if key == "val_loss" else
-                f"metrics[{key[len('val_'):]!r}]")
-        raise ValueError(
-            f"{what} returned shape {jnp.shape(value)}, not a scalar: "
-            "average it over the batch (e.g. jnp.mean)")
-    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+    return {f"val_{name}": value for name, value in
+            scores(model, x, y, self.loss_fn, self.metrics).items()}
 
   def init(self, params, rest, source_params, lr) -> FitCarry:
     opt_state = self.optimizer(source_params, lr).init(params)

@@ -22,6 +22,7 @@ from lrtransfer._src import sizes
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
 from lrtransfer._src.measurement import resolve_mode
 from lrtransfer._src.train.checks import ArraySplit
+from lrtransfer._src.train.evaluation import check_loss_fn, metric_table
 from lrtransfer._src.train.program import FitProgram
 
 
@@ -242,30 +243,21 @@ _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity")
 def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
                   epochs: int, batch_size: int, *, mesh=None, loss_fn=None,
                   metrics=None, monitor: str = "val_loss", mode: str = "auto",
-                  restore_best: bool = False) -> FitProgram:
-  """The (hashable) program that fine-tunes ``model``'s structure."""
+                  restore_best: bool = False,
+                  stacklevel: int = 3) -> FitProgram:
+  """The (hashable) program that fine-tunes ``model``'s structure.
+
+  ``stacklevel``: of its warnings, as ``warnings.warn``'s (3: the caller of
+  the function that calls this one).
+  """
   if not isinstance(model, nnx.Module):
     raise ValueError(f"model must be a flax.nnx.Module, got "
                      f"{type(model).__name__}")
   if not isinstance(recipe, Recipe):
     raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe, got "
                      f"{type(recipe).__name__}")
-  if loss_fn is not None and not callable(loss_fn):
-    raise ValueError(f"loss_fn must be a function (model, x, y) -> loss, "
-                     f"got {loss_fn!r}")
-  if metrics is not None:
-    if not isinstance(metrics, dict) or not all(
-        isinstance(k, str) and callable(v) for k, v in metrics.items()):
-      raise ValueError("metrics must be a dict of name -> fn(model, x, y), "
-                       f"got {metrics!r}")
-    clashes = [k for k in metrics if not k or k == "loss"]
-    if clashes:
-      raise ValueError(
-          f"metrics name {clashes[0]!r} would be logged as "
-          f"'val_{clashes[0]}'" + (", the validation loss itself (loss_fn's)"
-                                   if clashes[0] == "loss" else "")
-          + "; give the metric another name")
-    metrics = tuple(metrics.items())
+  check_loss_fn(loss_fn)
+  metrics = metric_table(metrics)
   for field, what in (("head_first_epochs", "only the head is trained"),
                       ("unfreeze_every_epochs",
                        "the layers below the head never unfreeze")):
@@ -273,14 +265,14 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
     if value is not None and value >= epochs:
       warnings.warn(f"recipe {recipe.name!r}: {field}={value} >= "
                     f"epochs={epochs}: {what} for the whole run",
-                    UserWarning, stacklevel=3)
+                    UserWarning, stacklevel=stacklevel)
   if batch_size > num_train:
     warnings.warn(
         f"batch_size={batch_size} > {num_train} training examples: each "
         "step's batch repeats examples (batches wrap around the shuffled "
         f"order, fixed shapes under jit, so some count twice); "
         f"batch_size={num_train} gives a full-batch step without repeats "
-        "for less compute", UserWarning, stacklevel=3)
+        "for less compute", UserWarning, stacklevel=stacklevel)
   if not isinstance(restore_best, bool):
     raise ValueError(f"restore_best must be True or False, got "
                      f"{restore_best!r}")
@@ -309,5 +301,5 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
     warnings.warn(
         f"mode='auto' minimises monitor={monitor!r} (only names containing "
         "'acc' are maximised); pass mode='max' if higher is better, or "
-        "mode='min' to silence this", UserWarning, stacklevel=3)
+        "mode='min' to silence this", UserWarning, stacklevel=stacklevel)
   return dataclasses.replace(program, mode=resolved)

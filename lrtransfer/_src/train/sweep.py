@@ -6,24 +6,22 @@ import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
-from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.fitting import check_seed, check_sizes
-from lrtransfer._src.train.program import LossFn, RunInputs
-from lrtransfer._src.train.checks import as_split, check_data, check_options
-from lrtransfer._src.train.runner import (ChunkedRun, build_program,
-                                          compile_cached, data_arrays,
-                                          epochs_per_call, run_description,
-                                          split_model)
+from lrtransfer._src.train.checks import check_options
+from lrtransfer._src.train.program import LossFn, _nested
+from lrtransfer._src.train.runs import run_fits
+from lrtransfer._src.transfer.depths import remember_depths
 
 
 @dataclasses.dataclass
 class SweepResult:
   """The outcome of :func:`fit_many`: a leading run axis on everything.
+
+  ``model(i)`` and ``best_model(i)`` give run ``i``'s trained model as an
+  ``nnx.Module`` (parameters and other state), as :func:`fit` returns it.
 
   Attributes:
     params: trained (evaluation) parameters, each leaf ``[runs, ...]``.
@@ -39,6 +37,11 @@ class SweepResult:
     rest: the other state (BatchNorm statistics, ...), ``[runs, ...]``.
     best_rest: with ``restore_best``, the other state at each run's best
       evaluation (what ``best_params`` was evaluated with); else None.
+    graphdef: the models' structure in eval mode (``nnx.GraphDef``), what
+      ``model(i)`` merges run ``i``'s arrays into.
+    depths: ``((path, depth), ...)``, the depth level of every parameter
+      (the returned models remember them, see
+      :func:`lrtransfer.layer_depths`).
   """
   params: Any
   history: dict[str, np.ndarray]
@@ -50,6 +53,63 @@ class SweepResult:
   best_test_accuracy: Optional[np.ndarray] = None
   rest: Any = None
   best_rest: Any = None
+  graphdef: Any = dataclasses.field(default=None, repr=False)
+  depths: Optional[tuple] = dataclasses.field(default=None, repr=False)
+
+  @property
+  def num_runs(self) -> int:
+    """The number of runs (the length of the leading axis)."""
+    return int(jax.tree.leaves(self.params)[0].shape[0])
+
+  def model(self, i: int) -> nnx.Module:
+    """Run ``i``'s trained model (evaluation parameters and other state).
+
+    Args:
+      i: the run, ``0 <= i < num_runs`` (negative counts from the end).
+
+    Returns:
+      A new ``nnx.Module`` in eval mode, as :func:`fit` returns its model.
+
+    Raises:
+      IndexError: ``i`` is not a run.
+    """
+    return self._merge(self.params, self.rest, i)
+
+  def best_model(self, i: int) -> nnx.Module:
+    """Run ``i``'s model at its best monitored evaluation (``best_epoch[i]``).
+
+    Args:
+      i: the run, ``0 <= i < num_runs`` (negative counts from the end).
+
+    Returns:
+      A new ``nnx.Module`` in eval mode, as :func:`fit`'s ``best_model``.
+
+    Raises:
+      ValueError: ``fit_many`` ran without ``restore_best=True``.
+      IndexError: ``i`` is not a run.
+    """
+    if self.best_params is None:
+      raise ValueError("best_model needs fit_many(..., restore_best=True), "
+                       "which keeps each run's best parameters")
+    return self._merge(self.best_params, self.best_rest, i)
+
+  def _merge(self, params: Any, rest: Any, i: int) -> nnx.Module:
+    if self.graphdef is None:
+      raise ValueError("this SweepResult holds no graphdef: build it with "
+                       "fit_many, or merge params and rest yourself")
+    runs = self.num_runs
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not (
+        -runs <= i < runs):
+      raise IndexError(f"run {i!r} out of range: this sweep has {runs} runs "
+                       f"(0 to {runs - 1})")
+    pick = lambda tree: jax.tree.map(lambda leaf: leaf[int(i)], tree)
+    model = nnx.merge(self.graphdef,
+                      *jax.device_get((pick(params), pick(rest))))
+    if self.depths is not None:
+      # Attributes of a merged module are sorted by name; the depth levels
+      # keep the input model's definition order.
+      remember_depths(model, _nested(self.depths))
+    return model
 
 
 def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
@@ -62,6 +122,7 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
              monitor: str = "val_loss", mode: str = "auto",
              restore_best: bool = False, checkpoint_dir: Any = None,
              checkpoint_every: Optional[int] = None, resume: bool = False,
+             devices: Optional[Sequence[jax.Device]] = None,
              on_chunk: Optional[Callable[[int], None]] = None
              ) -> SweepResult:
   """Runs several fits of one structure as a single ``jax.vmap``-ed program.
@@ -69,17 +130,40 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   Run ``i`` trains ``models[i]`` with data order ``seeds[i]`` and base rate
   ``learning_rates[i]`` (default: the recipe's). All models must share a
   structure (e.g. the same target built with different initialisation
-  seeds). Loss, metrics, ``monitor``/``mode``, ``restore_best``,
-  checkpointing and resuming work as in :func:`fit`:
-  ``results[i] = fit(models[i], recipe with learning_rates[i], seed=seeds[i])``
-  up to float reassociation, computed as ``jax.vmap`` over ``i``. The
-  compiled program is cached as :func:`fit`'s.
+  seeds). Every option works as in :func:`fit`, which runs the same code
+  for one model:
+  ``results[i] = fit(models[i], recipe, seed=seeds[i],
+  learning_rate=learning_rates[i])`` up to float reassociation, computed as
+  ``jax.vmap`` over ``i``. The compiled program is cached as :func:`fit`'s.
 
-  ``on_chunk(epochs)`` is called after each compiled call (every
-  ``checkpoint_every`` epochs, or once), e.g. to move a progress bar.
+  Args:
+    models: one model per run, all of one structure.
+    recipe: optimizer recipe (:func:`lrtransfer.recipes.default_recipes`).
+    train, val: training and validation data, as :func:`fit` takes them.
+    seeds: one data-order seed per run.
+    learning_rates: one base rate per run; default: the recipe's for all.
+    epochs, batch_size, source_params, loss_fn, metrics, monitor, mode,
+      restore_best, checkpoint_dir, checkpoint_every, resume, devices:
+      as in :func:`fit` (``devices``: each run's batch is split across
+      them).
+    test: a test split with integer labels, scored by accuracy for every
+      run (``test_accuracy``, ``best_test_accuracy``).
+    on_chunk: ``on_chunk(epochs)`` after each compiled call (every
+      ``checkpoint_every`` epochs, or once), e.g. to move a progress bar.
 
   Returns:
-    A :class:`SweepResult` with a leading run axis.
+    A :class:`SweepResult` with a leading run axis; ``result.model(i)`` is
+    run ``i``'s trained model.
+
+  Raises:
+    ValueError: as :func:`fit`; also ``models`` not a list, or ``seeds`` or
+      ``learning_rates`` not one per model.
+
+  Example::
+
+    sweep = lrtransfer.train.fit_many(targets, recipe, train, val,
+                                      seeds=[0, 1, 2], test=test)
+    print(sweep.test_accuracy, sweep.model(0))
 
   References:
     ``jax.vmap``, https://docs.jax.dev/en/latest/_autosummary/jax.vmap.html
@@ -93,70 +177,26 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
   if runs == 0 or len(seeds) != runs:
     raise ValueError(f"need one seed per model, got {len(seeds)} seeds for "
                      f"{runs} models")
-  if learning_rates is None:
-    learning_rates = [recipe.learning_rate] * runs
-  if len(learning_rates) != runs:
+  if learning_rates is not None and len(learning_rates) != runs:
     raise ValueError(f"need one learning rate per model, got "
                      f"{len(learning_rates)} for {runs} models")
-  check_sizes(epochs, batch_size)
-  for i, seed in enumerate(seeds):
-    check_seed(seed, f"seeds[{i}]")
-  train, val = as_split(train, "train"), as_split(val, "val")
-  splits = {"train": train, "val": val}
-  if test is not None:
-    splits["test"] = test = as_split(test, "test")
-  check_data(models[0], splits, loss_fn is None)
-  every = epochs_per_call(epochs, checkpoint_every)
   check_options(checkpoint_dir, checkpoint_every, resume, source_params,
                 reports_chunks=on_chunk is not None)
-  program = build_program(models[0], recipe, len(train), epochs, batch_size,
-                          loss_fn=loss_fn, metrics=metrics, monitor=monitor,
-                          mode=mode, restore_best=restore_best)
-  states = [split_model(m) for m in models]
-  params, rest = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-  inputs = RunInputs(keys, data_arrays(train, val), source_params,
-                     jnp.asarray(learning_rates, jnp.float32))
-  # Per-run axes: keys and rates vary, data and source params are shared.
-  in_axes = RunInputs(0, None, None, 0)
-  # Eager, as in fit: zeros and copies, not worth a compile.
-  carry = jax.vmap(program.init, in_axes=(0, 0, None, 0))(
-      params, rest, inputs.source_params, inputs.learning_rate)
-  checkpointer = None
-  if checkpoint_dir is not None:
-    checkpointer = RunCheckpointer(checkpoint_dir, run_description(
-        models[0], recipe, train, val, epochs, batch_size, seeds,
-        learning_rates, program))
-
-  def compile_chunk(num_epochs):
-    run, seconds = compile_cached(
-        ("run_many", program, num_epochs),
-        jax.vmap(lambda c, i: program.run(c, i, num_epochs),
-                 in_axes=(0, in_axes)), carry, inputs)
-    return (lambda c: run(c, inputs)), seconds
-
-  logs_shape = {name: jax.ShapeDtypeStruct((runs, *leaf.shape), leaf.dtype)
-                for name, leaf in program.log_shapes().items()}
-  run = ChunkedRun(compile_chunk, carry, logs_shape, epochs, every, 1,
-                   checkpointer, resume, on_chunk)
-  seconds = run.run()
-  final_params, final_rest = jax.vmap(program.final_state)(run.carry)
-  compile_seconds = run.compile_seconds
-  accuracy = best_accuracy = None
-  if test is not None:
-    test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
-    score, seconds_test = compile_cached(
-        ("test_many", program),
-        jax.vmap(program.test_accuracy, in_axes=(0, 0, None, None)),
-        final_params, final_rest, test_x, test_y)
-    compile_seconds += seconds_test
-    accuracy = np.asarray(score(final_params, final_rest, test_x, test_y))
-    if restore_best:
-      best_accuracy = np.asarray(score(run.carry.best_params,
-                                       run.carry.best_rest, test_x, test_y))
-  return SweepResult(final_params, run.history, accuracy, seconds,
-                     compile_seconds,
-                     run.carry.best_params if restore_best else None,
-                     np.asarray(run.carry.best_epoch), best_accuracy,
-                     final_rest,
-                     run.carry.best_rest if restore_best else None)
+  outcome = run_fits(
+      list(models), recipe, train, val, seeds=list(seeds),
+      learning_rates=None if learning_rates is None else list(learning_rates),
+      batched=True, epochs=epochs, batch_size=batch_size,
+      source_params=source_params, test=test, loss_fn=loss_fn,
+      metrics=metrics, monitor=monitor, mode=mode, restore_best=restore_best,
+      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+      resume=resume, devices=devices, on_chunk=on_chunk,
+      seed_names=[f"seeds[{i}]" for i in range(runs)],
+      rate_names=[f"learning_rates[{i}]" for i in range(runs)])
+  carry = outcome.carry
+  return SweepResult(
+      outcome.params, outcome.history, outcome.test_accuracy,
+      outcome.seconds, outcome.compile_seconds,
+      carry.best_params if restore_best else None,
+      np.asarray(carry.best_epoch), outcome.best_test_accuracy,
+      outcome.rest, carry.best_rest if restore_best else None,
+      graphdef=outcome.program.eval_graph, depths=outcome.program.depths)
