@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import checkpoint
+from lrtransfer._src import factory_checks
 from lrtransfer._src import interrupts
 from lrtransfer._src import sizes
 from lrtransfer._src.cnn import CNN
@@ -252,11 +253,13 @@ def is_run_checkpoint_folder(folder: Path) -> bool:
 def _check_recipes_and_seeds(recipes: Any, seeds: Any) -> None:
   """Clear errors for what a CLI user passes by habit (``seeds=3``, a list
   of recipes) and for repeated seeds (identical runs, a zero spread)."""
-  if not isinstance(recipes, Mapping) or not all(
-      isinstance(r, Recipe) for r in recipes.values()):
+  if not isinstance(recipes, Mapping):
     raise ValueError("recipes must be a dict of name -> "
                      "lrtransfer.recipes.Recipe (e.g. "
                      f"default_recipes()), got {type(recipes).__name__}")
+  for name, recipe in recipes.items():
+    if not isinstance(recipe, Recipe):
+      raise factory_checks.recipe_type_error(recipe, f"recipes[{name!r}]")
   if isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1:
     seeds = np.asarray(seeds).tolist()  # NumPy/JAX ints: accepted as ints
   if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
