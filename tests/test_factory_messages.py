@@ -11,19 +11,19 @@ from lrtransfer._src import factory_checks
 
 @pytest.mark.parametrize("field, value, message", [
     ("strategy", lrtransfer.adjust(),
-     r"recipe 'x': strategy must be a factory, called as strategy\("
+     (r"recipe 'x': strategy must be a factory, called as strategy\("
      r"steps_per_epoch, total_steps\).*got a built "
      r"GradientTransformationExtraArgs.*pass a factory such as `strategy="
-     r"lambda steps_per_epoch, total_steps: lrtransfer.adjust\(\)`"),
+     r"lambda steps_per_epoch, total_steps: lrtransfer.adjust\(\)`")),
     ("optimizer", optax.adamw(1e-3),
-     r"optimizer must be a factory, called as optimizer\(learning_rate\).*"
-     r"got a built .*`optimizer=lambda lr: optax.adamw\(lr\)`"),
+     (r"optimizer must be a factory, called as optimizer\(learning_rate\).*"
+     r"got a built .*`optimizer=lambda lr: optax.adamw\(lr\)`")),
     ("eval_params", optax.sgd(0.1),
-     r"eval_params must be a function.*got a built .*"
-     r"optax.contrib.schedule_free_eval_params"),
+     (r"eval_params must be a function.*got a built .*"
+     r"optax.contrib.schedule_free_eval_params")),
     ("depth_fn", {"layers": 0},
-     r"depth_fn must be a function, called as depth_fn\(path\).*"
-     r"got \{'layers': 0\}; e.g. `depth_fn=lambda path"),
+     (r"depth_fn must be a function, called as depth_fn\(path\).*"
+     r"got \{'layers': 0\}; e.g. `depth_fn=lambda path")),
     ("strategy", 0.5, r"strategy must be a factory.*got 0.5; e.g."),
 ])
 def test_a_value_that_is_not_the_factory_is_refused_with_the_fix(
@@ -74,11 +74,11 @@ def test_factories_that_fit_are_accepted(field, value):
 
 @pytest.mark.parametrize("value, message", [
     (recipes.recommended_recipe,
-     r"recipes\['a'\] must be a lrtransfer.recipes.Recipe, got function: "
-     r"call it \(recommended_recipe\(\)\)"),
+     (r"recipes\['a'\] must be a lrtransfer.recipes.Recipe, got function: "
+     r"call it \(recommended_recipe\(\)\)")),
     (optax.adam(1e-3),
-     r"recipes\['a'\] must be .*got GradientTransformationExtraArgs: .*"
-     r"Recipe\('mine', 0.01, optimizer=lambda lr: optax.adamw\(lr\)"),
+     (r"recipes\['a'\] must be .*got GradientTransformationExtraArgs: .*"
+     r"Recipe\('mine', 0.01, optimizer=lambda lr: optax.adamw\(lr\)")),
     ("adjust", r"got str; e.g. lrtransfer.recipes.recommended_recipe\(\)"),
 ])
 def test_compare_names_a_recipe_entry_that_is_not_a_recipe(value, message):

@@ -84,8 +84,9 @@ EXAMPLES = {
                         lrtransfer.learning_rates(ns["optimizer"].opt_state,
                                                   0.1))),
     "all_but_head = ": (
-        "target_from_source copies the body but its last level by default, "
-        "the whole body with transfer_layers= the levels below the head",
+        ("target_from_source copies the body but its last level by "
+         "default, the whole body with transfer_layers= the levels below "
+         "the head"),
         lambda ns: _copied(ns["default"]) == {"hidden/0"}
         and _copied(ns["all_but_head"]) == {"hidden/0", "hidden/1"}),
     "checkpoint.save_params(": (

@@ -12,24 +12,28 @@ common mistake; the messages here name the fix, at construction.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any
 
 import optax
 
 # What each function-taking field of Recipe is, what it is called with,
 # and a value that works.
 FACTORY_FIELDS = {
-    "strategy": ("a factory", "strategy(steps_per_epoch, total_steps) -> "
-                 "transformation", ("steps_per_epoch", "total_steps"),
-                 "strategy=lambda steps_per_epoch, total_steps: "
-                 "lrtransfer.adjust()"),
-    "optimizer": ("a factory", "optimizer(learning_rate) -> transformation",
-                  ("learning_rate",), "optimizer=lambda lr: optax.adamw(lr)"),
-    "eval_params": ("a function", "eval_params(base_optimizer_state, params) "
-                    "-> params", ("base_optimizer_state", "params"),
-                    "eval_params=optax.contrib.schedule_free_eval_params"),
-    "depth_fn": ("a function", "depth_fn(path) -> int", ("path",),
-                 "depth_fn=lambda path: 0 if path[0] == 'body' else 1"),
+    "strategy": (
+        "a factory",
+        "strategy(steps_per_epoch, total_steps) -> transformation",
+        ("steps_per_epoch", "total_steps"),
+        "strategy=lambda steps_per_epoch, total_steps: lrtransfer.adjust()"),
+    "optimizer": (
+        "a factory", "optimizer(learning_rate) -> transformation",
+        ("learning_rate",), "optimizer=lambda lr: optax.adamw(lr)"),
+    "eval_params": (
+        "a function", "eval_params(base_optimizer_state, params) -> params",
+        ("base_optimizer_state", "params"),
+        "eval_params=optax.contrib.schedule_free_eval_params"),
+    "depth_fn": (
+        "a function", "depth_fn(path) -> int", ("path",),
+        "depth_fn=lambda path: 0 if path[0] == 'body' else 1"),
 }
 
 # lrtransfer's strategy functions: they take the strategy's own settings,
@@ -44,7 +48,7 @@ def _is_strategy_function(value: Any) -> bool:
           and getattr(value, "__name__", None) in _STRATEGY_FUNCTIONS)
 
 
-def _takes(value: Any, num_args: int) -> Optional[bool]:
+def _takes(value: Any, num_args: int) -> bool | None:
   """Whether ``value`` accepts ``num_args`` positional arguments (None: its
   signature cannot be read, e.g. some builtins)."""
   try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -233,7 +234,7 @@ def update_count(state: Any) -> jax.Array:
 
 
 def effective_learning_rate(
-    state: Any, base_learning_rate: Union[float, Callable[[Any], Any]]
+    state: Any, base_learning_rate: float | Callable[[Any], Any]
 ) -> jax.Array:
   """The rate of the most recent update: base rate times the strategies'
   scale.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -43,7 +44,7 @@ def _acting(located: list, group: tuple) -> list:
 
 
 def learning_rates(state: Any,
-                   base_learning_rate: Union[float, Callable[[Any], Any]]
+                   base_learning_rate: float | Callable[[Any], Any]
                    ) -> dict[str, float]:
   """The learning rate each parameter group trains with now, as floats.
 

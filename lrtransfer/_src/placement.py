@@ -28,6 +28,7 @@ import warnings
 from typing import Any
 
 import jax
+
 from lrtransfer._src import state_finder
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
