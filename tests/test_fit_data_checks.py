@@ -338,10 +338,9 @@ def test_a_batch_larger_than_the_data_warns():
 
 # User mistakes that would otherwise surface as another library's message.
 def test_a_strategy_that_is_not_a_factory_is_explained():
-  recipe = recipes.Recipe("r", 0.1, strategy=lrtransfer.adjust)
-  with pytest.raises(ValueError, match=r"strategy must be a factory "
-                     r"f\(steps_per_epoch, total_steps\)"):
-    train.fit(Net(8, nnx.Rngs(0)), recipe, (X, Y), (X, Y), epochs=1)
+  with pytest.raises(ValueError, match=r"strategy must be a factory, called "
+                     r"as strategy\(steps_per_epoch, total_steps\)"):
+    recipes.Recipe("r", 0.1, strategy=lrtransfer.adjust)
   returns_text = recipes.Recipe("r", 0.1, strategy=lambda spe, t: "adjust")
   with pytest.raises(ValueError, match="it returned str"):
     train.fit(Net(8, nnx.Rngs(0)), returns_text, (X, Y), (X, Y), epochs=1)

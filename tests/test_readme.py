@@ -12,6 +12,7 @@ something other than ``import``.
 import pathlib
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -38,6 +39,14 @@ README_MARKERS = ("<!-- commands -->", "<!-- own-loop -->",
 
 def _scale(namespace):
   return float(lrtransfer.current_scale(namespace["state"]))
+
+
+def _copied(model):
+  """The layers ``transferred_mask`` marks copied, as "hidden/0", "head"."""
+  mask = lrtransfer.models.transferred_mask(model)
+  return {"/".join(str(getattr(k, "key", k)) for k in path[:-1])
+          for path, copied in jax.tree_util.tree_leaves_with_path(mask)
+          if copied}
 
 
 # marker (a text only that example contains) -> (what it shows, check).
@@ -74,6 +83,12 @@ EXAMPLES = {
                     and 0 < r["level 1"] <= 0.1)(
                         lrtransfer.learning_rates(ns["optimizer"].opt_state,
                                                   0.1))),
+    "all_but_head = ": (
+        ("target_from_source copies the body but its last level by "
+         "default, the whole body with transfer_layers= the levels below "
+         "the head"),
+        lambda ns: _copied(ns["default"]) == {"hidden/0"}
+        and _copied(ns["all_but_head"]) == {"hidden/0", "hidden/1"}),
     "checkpoint.save_params(": (
         "a source saved and restored with orbax fine-tunes the digits task",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),

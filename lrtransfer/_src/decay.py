@@ -51,7 +51,10 @@ def schedule_scale(schedule: optax.Schedule
     Restarts" (cosine), 2017, https://arxiv.org/abs/1608.03983
   """
   if not callable(schedule):
-    raise ValueError(f"schedule must be callable, got schedule={schedule!r}")
+    raise ValueError(
+        f"schedule must be a function of the step count, got schedule="
+        f"{schedule!r}; e.g. optax.cosine_decay_schedule(1.0, 1000) or "
+        "lrtransfer.decay_schedule(0.99, every_steps=100)")
 
   def init_fn(params: optax.Params) -> ScheduleScaleState:
     del params

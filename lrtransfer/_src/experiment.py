@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import checkpoint
+from lrtransfer._src import factory_checks
 from lrtransfer._src import interrupts
 from lrtransfer._src import sizes
 from lrtransfer._src.cnn import CNN
@@ -247,12 +248,15 @@ def is_run_checkpoint_folder(folder: Path) -> bool:
 
 
 def _check_recipes(recipes: Any) -> None:
-  """A clear error for what a CLI user passes by habit (a list of recipes)."""
-  if not isinstance(recipes, Mapping) or not all(
-      isinstance(r, Recipe) for r in recipes.values()):
+  """A clear error for what a CLI user passes by habit (a list of recipes,
+  a recipe function not called, a bare transformation)."""
+  if not isinstance(recipes, Mapping):
     raise ValueError("recipes must be a dict of name -> "
                      "lrtransfer.recipes.Recipe (e.g. "
                      f"default_recipes()), got {type(recipes).__name__}")
+  for name, recipe in recipes.items():
+    if not isinstance(recipe, Recipe):
+      raise factory_checks.recipe_type_error(recipe, f"recipes[{name!r}]")
 
 
 def compare(task: TransferTask, recipes: Mapping[str, Recipe],

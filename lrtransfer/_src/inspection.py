@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrtransfer._src import placement
 from lrtransfer._src import state_finder
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
@@ -94,6 +96,10 @@ def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
   Raises:
     ValueError: a group has no strategy and ``missing`` is None.
 
+  Warns:
+    UserWarning: a strategy sits before a transformation that normalises
+      its input (Adam, RMSProp, Lion, ...), as :func:`current_scale` does.
+
   Example::
 
     tx = optax.partition({"body": optax.chain(sgd, lrtransfer.decay(0.9)),
@@ -101,6 +107,7 @@ def group_scales(state: Any, *, missing: Any = 1.0) -> dict[str, jax.Array]:
                          labels)
     lrtransfer.group_scales(state)  # {"body": ..., "head": ...}
   """
+  placement.warn_if_normalised(state, "group_scales")
   found, groups = located_strategies(state)
   leaves = parameter_groups(groups)
   out = {}
@@ -127,6 +134,13 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
   ``optax.partition`` that has other groups, no single scale is every
   group's rate: that is an error, use :func:`group_scales`.
 
+  The scale is the step's only where the strategy comes after the base
+  optimizer. Chained before a transformation that normalises its input
+  (``optax.chain(lrtransfer.decay(0.5), optax.adam(1e-2))``: Adam, AdamW,
+  RMSProp, Adagrad, Adafactor, Lion, Rprop, ...) the scale is divided out
+  again; the state shows that order, and a ``UserWarning`` says where to
+  put the strategy (once at trace time under ``jax.jit``).
+
   Args:
     state: an optimizer state or an ``nnx.Optimizer``.
     missing: the scale to return when the state holds no strategy (e.g.
@@ -139,7 +153,23 @@ def current_scale(state: Any, *, missing: Any = None) -> jax.Array:
     ValueError: the state holds no lrtransfer strategy and ``missing`` is
       None, or a strategy inside one group of an ``optax.partition`` with
       several groups.
+
+  Warns:
+    UserWarning: a strategy sits before a transformation that normalises
+      its input, so the scale read here is not the step's.
+
+  Example::
+
+    tx = optax.chain(optax.adam(1e-2), lrtransfer.decay(0.5))
+    state = tx.init(params)
+    lrtransfer.current_scale(state)  # 1.0, then 0.5 ** t
   """
+  placement.warn_if_normalised(state, "current_scale")
+  return _current_scale(state, missing)
+
+
+def _current_scale(state: Any, missing: Any) -> jax.Array:
+  """:func:`current_scale` without the placement warning."""
   found, groups = located_strategies(state)
   if not found and missing is not None:
     return jnp.asarray(missing, jnp.float32)
@@ -174,11 +204,90 @@ def common_scale(state: Any) -> jax.Array:
   return product_of_scales(s for g, s in found if _covers_all(g, all_groups))
 
 
-def effective_learning_rate(state: Any, base_learning_rate: float
-                            ) -> jax.Array:
-  """``base_learning_rate * current_scale(state)``."""
+# States whose count is the number of updates a schedule has seen, most
+# faithful first: the base optimizer's own schedule counter, then
+# inject_hyperparams', then the counters of Adam and of lrtransfer's
+# strategies (every one counts the updates applied, also inside
+# MultiSteps, which updates its inner state once per gradient step).
+STEP_COUNTERS = (
+    optax.ScaleByScheduleState,
+    optax.InjectHyperparamsState,
+    optax.InjectStatefulHyperparamsState,
+    optax.ScaleByAdamState,
+    ScheduleScaleState,
+    DynamicState,
+)
+
+
+def update_count(state: Any) -> jax.Array:
+  """The number of updates done, read from the first counter found in the
+  order of :data:`STEP_COUNTERS` (int32)."""
+  found = state_finder.find_states(state, STEP_COUNTERS)
+  if not found:
+    raise ValueError(
+        "effective_learning_rate: a schedule needs the step count, and this "
+        "optimizer state has no step counter ("
+        + ", ".join(cls.__name__ for cls in STEP_COUNTERS) + "); give the "
+        "schedule to the optimizer (optax.sgd(schedule, momentum=0.9) keeps "
+        "a ScaleByScheduleState) or pass a number as the base rate.")
+  return jnp.asarray(found[0][1].count, jnp.int32)
+
+
+def effective_learning_rate(
+    state: Any, base_learning_rate: float | Callable[[Any], Any]
+) -> jax.Array:
+  """The rate of the most recent update: base rate times the strategies'
+  scale.
+
+  ``base_learning_rate * current_scale(state)`` for a number; for an Optax
+  schedule (a function of the step count) ``schedule(t) *
+  current_scale(state)`` with ``t = max(count - 1, 0)`` the index of the
+  most recent update, ``count`` the updates done so far, as the state's
+  ``scale`` is the most recent update's (and ``optax.inject_hyperparams``
+  stores that update's hyperparameters). ``count`` is read from the first
+  of these states found: ``optax.ScaleByScheduleState`` (what
+  ``optax.sgd(schedule)`` and the other aliases keep, the count the
+  schedule itself reads), ``optax.InjectHyperparamsState``,
+  ``optax.ScaleByAdamState``, then the strategies' own counters
+  (:func:`lrtransfer.decay`'s and :func:`lrtransfer.dynamic`'s).
+
+  A strategy chained before a transformation that normalises its input
+  (Adam, RMSProp, Lion, ...) has its scale divided out: the rate returned
+  is not the step's, and a ``UserWarning`` says where to put the strategy
+  (see :func:`current_scale`).
+
+  Args:
+    state: an optimizer state or an ``nnx.Optimizer``.
+    base_learning_rate: the base optimizer's rate: a number, or the Optax
+      schedule given to it.
+
+  Returns:
+    A float32 scalar (works under ``jax.jit``).
+
+  Raises:
+    ValueError: ``base_learning_rate`` is neither a number nor a callable;
+      a schedule with no step counter in the state; the cases of
+      :func:`current_scale`.
+
+  Warns:
+    UserWarning: a strategy sits before a normalising transformation.
+
+  Example::
+
+    schedule = optax.cosine_decay_schedule(0.1, 1000)
+    tx = optax.chain(optax.sgd(schedule, momentum=0.9), lrtransfer.adjust())
+    ...
+    lrtransfer.effective_learning_rate(state, schedule)
+  """
+  if callable(base_learning_rate):
+    placement.warn_if_normalised(state, "effective_learning_rate")
+    step = jnp.maximum(update_count(state) - 1, 0)
+    rate = jnp.asarray(base_learning_rate(step), jnp.float32)
+    return rate * _current_scale(state, None)
   if isinstance(base_learning_rate, (str, bool)) or not isinstance(
       base_learning_rate, (numbers.Real, np.ndarray, jax.Array)):
-    raise ValueError(f"base_learning_rate must be a number, got "
-                     f"{base_learning_rate!r}")
-  return base_learning_rate * current_scale(state)
+    raise ValueError(
+        "base_learning_rate must be a number or an Optax schedule (a "
+        f"function of the step count), got {base_learning_rate!r}")
+  placement.warn_if_normalised(state, "effective_learning_rate")
+  return base_learning_rate * _current_scale(state, None)

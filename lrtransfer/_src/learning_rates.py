@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import optax
 
 from lrtransfer._src import inspection
+from lrtransfer._src import placement
 from lrtransfer._src import state_finder
 from lrtransfer._src import validation
 from lrtransfer._src.transfer.layerwise import LayerwiseScaleState
@@ -41,7 +43,9 @@ def _acting(located: list, group: tuple) -> list:
   return [found for where, found in located if group[:len(where)] == where]
 
 
-def learning_rates(state: Any, base_learning_rate: float) -> dict[str, float]:
+def learning_rates(state: Any,
+                   base_learning_rate: float | Callable[[Any], Any]
+                   ) -> dict[str, float]:
   """The learning rate each parameter group trains with now, as floats.
 
   A group's rate is ``base_learning_rate`` times the scale of the
@@ -62,21 +66,30 @@ def learning_rates(state: Any, base_learning_rate: float) -> dict[str, float]:
 
   The rates are those of the most recent update (the state's scales); with
   an adaptive base optimizer (Adam, ...) they scale its step, not the
-  gradient.
+  gradient. A strategy chained *before* such an optimizer has its scale
+  normalised away: a ``UserWarning`` says so and where to put it (see
+  :func:`lrtransfer.current_scale`).
 
   Args:
     state: an optimizer state, e.g. ``nnx.Optimizer.opt_state``, or the
       ``nnx.Optimizer`` itself; not traced (call it outside ``jax.jit``).
     base_learning_rate: the rate given to the base optimizer (e.g.
-      ``optax.sgd(base_learning_rate, momentum=0.9)``).
+      ``optax.sgd(base_learning_rate, momentum=0.9)``), or the Optax
+      schedule given to it, read at the most recent update's step as
+      :func:`lrtransfer.effective_learning_rate` reads it.
 
   Returns:
     ``{group: rate}`` as Python floats rounded to float32 precision (7
     significant digits), groups sorted, levels input side first.
 
   Raises:
-    ValueError: ``base_learning_rate`` is not a finite number, the state is
-      traced (under ``jax.jit``) or holds several runs.
+    ValueError: ``base_learning_rate`` is not a finite number or a
+      schedule, the state is traced (under ``jax.jit``) or holds several
+      runs, or a schedule meets a state without a step counter.
+
+  Warns:
+    UserWarning: a strategy sits before a transformation that normalises
+      its input (Adam, RMSProp, Lion, ...).
 
   Example::
 
@@ -86,10 +99,15 @@ def learning_rates(state: Any, base_learning_rate: float) -> dict[str, float]:
     lrtransfer.learning_rates(optimizer.opt_state, 0.05)
     # {'level 0': 0.0125, 'level 1': 0.025, 'level 2': 0.05}
   """
+  state = state_finder.pure_state(state)
+  if callable(base_learning_rate):
+    step = np.maximum(_concrete(inspection.update_count(state), "scalar") - 1,
+                      0)
+    base_learning_rate = float(_concrete(base_learning_rate(step), "scalar"))
   validation.check_finite("base_learning_rate", base_learning_rate)
   if validation.is_jax_value(base_learning_rate):
     base_learning_rate = _concrete(base_learning_rate, "scalar")
-  state = state_finder.pure_state(state)
+  placement.warn_if_normalised(state, "learning_rates")
   partition_paths = [path for path, _ in state_finder.find_states(
       state, optax.transforms.PartitionState)]
 

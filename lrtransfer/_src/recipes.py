@@ -35,6 +35,7 @@ from flax import nnx
 import lrtransfer._src.adjust as adjust_lib
 import lrtransfer._src.decay as decay_lib
 import lrtransfer._src.dynamic as dynamic_lib
+from lrtransfer._src import factory_checks
 from lrtransfer._src import inspection
 from lrtransfer._src import state_finder
 from lrtransfer._src import validation
@@ -128,13 +129,9 @@ class Recipe:
     if self.head is not None and not isinstance(self.head, (str, tuple)):
       raise ValueError(f"head must be an attribute name or a path tuple, got "
                        f"{self.head!r}")
-    for field in ("strategy", "optimizer", "eval_params", "depth_fn"):
-      value = getattr(self, field)
-      if value is not None and not callable(value):
-        raise ValueError(f"{field} must be a function or None, got {value!r}"
-                         + (": pass a factory such as `lambda lr: "
-                            "optax.adamw(lr)`, not a built optimizer"
-                            if field == "optimizer" else ""))
+    for field in factory_checks.FACTORY_FIELDS:
+      factory_checks.check_factory(field, getattr(self, field),
+                                   f"recipe {self.name!r}")
 
 
 def build_optimizer(recipe: Recipe, *, steps_per_epoch: int, total_steps: int,

@@ -63,3 +63,21 @@ def find_states(state: Any, kind: Union[type, tuple[type, ...]]
         state, cls.__name__,
         filtering=lambda _, node, cls=cls: isinstance(node, cls))
   return found
+
+
+def find_named_states(state: Any, names: tuple[str, ...]
+                      ) -> list[tuple[KeyPath, Any]]:
+  """Like :func:`find_states`, for NamedTuple states given by class name.
+
+  For states of other libraries whose classes are not all exported (optax
+  keeps e.g. ``ScaleByRmsWithCountState`` private): a name that no class
+  in ``state`` has matches nothing.
+  """
+  state = pure_state(state)
+  found: list[tuple[KeyPath, Any]] = []
+  for name in names:
+    found += optax.tree_utils.tree_get_all_with_path(
+        state, name,
+        filtering=lambda _, node, name=name: (
+            type(node).__name__ == name and hasattr(node, "_fields")))
+  return found

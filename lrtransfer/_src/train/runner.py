@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from lrtransfer._src.models import transferred_mask
 from lrtransfer._src.transfer.depths import layer_depths, normalize_path
 from lrtransfer._src.recipes import Recipe
+from lrtransfer._src import factory_checks
 from lrtransfer._src import sizes
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
 from lrtransfer._src.measurement import resolve_mode
@@ -254,8 +255,7 @@ def build_program(model: nnx.Module, recipe: Recipe, num_train: int,
     raise ValueError(f"model must be a flax.nnx.Module, got "
                      f"{type(model).__name__}")
   if not isinstance(recipe, Recipe):
-    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe, got "
-                     f"{type(recipe).__name__}")
+    raise factory_checks.recipe_type_error(recipe, "recipe")
   check_loss_fn(loss_fn)
   metrics = metric_table(metrics)
   for field, what in (("head_first_epochs", "only the head is trained"),
