@@ -10,6 +10,8 @@ from sklearn.datasets import load_digits
 
 import lrtransfer
 from lrtransfer._src import sizes
+from lrtransfer._src.checkpoint import CheckpointError
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_engine as engine
 from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
@@ -160,8 +162,8 @@ def test_pbt_copies_the_leaders_state_and_perturbs_its_rate(digits, source):
                                        "val_loss": latest})
   before = jax.tree.map(np.asarray, pop.carry)
   rule = rules.PBT(fraction=0.25, perturb=(0.5, 2.0))
-  decisions = engine._exploit(pop, rule, 1, [np.random.default_rng(0)])
-  (member, leader, rate), = decisions[0].copies
+  copies = engine._exploit(pop, rule, 1)
+  (member, leader, rate), = copies[0][~np.isnan(copies[0, :, 0])]
   assert (member, leader) == (0, 2)
   assert rate / 0.04 in (0.5, 2.0) and pop.rates[0, 0] == rate
   assert pop.params_from[0, 0] == 2
@@ -268,3 +270,44 @@ def test_schedule_configs_refuse_bad_values():
     rules.PBT(fraction=0.8)
   with pytest.raises(ValueError, match="interval must be an int >= 1"):
     rules.PBT(interval=0)
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_an_interrupted_population_resumes_to_the_same_result(
+    digits, source, tmp_path, monkeypatch):
+  train, val, _ = digits
+  call = dict(num_outputs=5, learning_rates=(0.003, 0.03, 0.3), epochs=9,
+              batch_size=32, seeds=[0, 1], schedule="halving")
+  whole = lrtransfer.train.fit_auto(source, train, val, **call)
+  original = RunCheckpointer.save
+  saves = []
+
+  def save_then_stop(self, epoch, state):
+    original(self, epoch, state)
+    saves.append(epoch)
+    if len(saves) == 2:  # after the second rung
+      raise _Stop
+
+  monkeypatch.setattr(RunCheckpointer, "save", save_then_stop)
+  with pytest.raises(_Stop):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              **call)
+  monkeypatch.setattr(RunCheckpointer, "save", original)
+  with pytest.raises(CheckpointError, match="pass resume=True"):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              **call)
+  resumed = lrtransfer.train.fit_auto(source, train, val,
+                                      checkpoint_dir=tmp_path, resume=True,
+                                      **call)
+  assert saves == [1, 3]
+  np.testing.assert_array_equal(resumed.chosen, whole.chosen)
+  np.testing.assert_allclose(resumed.history["val_loss"],
+                             whole.history["val_loss"], rtol=1e-6)
+  assert resumed.decisions == whole.decisions
+  assert resumed.members == whole.members
+  with pytest.raises(CheckpointError, match="different run"):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              resume=True, **{**call, "epochs": 10})

@@ -29,7 +29,10 @@ from lrtransfer._src.train.fitting import check_seed, check_sizes
 from lrtransfer._src.train.population_engine import Population, run_population
 from lrtransfer._src.train.population_rules import Decision
 from lrtransfer._src.train.program import LossFn, _nested
-from lrtransfer._src.train.runner import build_program, split_model
+from lrtransfer._src.checkpoint import CheckpointError
+from lrtransfer._src.run_checkpoint import RunCheckpointer
+from lrtransfer._src.train.runner import (build_program, run_description,
+                                          split_model)
 from lrtransfer._src.transfer.depths import remember_depths
 
 # The candidate base rates: 100x around the usual fine-tuning rates, the
@@ -115,6 +118,23 @@ class AutoResult:
         (take(self._best_params), take(self._best_rest))))
     remember_depths(module, self._depths)
     return module
+
+  def summary(self) -> dict:
+    """JSON-able figures: test accuracy, the chosen members, compute, the
+    member table and the decisions."""
+    chosen = [self.members[s * len(self.candidates) + int(k)]._asdict()
+              for s, k in enumerate(self.chosen)]
+    out = {"monitor": self.monitor, "mode": self.mode,
+           "seeds": list(self.seeds), "chosen": chosen,
+           "member_epochs": self.member_epochs, "compute_runs": self.compute,
+           "seconds": self.seconds, "compile_seconds": self.compile_seconds,
+           "members": [row._asdict() for row in self.members],
+           "decisions": [d._asdict() for d in self.decisions]}
+    if self.test_accuracy is not None:
+      out.update(test_accuracy=self.test_accuracy.tolist(),
+                 test_accuracy_mean=float(self.test_accuracy.mean()),
+                 test_accuracy_std=float(self.test_accuracy.std()))
+    return out
 
   def table(self, seed_index: int = 0) -> str:
     """The member table of one seed's population as aligned text."""
@@ -295,8 +315,13 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
                 for s in range(len(seed_list))],
       np.asarray([[c.learning_rate for c in cands]] * len(seed_list)),
       seed_list, train, val)
-  outcome = run_population(population, plan_rule, epochs, checkpoint_dir,
-                           resume, recipe)
+  checkpointer = None
+  if checkpoint_dir is not None:
+    checkpointer = _checkpointer(checkpoint_dir, resume, first, recipe,
+                                 program, train, val, epochs, batch_size,
+                                 seed_list, cands, plan_rule)
+  outcome = run_population(population, plan_rule, epochs, checkpointer,
+                           resume)
 
   chosen = outcome.chosen
   lineage = [option_of[outcome.params_from[s, chosen[s]]]
@@ -329,6 +354,24 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       outcome.compile_seconds, program.monitor, program.mode,
       tuple(seed_list), outcome.best_params, outcome.best_rest, graphs,
       _nested(program.depths), lineage)
+
+
+def _checkpointer(folder, resume, model, recipe, program, train, val,
+                  epochs, batch_size, seeds, cands, rule) -> RunCheckpointer:
+  """The population's checkpoint folder; refuses to start afresh over an
+  earlier call's saves (they would be mixed with this call's)."""
+  description = {
+      **run_description(model, recipe, train, val, epochs, batch_size, seeds,
+                        sorted({c.learning_rate for c in cands}), program),
+      "members": [list(c) for c in cands], "schedule": repr(rule)}
+  checkpointer = RunCheckpointer(folder, description)
+  if not resume and checkpointer.latest_epoch() is not None:
+    checkpointer.close()
+    raise CheckpointError(
+        f"{checkpointer.directory} holds population checkpoints of an "
+        "earlier call; pass resume=True to continue it, or use an empty "
+        "folder")
+  return checkpointer
 
 
 def _check_seeds(seeds: Any) -> list[int]:

@@ -118,15 +118,20 @@ def head_fits(source: nnx.Module, target: nnx.Module, *, head=None,
 def member_model(source: nnx.Module, option: tuple[int, bool], seed: int, *,
                  num_outputs: Optional[int], target: Optional[nnx.Module],
                  head=None, depth_fn=None) -> nnx.Module:
-  """The initial model of a member with copy depth ``option`` for ``seed``:
-  fresh layers from ``nnx.Rngs(seed)`` (with ``target=``, the target's own
-  initial values, whatever the seed)."""
+  """The initial model of a member with copy depth ``option`` for ``seed``.
+
+  Fresh layers come from ``nnx.Rngs(1000 + seed)``, the rule of
+  :func:`lrtransfer.experiment.target_models` (away from the seeds a source
+  is usually trained with), so a member starts exactly where the grid run
+  of ``experiment.compare`` with that seed, rate and copy depth starts.
+  With ``target=``, every seed starts from the target's own initial values.
+  """
   depth, keep = option
   if target is not None:
     return target_from_source(source, target=target, transfer_layers=depth,
                               keep_head=keep, head=head, depth_fn=depth_fn)
   return target_from_source(source, num_outputs, transfer_layers=depth,
-                            keep_head=keep, rngs=nnx.Rngs(int(seed)),
+                            keep_head=keep, rngs=nnx.Rngs(1000 + int(seed)),
                             head=head, depth_fn=depth_fn)
 
 
