@@ -235,7 +235,7 @@ def test_an_absurd_population_is_refused_before_members_are_built(
     lrtransfer.train.fit_auto(
         source, train, val, num_outputs=5,
         learning_rates=tuple(0.001 * (1 + i) for i in range(200)),
-        epochs=2, seeds=[0, 1, 2])
+        schedule="full", epochs=2, seeds=[0, 1, 2])
   assert len(built) == 1  # the one model the sizes are read from
 
 
@@ -311,3 +311,38 @@ def test_an_interrupted_population_resumes_to_the_same_result(
   with pytest.raises(CheckpointError, match="different run"):
     lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
                               resume=True, **{**call, "epochs": 10})
+
+
+_TWO_DEVICES = """
+import jax, numpy as np
+from flax import nnx
+from sklearn.datasets import load_digits
+import lrtransfer
+assert jax.device_count() == 2
+x, y = load_digits(return_X_y=True)
+x, y = (x / 16).astype(np.float32), (y % 5).astype(np.int32)
+source = lrtransfer.models.MLP(64, (16, 8), 10, rngs=nnx.Rngs(42))
+runs = [lrtransfer.train.fit_auto(
+    source, (x[:120], y[:120]), (x[120:240], y[120:240]), num_outputs=5,
+    learning_rates=(0.01, 0.1), transfer_layers=(0, 2), epochs=4,
+    batch_size=32, schedule="halving", devices=devices)
+    for devices in (None, jax.devices())]
+one, two = runs
+assert list(one.chosen) == list(two.chosen), (one.chosen, two.chosen)
+assert one.decisions == two.decisions
+np.testing.assert_allclose(one.history["val_loss"], two.history["val_loss"],
+                           rtol=1e-4, atol=1e-5)
+print("OK")
+"""
+
+
+def test_data_parallel_over_two_devices_matches_one_device():
+  import os
+  import subprocess
+  import sys
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+      os.environ.get("XLA_FLAGS", "")
+      + " --xla_force_host_platform_device_count=2").strip())
+  done = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]

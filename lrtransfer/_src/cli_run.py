@@ -26,7 +26,7 @@ import numpy as np
 from lrtransfer._src import cli_auto, cli_settings
 from lrtransfer._src.cli_options import (HIDDEN, UsageError,
                                          check_transfer_layers, load_task,
-                                         select_methods, user_files)
+                                         user_files)
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 
 

@@ -40,7 +40,8 @@ def write_member_plot(result, path: Path, title: str = "",
             color=f"C{rates.index(candidate.learning_rate) % 10}",
             linestyle=styles[depth % len(styles)],
             linewidth=2.5 if chosen else 1.0, alpha=1.0 if chosen else 0.7,
-            marker=".", markersize=4)  # a member stopped after one epoch is a dot
+            # A member stopped after one epoch shows as a dot.
+            marker=".", markersize=4)
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"{name.replace('_', ' ')} (seed {result.seeds[seed_index]})")
   ax.set_title(f"{title}: {len(result.candidates)} members, "

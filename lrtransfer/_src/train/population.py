@@ -12,7 +12,6 @@ of epochs; the member with the best validation value wins, never by test.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
@@ -21,17 +20,18 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import sizes
+from lrtransfer._src.checkpoint import CheckpointError
 from lrtransfer._src.recipes import Recipe
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.train.checks import as_split, check_data
-from lrtransfer._src.train.fitting import check_seed, check_sizes
-from lrtransfer._src.train.population_engine import Population, run_population
-from lrtransfer._src.train.population_rules import Decision
+from lrtransfer._src.train.population_engine import (Population,
+                                                     decision_epochs,
+                                                     run_population)
 from lrtransfer._src.train.program import LossFn, _nested
-from lrtransfer._src.checkpoint import CheckpointError
-from lrtransfer._src.run_checkpoint import RunCheckpointer
-from lrtransfer._src.train.runner import (build_program, run_description,
+from lrtransfer._src.train.runner import (build_program, compile_cached,
+                                          data_mesh, run_description,
                                           split_model)
 from lrtransfer._src.transfer.depths import remember_depths
 
@@ -258,7 +258,9 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   """
   rates = members_lib.check_learning_rates(learning_rates)
   plan_rule = rules.as_schedule(schedule)
-  check_sizes(epochs, batch_size)
+  for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    if not _is_int(value) or value < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
   seed_list = _check_seeds(seeds)
   recipe = _member_recipe(recipe, rates[0])
   if (num_outputs is None) == (target is None):
@@ -284,18 +286,16 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   else:
     options = members_lib.check_depths(transfer_layers, levels)
   cands = members_lib.candidates(rates, options)
+  decision_epochs(plan_rule, len(cands), epochs)  # over budget: refused now
   check_data(first, splits, loss_fn is None)
+  mesh = data_mesh(devices, batch_size)
   program = build_program(first, recipe, len(train), epochs, batch_size,
-                          loss_fn=loss_fn, metrics=metrics, monitor=monitor,
-                          mode=mode, restore_best=True)
+                          mesh=mesh, loss_fn=loss_fn, metrics=metrics,
+                          monitor=monitor, mode=mode, restore_best=True)
   # What was copied differs between members; nothing reads it once L2-SP
   # is refused, and one program must serve them all.
   program = dataclasses.replace(program, transferred=None)
   _check_memory(first, program, len(cands), len(seed_list), epochs)
-  if devices is not None and len(devices) > 1:
-    raise NotImplementedError(
-        "fit_auto runs on one device; devices= with several devices is not "
-        "supported yet (pass devices=None)")
 
   # Initial models: one per (seed, copy option); rates share them.
   states, graphs = {}, []
@@ -341,10 +341,14 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
           bool(k == chosen[s])))
   accuracy = None
   if test is not None:
-    score = jax.jit(jax.vmap(program.test_accuracy,
-                             in_axes=(0, 0, None, None)))
+    test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
+    score, seconds = compile_cached(
+        ("population_test", program),
+        jax.vmap(program.test_accuracy, in_axes=(0, 0, None, None)),
+        outcome.best_params, outcome.best_rest, test_x, test_y)
+    outcome.compile_seconds += seconds
     accuracy = np.asarray(score(outcome.best_params, outcome.best_rest,
-                                jnp.asarray(test.x), jnp.asarray(test.y)))
+                                test_x, test_y))
   spent = int(outcome.member_epochs[0].sum())
   return AutoResult(
       cands, rows, outcome.decisions, outcome.history, chosen,
@@ -374,6 +378,14 @@ def _checkpointer(folder, resume, model, recipe, program, train, val,
   return checkpointer
 
 
+def _is_int(value: Any) -> bool:
+  """A Python or NumPy integer (or a scalar integer array), not a bool."""
+  integral = isinstance(value, (int, np.integer)) or (
+      isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.integer))
+  return integral and not isinstance(value, bool)
+
+
 def _check_seeds(seeds: Any) -> list[int]:
   if isinstance(seeds, (list, tuple, np.ndarray)):
     seed_list = list(seeds)
@@ -382,7 +394,9 @@ def _check_seeds(seeds: Any) -> list[int]:
   else:
     seed_list = [seeds]
   for i, seed in enumerate(seed_list):
-    check_seed(seed, f"seeds[{i}]" if len(seed_list) > 1 else "seeds")
+    if not _is_int(seed):
+      name = f"seeds[{i}]" if len(seed_list) > 1 else "seeds"
+      raise ValueError(f"{name} must be an int, got {name}={seed!r}")
   if len(set(int(s) for s in seed_list)) != len(seed_list):
     raise ValueError(f"seeds {seed_list} repeats a seed: populations would "
                      "be identical")

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.run_checkpoint import RunCheckpointer
@@ -53,11 +54,17 @@ class Population:
     carry = jax.vmap(program.init, in_axes=(0, 0, None, 0))(
         params, rest, None, lr)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    data = data_arrays(train, val)
+    if program.mesh is not None:
+      # Data-parallel as fit: every row replicated, each batch split over
+      # the devices inside the program.
+      replicated = NamedSharding(program.mesh, PartitionSpec())
+      carry, keys, data = jax.device_put((carry, keys, data), replicated)
     return cls(program, carry,
                np.tile(np.arange(num_members), (num_seeds, 1)),
                rates.astype(np.float64).copy(),
-               np.tile(np.arange(num_members), (num_seeds, 1)), keys,
-               data_arrays(train, val), seeds)
+               np.tile(np.arange(num_members), (num_seeds, 1)), keys, data,
+               seeds)
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -67,13 +74,20 @@ class Population:
     num_seeds, n = self.shape
     seed_of_row = np.repeat(np.arange(num_seeds), n)
     rate = np.take_along_axis(self.rates, self.rows, 1).reshape(-1)
-    return RunInputs(self.keys[seed_of_row], self.data, None,
-                     jnp.asarray(rate, jnp.float32))
+    inputs = RunInputs(self.keys[seed_of_row], self.data, None,
+                       jnp.asarray(rate, jnp.float32))
+    if self.program.mesh is None:
+      return inputs
+    return jax.device_put(inputs, NamedSharding(self.program.mesh,
+                                                PartitionSpec()))
 
   def gather(self, index: np.ndarray) -> None:
     """Row ``i`` becomes old row ``index[i]`` (copies or a subset)."""
     index = jnp.asarray(index)
     self.carry = jax.tree.map(lambda leaf: leaf[index], self.carry)
+    if self.program.mesh is not None:  # gathers may drop the replication
+      self.carry = jax.device_put(self.carry, NamedSharding(
+          self.program.mesh, PartitionSpec()))
 
   def signed(self, values) -> np.ndarray:
     """``[seeds, n]`` values signed so that lower is better."""
@@ -167,6 +181,9 @@ def run_population(pop: Population, rule: rules.Schedule, epochs: int,
     pop.rows = np.asarray(state["rows"])
     pop.rates = np.asarray(state["rates"], np.float64)
     pop.params_from = np.asarray(state["params_from"])
+    if program.mesh is not None:
+      pop.carry = jax.device_put(pop.carry, NamedSharding(program.mesh,
+                                                          PartitionSpec()))
   seconds = compile_seconds = 0.0
   seed_axis = np.arange(num_seeds)[:, None]
   for boundary in sorted({*decisions_at, epochs}):
