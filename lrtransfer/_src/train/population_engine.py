@@ -13,6 +13,7 @@ rates (``RunInputs.learning_rate`` is per-row data: nothing recompiles).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Optional
 
@@ -26,6 +27,10 @@ from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.program import FitCarry, FitProgram, RunInputs
 from lrtransfer._src.train.runner import compile_cached, data_arrays
 
+# With a checkpoint folder, a population is saved at every decision and at
+# least this many times over a run (the chunks change no arithmetic: the
+# data order derives from the seed and the epoch).
+CHECKPOINTS_PER_RUN = 10
 # Per-row axes: keys and rates vary, data is shared, no source params.
 _IN_AXES = RunInputs(0, None, None, 0)
 
@@ -157,8 +162,9 @@ def run_population(pop: Population, rule: rules.Schedule, epochs: int,
   """Trains ``pop`` for ``epochs`` under ``rule``.
 
   With a ``checkpointer``, the population (carry, rows, rates, the ledger)
-  is saved after every chunk, i.e. at every decision; ``resume`` continues
-  from the latest save (the population's size there follows from the plan).
+  is saved at every decision and every ``epochs / CHECKPOINTS_PER_RUN``
+  epochs; ``resume`` continues from the latest save (the population's size
+  there follows from the plan).
   """
   program = pop.program
   num_seeds, num_members = pop.shape
@@ -186,7 +192,11 @@ def run_population(pop: Population, rule: rules.Schedule, epochs: int,
                                                           PartitionSpec()))
   seconds = compile_seconds = 0.0
   seed_axis = np.arange(num_seeds)[:, None]
-  for boundary in sorted({*decisions_at, epochs}):
+  boundaries = {*decisions_at, epochs}
+  if checkpointer is not None:
+    every = max(1, math.ceil(epochs / CHECKPOINTS_PER_RUN))
+    boundaries |= set(range(every, epochs, every))
+  for boundary in sorted(boundaries):
     if boundary <= done:
       continue
     length = boundary - done
