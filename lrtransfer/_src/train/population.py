@@ -193,7 +193,19 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
 
   The chosen member is ``argmin_k min_t s_{k,t}``, returned at that
   evaluation (the best-evaluation copy is kept inside the program). Test
-  data never takes part in a decision.
+  data never takes part in a decision. Member-epochs (one member training
+  one epoch) count the compute; ``AutoResult.compute`` is
+  ``member_epochs / epochs``, in runs of one fit.
+
+  Member ``k`` of seed ``s`` starts where ``experiment.compare``'s run of
+  that seed, rate and copy depth starts (fresh layers from
+  ``nnx.Rngs(1000 + s)``, data order from ``s``), so a ``"full"``
+  population reproduces the grid a user would run by hand, in one program.
+  Every candidate set, the schedule's constants (``Halving``, ``PBT``) and
+  the members' strategy are defaults here and in ``population_rules``,
+  one documented constant each. One recipe serves every member (a
+  strategy is a different program): to compare strategies, call once per
+  recipe and compare the chosen validation values.
 
   Args:
     source: the trained source model (not modified).
@@ -210,8 +222,9 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       from scratch) or ``(levels, True)`` to keep the source head; None:
       0, all body levels but the last, all of them, and the whole model
       with its head when the output sizes match.
-    schedule: ``"full"``, ``"halving"``, ``"pbt"`` or a
-      :class:`Full`/:class:`Halving`/:class:`PBT` config.
+    schedule: ``"full"``, ``"halving"``, ``"pbt"`` or a config,
+      ``lrtransfer.train.Halving(eta=2, rungs=(5, 15))``,
+      ``lrtransfer.train.PBT(interval=5)``, ``lrtransfer.train.Full()``.
     recipe: the members' optimizer and strategy (its base rate is replaced
       by each member's); None: SGD-momentum 0.9 at a constant rate
       (``MEMBER_STRATEGY``). A recipe with L2-SP is refused (its pull
@@ -221,9 +234,15 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       (its own initialisation and data order), all in one vmap.
     loss_fn, metrics, monitor, mode: as :func:`fit`.
     test: scored by accuracy on the chosen members only (reporting).
-    checkpoint_dir, resume: save the population at every decision and
-      continue an interrupted call.
-    devices: run data-parallel over these devices (as :func:`fit`).
+    checkpoint_dir: a folder for population checkpoints (orbax), saved at
+      every decision and every ``epochs / 10`` epochs; it must hold no
+      earlier call's saves unless ``resume``.
+    resume: continue the interrupted call whose saves are in
+      ``checkpoint_dir`` (the same arguments: refused otherwise); the
+      result equals the uninterrupted call's.
+    devices: run data-parallel over these devices (as :func:`fit`: each
+      batch split over them, members replicated); ``batch_size`` must be
+      divisible by their number.
 
   Returns:
     An :class:`AutoResult`: ``model(seed_index)``, the member table,
@@ -235,6 +254,8 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       and every check of :func:`fit`.
     lrtransfer.experiment.SizeError: the population cannot fit in memory
       (checked before the members are built).
+    lrtransfer.checkpoint.CheckpointError: ``checkpoint_dir`` holds saves
+      of an earlier call (without ``resume``) or of another one (with it).
 
   Example::
 
