@@ -346,3 +346,27 @@ def test_data_parallel_over_two_devices_matches_one_device():
   done = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_strategies_as_a_member_dimension_match_their_own_populations(
+    digits, source):
+  train, val, _ = digits
+  constant = lrtransfer.recipes.Recipe("constant", 0.1)
+  adjust = lrtransfer.recipes.default_recipes()["adjust"]
+  call = dict(num_outputs=5, learning_rates=RATES, transfer_layers=(0, 2),
+              schedule="full", epochs=5, batch_size=32, seeds=[0, 1])
+  both = lrtransfer.train.fit_auto(source, train, val,
+                                   recipe=[constant, adjust], **call)
+  assert [c.strategy for c in both.candidates] == ["constant"] * 4 + [
+      "adjust"] * 4
+  for block, recipe in ((slice(0, 4), constant), (slice(4, 8), adjust)):
+    alone = lrtransfer.train.fit_auto(source, train, val, recipe=recipe,
+                                      **call)
+    for name in ("val_loss", "scale"):
+      np.testing.assert_allclose(both.history[name][:, block],
+                                 alone.history[name], rtol=2e-5, atol=1e-6,
+                                 err_msg=f"{recipe.name} {name}")
+  assert not np.all(both.history["scale"][:, 4:] == 1.0)  # adjust acted
+  with pytest.raises(ValueError, match="differ in momentum"):
+    lrtransfer.train.fit_auto(source, train, val, recipe=[
+        constant, lrtransfer.recipes.Recipe("m", 0.1, momentum=0.5)], **call)

@@ -25,6 +25,7 @@ from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
+from lrtransfer._src.train import population_strategies as strategies_lib
 from lrtransfer._src.train.checks import as_split, check_data
 from lrtransfer._src.train.population_engine import (Population,
                                                      decision_epochs,
@@ -42,10 +43,11 @@ DEFAULT_LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 DEFAULT_SCHEDULE = "halving"
 # The value members are judged on (and the strategies read).
 DEFAULT_MONITOR = "val_loss"
-# Members' strategy when recipe=None: None is a constant rate (SGD-momentum
-# 0.9); a strategy factory (e.g. recipes.recommended_recipe().strategy)
-# would move each member's rate from its validation values.
-MEMBER_STRATEGY = None
+# Members' strategies when recipe=None, name -> strategy factory: None is a
+# constant rate (SGD-momentum 0.9); a factory such as
+# recipes.recommended_recipe().strategy moves each member's rate from its
+# validation values. Several entries make the strategy a member dimension.
+MEMBER_STRATEGIES = {"constant": None}
 MEMBER_MOMENTUM = 0.9
 
 
@@ -161,7 +163,8 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
              learning_rates: Sequence[float] = DEFAULT_LEARNING_RATES,
              transfer_layers: Optional[Sequence[Any]] = None,
              schedule: Union[str, rules.Schedule] = DEFAULT_SCHEDULE,
-             recipe: Optional[Recipe] = None, epochs: int = 50,
+             recipe: Union[None, Recipe, Sequence[Recipe]] = None,
+             epochs: int = 50,
              batch_size: int = 32, seeds: Union[int, Sequence[int]] = 0,
              loss_fn: Optional[LossFn] = None,
              metrics: Optional[dict[str, LossFn]] = None,
@@ -203,9 +206,10 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   population reproduces the grid a user would run by hand, in one program.
   Every candidate set, the schedule's constants (``Halving``, ``PBT``) and
   the members' strategy are defaults here and in ``population_rules``,
-  one documented constant each. One recipe serves every member (a
-  strategy is a different program): to compare strategies, call once per
-  recipe and compare the chosen validation values.
+  one documented constant each. Several recipes that differ only in their
+  strategy make the strategy a member dimension too, in the same program
+  (the strategy is chosen per member by an index in the optimizer state,
+  ``population_strategies.choose_strategy``).
 
   Args:
     source: the trained source model (not modified).
@@ -226,9 +230,11 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       ``lrtransfer.train.Halving(eta=2, rungs=(5, 15))``,
       ``lrtransfer.train.PBT(interval=5)``, ``lrtransfer.train.Full()``.
     recipe: the members' optimizer and strategy (its base rate is replaced
-      by each member's); None: SGD-momentum 0.9 at a constant rate
-      (``MEMBER_STRATEGY``). A recipe with L2-SP is refused (its pull
-      depends on what was copied, which differs between members).
+      by each member's), or a sequence of recipes differing only in their
+      strategy (every member is tried with each); None:
+      ``MEMBER_STRATEGIES`` on SGD-momentum 0.9 (a constant rate). A
+      recipe with L2-SP is refused (its pull depends on what was copied,
+      which differs between members).
     epochs, batch_size: as :func:`fit`.
     seeds: an int, or a sequence: one independent population per seed
       (its own initialisation and data order), all in one vmap.
@@ -283,7 +289,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
     if not _is_int(value) or value < 1:
       raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
   seed_list = _check_seeds(seeds)
-  recipe = _member_recipe(recipe, rates[0])
+  recipe, strategy_names = _member_recipe(recipe, rates[0])
   if (num_outputs is None) == (target is None):
     raise ValueError("pass num_outputs= (the target's outputs; members are "
                      "rebuilt from source.config) or target= (a fresh target "
@@ -306,7 +312,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
         source, first, head=recipe.head, depth_fn=recipe.depth_fn))
   else:
     options = members_lib.check_depths(transfer_layers, levels)
-  cands = members_lib.candidates(rates, options)
+  cands = members_lib.candidates(rates, options, strategy_names)
   decision_epochs(plan_rule, len(cands), epochs)  # over budget: refused now
   check_data(first, splits, loss_fn is None)
   mesh = data_mesh(devices, batch_size)
@@ -335,7 +341,9 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       program, [[states[(s, option_of[k])] for k in range(len(cands))]
                 for s in range(len(seed_list))],
       np.asarray([[c.learning_rate for c in cands]] * len(seed_list)),
-      seed_list, train, val)
+      seed_list, train, val,
+      strategy_index=(None if len(strategy_names) == 1 else np.asarray(
+          [strategy_names.index(c.strategy) for c in cands])))
   checkpointer = None
   if checkpoint_dir is not None:
     checkpointer = _checkpointer(checkpoint_dir, resume, first, recipe,
@@ -354,7 +362,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       signed = outcome.best_value[s, k]
       rows.append(MemberRow(
           int(seed), k, cand.learning_rate, cand.transfer_layers,
-          cand.keep_head, recipe.name,
+          cand.keep_head, cand.strategy,
           float(sign * signed) if np.isfinite(signed) else float("nan"),
           int(outcome.best_epoch[s, k]), int(outcome.stopped_epoch[s, k]),
           int(outcome.member_epochs[s, k]),
@@ -424,20 +432,29 @@ def _check_seeds(seeds: Any) -> list[int]:
   return [int(s) for s in seed_list]
 
 
-def _member_recipe(recipe: Optional[Recipe], rate: float) -> Recipe:
+def _member_recipe(recipe: Any, rate: float) -> tuple[Recipe, tuple]:
+  """``(the program's recipe, the members' strategy names)``."""
   if recipe is None:
-    return Recipe("auto", rate, momentum=MEMBER_MOMENTUM,
-                  strategy=MEMBER_STRATEGY)
-  if not isinstance(recipe, Recipe):
-    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe or None, "
-                     f"got {type(recipe).__name__}")
-  if recipe.l2sp_alpha:
-    raise ValueError(
-        f"recipe {recipe.name!r} uses L2-SP (l2sp_alpha="
-        f"{recipe.l2sp_alpha}): its pull depends on which layers were "
-        "copied, which differs between members; use a recipe without "
-        "l2sp_alpha")
-  return recipe
+    recipe = [Recipe(name, rate, momentum=MEMBER_MOMENTUM, strategy=factory)
+              for name, factory in MEMBER_STRATEGIES.items()]
+  recipes = [recipe] if isinstance(recipe, Recipe) else recipe
+  if isinstance(recipes, (str, bytes)) or not isinstance(
+      recipes, Sequence) or not recipes:
+    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe, a "
+                     f"non-empty sequence of them, or None; got {recipe!r}")
+  for one in recipes:
+    if not isinstance(one, Recipe):
+      raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe or a "
+                       f"sequence of them, got {type(one).__name__}")
+    if one.l2sp_alpha:
+      raise ValueError(
+          f"recipe {one.name!r} uses L2-SP (l2sp_alpha={one.l2sp_alpha}): "
+          "its pull depends on which layers were copied, which differs "
+          "between members; use a recipe without l2sp_alpha")
+  names = tuple(one.name for one in recipes)
+  if len(recipes) == 1:
+    return recipes[0], names
+  return strategies_lib.combine_recipes(recipes), names
 
 
 def _check_memory(model: nnx.Module, program, num_members: int,

@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from lrtransfer._src.train import population_rules as rules
+from lrtransfer._src.train.population_strategies import with_strategy_index
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.program import FitCarry, FitProgram, RunInputs
 from lrtransfer._src.train.runner import compile_cached, data_arrays
@@ -49,15 +50,21 @@ class Population:
 
   @classmethod
   def start(cls, program: FitProgram, states: list, rates: np.ndarray,
-            seeds: list, train, val) -> "Population":
+            seeds: list, train, val,
+            strategy_index: Optional[np.ndarray] = None) -> "Population":
     """``states[s][k]``: the ``(params, rest)`` of member ``k`` of seed
-    ``s``; ``rates[s, k]`` its base rate."""
+    ``s``; ``rates[s, k]`` its base rate; ``strategy_index[k]`` its
+    strategy among a combined recipe's
+    (:func:`population_strategies.combine_recipes`)."""
     flat = [state for per_seed in states for state in per_seed]
     params, rest = jax.tree.map(lambda *leaves: jnp.stack(leaves), *flat)
     num_seeds, num_members = rates.shape
     lr = jnp.asarray(rates.reshape(-1), jnp.float32)
     carry = jax.vmap(program.init, in_axes=(0, 0, None, 0))(
         params, rest, None, lr)
+    if strategy_index is not None:
+      carry = carry._replace(opt_state=with_strategy_index(
+          carry.opt_state, np.tile(strategy_index, num_seeds)))
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     data = data_arrays(train, val)
     if program.mesh is not None:

@@ -25,6 +25,7 @@ class Candidate(NamedTuple):
   learning_rate: float  # base rate of the member's optimizer
   transfer_layers: int  # levels copied from the source (0: from scratch)
   keep_head: bool  # the source head is copied too
+  strategy: str = "constant"  # the name of the member's recipe
 
 
 def check_learning_rates(learning_rates: Any) -> tuple[float, ...]:
@@ -136,8 +137,11 @@ def member_model(source: nnx.Module, option: tuple[int, bool], seed: int, *,
 
 
 def candidates(rates: tuple[float, ...],
-               options: tuple[tuple[int, bool], ...]) -> tuple[Candidate, ...]:
-  """Every rate x every copy option, depth-major (members of one depth are
-  neighbours in tables)."""
-  return tuple(Candidate(rate, depth, keep) for depth, keep in options
+               options: tuple[tuple[int, bool], ...],
+               strategies: tuple[str, ...] = ("constant",)
+               ) -> tuple[Candidate, ...]:
+  """Every strategy x copy option x rate, in that order (members of one
+  strategy and depth are neighbours in tables)."""
+  return tuple(Candidate(rate, depth, keep, strategy)
+               for strategy in strategies for depth, keep in options
                for rate in rates)
