@@ -103,6 +103,30 @@ def test_the_returned_model_evaluates_to_the_reported_value(full, digits):
     full.model(2)
 
 
+def _check_halving(result, monitor, higher_is_better):
+  """Survivors are the best by best-so-far validation at every rung; no
+  training after a stop; the chosen member is the best of all."""
+  history = result.history[monitor]
+  best = np.nanmax if higher_is_better else np.nanmin
+  assert result.decisions, "the population must halve"
+  for decision in result.decisions:
+    s = result.seeds.index(decision.seed)
+    running = sorted(decision.kept + decision.stopped)
+    so_far = best(history[s, running, :decision.epoch], axis=1)
+    order = np.argsort(-so_far if higher_is_better else so_far,
+                       kind="stable")
+    ranked = [running[i] for i in order]
+    assert sorted(decision.kept) == sorted(ranked[:len(decision.kept)])
+    for member in decision.stopped:  # no training after a stop
+      assert np.isnan(history[s, member, decision.epoch:]).all()
+      row = result.members[s * len(result.candidates) + member]
+      assert row.stopped_epoch == decision.epoch
+  for s in range(len(result.seeds)):
+    overall = best(history[s], axis=1)
+    assert result.best_value[s] == pytest.approx(best(overall), rel=1e-6)
+    assert np.isfinite(history[s, result.chosen[s]]).all()
+
+
 def test_halving_spends_at_most_three_runs_and_keeps_the_best(digits,
                                                                source):
   train, val, _ = digits
@@ -112,21 +136,20 @@ def test_halving_spends_at_most_three_runs_and_keeps_the_best(digits,
   assert result.member_epochs <= 3 * 9
   assert result.member_epochs == sum(
       r.member_epochs for r in result.members if r.seed == 0)
-  history = result.history["val_loss"]
-  assert result.decisions, "9 members over 9 epochs must halve"
-  for decision in result.decisions:
-    s = result.seeds.index(decision.seed)
-    running = sorted(decision.kept + decision.stopped)
-    best_so_far = np.nanmin(history[s, running, :decision.epoch], axis=1)
-    ranked = [running[i] for i in np.argsort(best_so_far, kind="stable")]
-    assert sorted(decision.kept) == sorted(ranked[:len(decision.kept)])
-    for member in decision.stopped:  # no training after a stop
-      assert np.isnan(history[s, member, decision.epoch:]).all()
-      row = result.members[s * len(result.candidates) + member]
-      assert row.stopped_epoch == decision.epoch
-  # One survivor at the end, the chosen one, trained every epoch.
-  for s in range(2):
-    assert np.isfinite(history[s, result.chosen[s]]).all()
+  _check_halving(result, "val_loss", higher_is_better=False)
+
+
+def test_halving_on_accuracy_keeps_the_highest(digits, source):
+  train, val, _ = digits
+  result = lrtransfer.train.fit_auto(
+      source, train, val, num_outputs=5, learning_rates=(0.003, 0.3),
+      transfer_layers=(0, 2), schedule=rules.Halving(eta=2), epochs=4,
+      batch_size=32, seeds=[0, 1], monitor="val_accuracy")
+  assert result.mode == "max"
+  _check_halving(result, "val_accuracy", higher_is_better=True)
+  rows = [r for r in result.members if r.seed == 0]
+  np.testing.assert_allclose([r.best_value for r in rows], np.nanmax(
+      result.history["val_accuracy"][0], axis=1), rtol=1e-6)
 
 
 def test_halving_rules():

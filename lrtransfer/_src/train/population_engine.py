@@ -101,6 +101,11 @@ class Population:
       self.carry = jax.device_put(self.carry, NamedSharding(
           self.program.mesh, PartitionSpec()))
 
+  def best_so_far(self) -> np.ndarray:
+    """``[seeds, n]`` best monitored values so far, signed so that lower is
+    better (the program keeps them signed: ``-v`` in max mode)."""
+    return np.asarray(self.carry.best_value, np.float64).reshape(self.shape)
+
   def signed(self, values) -> np.ndarray:
     """``[seeds, n]`` values signed so that lower is better."""
     sign = 1.0 if self.program.mode == "min" else -1.0
@@ -225,8 +230,7 @@ def run_population(pop: Population, rule: rules.Schedule, epochs: int,
     done = boundary
     ledger["spent"][seed_axis, pop.rows] += length
     ledger["stopped"][seed_axis, pop.rows] = done
-    ledger["best_value"][seed_axis, pop.rows] = pop.signed(
-        pop.carry.best_value)
+    ledger["best_value"][seed_axis, pop.rows] = pop.best_so_far()
     ledger["best_epoch"][seed_axis, pop.rows] = np.asarray(
         pop.carry.best_epoch).reshape(num_seeds, n)
     if done in decisions_at:
@@ -246,7 +250,7 @@ def run_population(pop: Population, rule: rules.Schedule, epochs: int,
   # survivor (a survivor's best-so-far was lower at the rung, and only
   # falls), so the running rows hold it.
   n = pop.shape[1]
-  values = pop.signed(pop.carry.best_value)
+  values = pop.best_so_far()
   position = np.asarray([rules.ranked(values[s])[0]
                          for s in range(num_seeds)])
   chosen = pop.rows[np.arange(num_seeds), position]
@@ -280,7 +284,7 @@ def _decisions(ledger: dict, order: list, seeds: list) -> list:
 def _halve(pop: Population, keep: int) -> None:
   """Successive halving's rung: the best ``keep`` of each seed continue."""
   num_seeds, n = pop.shape
-  values = pop.signed(pop.carry.best_value)
+  values = pop.best_so_far()
   positions = np.stack([rules.survivors(values[s], keep)
                         for s in range(num_seeds)])
   pop.gather((np.arange(num_seeds)[:, None] * n + positions).reshape(-1))
