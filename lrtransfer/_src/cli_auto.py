@@ -60,7 +60,12 @@ def run_auto(args, task, out: Path, source_saved: bool,
   source = experiment._source_model(  # pylint: disable=protected-access
       task, HIDDEN, args.source_epochs, args.batch_size,
       out / "source_params", source_saved, args.model)
-  print("lrtransfer: auto: training the population (rates x copy depths)",
+  ignored = [flag for flag, value in (
+      ("--lr", args.lr), ("--transfer-layers", args.transfer_layers),
+      ("--keep-head", args.keep_head or None)) if value is not None]
+  print("lrtransfer: auto: training the population (rates x copy depths)"
+        + (f"; it ignores {', '.join(ignored)} (set for the other "
+           "methods): it chooses among its candidates" if ignored else ""),
         file=sys.stderr)
   with expect_large_batches():
     result = fit_auto(source, task.target_train, task.target_val,
