@@ -393,3 +393,13 @@ def test_strategies_as_a_member_dimension_match_their_own_populations(
   with pytest.raises(ValueError, match="differ in momentum"):
     lrtransfer.train.fit_auto(source, train, val, recipe=[
         constant, lrtransfer.recipes.Recipe("m", 0.1, momentum=0.5)], **call)
+
+
+def test_rates_and_seeds_may_be_arrays():
+  from lrtransfer._src.train import population
+  assert members_lib.check_learning_rates(np.logspace(-3, -1, 3)) == (
+      pytest.approx(0.001), pytest.approx(0.01), pytest.approx(0.1))
+  assert population._check_seeds(np.arange(3)) == [0, 1, 2]
+  assert population._check_seeds(jnp.arange(2)) == [0, 1]
+  with pytest.raises(ValueError, match=r"seeds\[1\] must be an int"):
+    population._check_seeds([0, 1.5])

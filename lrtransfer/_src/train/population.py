@@ -310,8 +310,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_seeds(seeds: Any) -> list[int]:
-  if isinstance(seeds, (list, tuple, np.ndarray)):
-    seed_list = list(seeds)
+  if isinstance(seeds, (list, tuple)) or (
+      isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1):
+    seed_list = list(np.asarray(seeds)) if not isinstance(
+        seeds, (list, tuple)) else list(seeds)
     if not seed_list:
       raise ValueError("seeds is empty: give an int or a non-empty sequence")
   else:

@@ -29,7 +29,10 @@ class Candidate(NamedTuple):
 
 
 def check_learning_rates(learning_rates: Any) -> tuple[float, ...]:
-  """A non-empty sequence of distinct positive finite rates."""
+  """A non-empty sequence (or 1-D array) of distinct positive finite rates."""
+  if isinstance(learning_rates, (np.ndarray, jax.Array)) and (
+      learning_rates.ndim == 1):
+    learning_rates = [float(rate) for rate in np.asarray(learning_rates)]
   if isinstance(learning_rates, (int, float)) or not isinstance(
       learning_rates, Sequence) or isinstance(learning_rates, str):
     raise ValueError(f"learning_rates must be a sequence of positive numbers, "
