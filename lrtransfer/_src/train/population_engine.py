@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.train.population_strategies import with_strategy_index
-from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.program import FitCarry, FitProgram, RunInputs
 from lrtransfer._src.train.runner import compile_cached, data_arrays
 
