@@ -275,6 +275,8 @@ def test_an_absurd_population_is_refused_before_members_are_built(
     ({"recipe": lrtransfer.recipes.Recipe("l", 0.1, l2sp_alpha=0.01)},
      "uses L2-SP"),
     ({"num_outputs": None}, "pass num_outputs= .* or target="),
+    ({"recipe": lrtransfer.recipes.Recipe("s", 0.1, from_source=False)},
+     r"from_source=False.*transfer_layers=\(0,\)"),
     ({"resume": True}, "resume=True needs checkpoint_dir"),
 ])
 def test_bad_arguments_name_the_value(digits, source, kwargs, message):

@@ -342,6 +342,11 @@ def _member_recipe(recipe: Any, rate: float) -> tuple[Recipe, tuple]:
     if not isinstance(one, Recipe):
       raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe or a "
                        f"sequence of them, got {type(one).__name__}")
+    if not one.from_source:
+      raise ValueError(
+          f"recipe {one.name!r} has from_source=False: fit_auto decides what "
+          "to copy per member; pass transfer_layers=(0,) for members that "
+          "all train from scratch")
     if one.l2sp_alpha:
       raise ValueError(
           f"recipe {one.name!r} uses L2-SP (l2sp_alpha={one.l2sp_alpha}): "
