@@ -152,8 +152,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
     ValueError: empty or non-positive rates, copy depths out of range, an
       unknown schedule, an L2-SP or ``from_source=False`` recipe, recipes
       differing in more than their strategy, a halving plan above its
-      budget,
-      and every check of :func:`fit`.
+      budget, and every check of :func:`fit`.
     lrtransfer.experiment.SizeError: the population cannot fit in memory
       (checked before the members are built).
     lrtransfer.checkpoint.CheckpointError: ``checkpoint_dir`` holds saves
