@@ -1,5 +1,8 @@
 """fit_auto: members, selection by validation, successive halving, PBT's
-exploit/explore, any model, memory and argument checks."""
+exploit/explore, strategies as members, the grid runs reproduced, any
+model, checkpoints and resume, devices, memory and argument checks."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -405,3 +408,23 @@ def test_rates_and_seeds_may_be_arrays():
   assert population._check_seeds(jnp.arange(2)) == [0, 1]
   with pytest.raises(ValueError, match=r"seeds\[1\] must be an int"):
     population._check_seeds([0, 1.5])
+
+
+def test_a_full_population_reproduces_the_grid_runs(digits, source):
+  # Member (rate, depth) of seed s is fit_many's run of experiment's
+  # target model for s at that rate and depth: the grid a user runs.
+  train, val, _ = digits
+  result = lrtransfer.train.fit_auto(
+      source, train, val, num_outputs=5, learning_rates=(0.05,),
+      transfer_layers=(0, 1), schedule="full", epochs=4, batch_size=32,
+      seeds=[3, 4])
+  recipe = lrtransfer.recipes.Recipe("constant", 0.05)
+  for k, depth in enumerate((0, 1)):
+    models = lrtransfer.experiment.target_models(
+        source, recipe if depth else dataclasses.replace(
+            recipe, from_source=False), 5, [3, 4], transfer_layers=depth
+        or None)
+    grid = lrtransfer.train.fit_many(models, recipe, train, val,
+                                     seeds=[3, 4], epochs=4, batch_size=32)
+    np.testing.assert_allclose(result.history["val_loss"][:, k],
+                               grid.history["val_loss"], rtol=1e-5)
