@@ -100,19 +100,30 @@ class AutoResult:
     return out
 
   def table(self, seed_index: int = 0) -> str:
-    """The member table of one seed's population as aligned text."""
+    """The member table of one seed's population as aligned text: rate,
+    copied levels, head kept, strategy (when several), best monitored
+    value and its epoch, epochs trained, rate at the end and lineage
+    (PBT), the chosen member marked."""
     seed = self.seeds[seed_index]
-    lines = [f"{'member':>6} {'rate':>8} {'copied':>6} {'head':>4} "
-             f"{'best ' + self.monitor:>16} {'at':>4} {'stopped':>7} "
-             f"{'epochs':>6} {'rate@end':>8} {'from':>4}  "]
-    for row in self.members:
-      if row.seed != seed:
-        continue
-      lines.append(
-          f"{row.member:>6} {row.learning_rate:>8.3g} "
-          f"{row.transfer_layers:>6} {'yes' if row.keep_head else 'no':>4} "
-          f"{row.best_value:>16.4f} {row.best_epoch:>4} "
-          f"{row.stopped_epoch:>7} {row.member_epochs:>6} "
-          f"{row.final_learning_rate:>8.3g} {row.params_from:>4}  "
-          + ("<- chosen" if row.chosen else ""))
+    several = len({c.strategy for c in self.candidates}) > 1
+    columns = [
+        ("member", lambda r: str(r.member)),
+        ("rate", lambda r: f"{r.learning_rate:.3g}"),
+        ("copied", lambda r: str(r.transfer_layers)),
+        ("head", lambda r: "yes" if r.keep_head else "no"),
+        *([("strategy", lambda r: r.strategy)] if several else []),
+        (f"best {self.monitor}", lambda r: f"{r.best_value:.4f}"),
+        ("at", lambda r: str(r.best_epoch)),
+        ("epochs", lambda r: str(r.member_epochs)),
+        ("rate@end", lambda r: f"{r.final_learning_rate:.3g}"),
+        ("from", lambda r: str(r.params_from)),
+    ]
+    rows = [[name for name, _ in columns]] + [
+        [cell(row) for _, cell in columns] + (["<- chosen"] if row.chosen
+                                              else [])
+        for row in self.members if row.seed == seed]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths))
+             + ("  " + r[-1] if len(r) > len(columns) else "")
+             for r in rows]
     return "\n".join(lines)
