@@ -395,6 +395,8 @@ def test_strategies_as_a_member_dimension_match_their_own_populations(
                                  alone.history[name], rtol=2e-5, atol=1e-6,
                                  err_msg=f"{recipe.name} {name}")
   assert not np.all(both.history["scale"][:, 4:] == 1.0)  # adjust acted
+  assert "strategy" in both.table().splitlines()[0]
+  assert "adjust" in both.table() and "strategy" not in alone.table()
   with pytest.raises(ValueError, match="differ in momentum"):
     lrtransfer.train.fit_auto(source, train, val, recipe=[
         constant, lrtransfer.recipes.Recipe("m", 0.1, momentum=0.5)], **call)
