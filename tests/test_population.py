@@ -70,6 +70,10 @@ def test_the_source_head_is_a_candidate_when_the_label_sets_match(source):
   assert members_lib.default_depths(2, True) == (
       (0, False), (1, False), (2, False), (2, True))
   assert members_lib.default_depths(1, False) == ((0, False), (1, False))
+  assert members_lib.default_depths(3, True, ("scratch", "all")) == (
+      (0, False), (3, False))
+  with pytest.raises(ValueError, match="unknown depth choice 'half'"):
+    members_lib.default_depths(3, True, ("half",))
 
 
 def test_the_chosen_member_is_the_best_by_validation(full, digits, source):

@@ -30,9 +30,10 @@ def split_methods(spec: str, available: Sequence[str]
 
 def check_epochs(epochs: int) -> None:
   """Refuses, before any training, ``--epochs`` too short for the default
-  population within its compute budget (at most 4 copy depths)."""
+  population (at most every default rate x depth) within its budget."""
   from lrtransfer._src.train import population, population_rules as rules
-  members = len(population.DEFAULT_LEARNING_RATES) * 4
+  members = (len(population.DEFAULT_LEARNING_RATES)
+             * len(population.DEFAULT_DEPTHS))
   schedule = rules.as_schedule(population.DEFAULT_SCHEDULE)
   if isinstance(schedule, rules.Halving):
     try:

@@ -39,6 +39,10 @@ from lrtransfer._src.train.runner import (build_program, compile_cached,
 # The candidate base rates: 100x around the usual fine-tuning rates, the
 # grid a careful user runs by hand (five rates, a factor ~3 apart).
 DEFAULT_LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
+# The copy depths tried when transfer_layers=None, by name
+# (population_members.default_depths: scratch, all body levels but the
+# last, all of them, all with the source head when the label sets match).
+DEFAULT_DEPTHS = members_lib.DEPTH_CHOICES
 # The schedule a call without schedule= runs (see population_rules).
 DEFAULT_SCHEDULE = "halving"
 # The value members are judged on (and the strategies read).
@@ -204,7 +208,8 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
                                    depth_fn=recipe.depth_fn)
   if transfer_layers is None:
     options = members_lib.default_depths(levels, members_lib.head_fits(
-        source, first, head=recipe.head, depth_fn=recipe.depth_fn))
+        source, first, head=recipe.head, depth_fn=recipe.depth_fn),
+        DEFAULT_DEPTHS)
   else:
     options = members_lib.check_depths(transfer_layers, levels)
   cands = members_lib.candidates(rates, options, strategy_names)

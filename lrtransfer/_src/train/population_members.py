@@ -59,20 +59,33 @@ def body_levels(model: nnx.Module, *, head=None, depth_fn=None) -> int:
              default=0)
 
 
-def default_depths(levels: int, head_fits: bool
-                   ) -> tuple[tuple[int, bool], ...]:
-  """The candidate copy depths when none are given.
+# The named copy depths of the default candidate set (see default_depths).
+DEPTH_CHOICES = ("scratch", "all_but_last", "all", "all_with_head")
 
-  ``0`` (from scratch), ``levels - 1`` (all body levels but the last, the
-  single-run default of :func:`lrtransfer.models.default_transfer_layers`),
-  ``levels`` (the whole body) and, when the source head has the target's
-  output size, the whole body with the head kept; duplicates removed.
+
+def default_depths(levels: int, head_fits: bool,
+                   choices: Sequence[str] = DEPTH_CHOICES
+                   ) -> tuple[tuple[int, bool], ...]:
+  """The candidate copy depths when none are given, ``(depth, keep_head)``.
+
+  ``"scratch"``: 0; ``"all_but_last"``: ``levels - 1`` (at least 1), the
+  single-run default of :func:`lrtransfer.models.default_transfer_layers`;
+  ``"all"``: ``levels``, the whole body; ``"all_with_head"``: the whole
+  body and the source head, only when the head has the target's output
+  size. Duplicates are removed (a 1-level body: all_but_last == all).
   """
-  options = [(0, False), (max(1, levels - 1), False), (levels, False)]
-  if head_fits:
-    options.append((levels, True))
+  named = {"scratch": (0, False),
+           "all_but_last": (max(1, levels - 1), False),
+           "all": (levels, False), "all_with_head": (levels, True)}
+  unknown = [c for c in choices if c not in named]
+  if unknown:
+    raise ValueError(f"unknown depth choice {unknown[0]!r}; choose from "
+                     f"{sorted(named)}")
   unique = []
-  for option in options:
+  for choice in choices:
+    option = named[choice]
+    if choice == "all_with_head" and not head_fits:
+      continue
     if option not in unique and 0 <= option[0] <= levels:
       unique.append(option)
   return tuple(unique)
