@@ -7,6 +7,13 @@ model with the source head when the label sets match) -- trains as one
 on the monitored validation value at every evaluation. The schedules
 (``population_rules``) stop or replace weak members between compiled chunks
 of epochs; the member with the best validation value wins, never by test.
+
+The defaults, one constant each: the candidate rates
+(``DEFAULT_LEARNING_RATES``), copy depths (``DEFAULT_DEPTHS``), members'
+strategies (``MEMBER_STRATEGIES``), what members are judged on
+(``DEFAULT_MONITOR``) and the schedule (``DEFAULT_SCHEDULE``) here; the
+schedules' constants (``HALVING_ETA``, ``HALVING_BUDGET``, ``PBT_*``) in
+``population_rules``.
 """
 
 from __future__ import annotations
@@ -122,8 +129,8 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       ``DEFAULT_LEARNING_RATES``).
     transfer_layers: candidate copy depths, ints in ``[0, levels]`` (0:
       from scratch) or ``(levels, True)`` to keep the source head; None:
-      0, all body levels but the last, all of them, and the whole model
-      with its head when the output sizes match.
+      ``DEFAULT_DEPTHS``: 0, all body levels but the last, all of them,
+      and the whole model with its head when the output sizes match.
     schedule: ``"full"``, ``"halving"``, ``"pbt"`` or a config,
       ``lrtransfer.train.Halving(eta=2, rungs=(5, 15))``,
       ``lrtransfer.train.PBT(interval=5)``, ``lrtransfer.train.Full()``.
