@@ -308,11 +308,12 @@ class _Stop(Exception):
   pass
 
 
+@pytest.mark.parametrize("schedule", ["halving", rules.PBT(interval=1)])
 def test_an_interrupted_population_resumes_to_the_same_result(
-    digits, source, tmp_path, monkeypatch):
+    digits, source, tmp_path, monkeypatch, schedule):
   train, val, _ = digits
   call = dict(num_outputs=5, learning_rates=(0.003, 0.03, 0.3), epochs=9,
-              batch_size=32, seeds=[0, 1], schedule="halving")
+              batch_size=32, seeds=[0, 1], schedule=schedule)
   whole = lrtransfer.train.fit_auto(source, train, val, **call)
   original = RunCheckpointer.save
   saves = []
@@ -320,7 +321,7 @@ def test_an_interrupted_population_resumes_to_the_same_result(
   def save_then_stop(self, epoch, state):
     original(self, epoch, state)
     saves.append(epoch)
-    if len(saves) == 2:  # between the first and the second rung
+    if len(saves) == 2:  # halving: between the first and second rung
       raise _Stop
 
   monkeypatch.setattr(RunCheckpointer, "save", save_then_stop)
@@ -338,7 +339,7 @@ def test_an_interrupted_population_resumes_to_the_same_result(
   np.testing.assert_array_equal(resumed.chosen, whole.chosen)
   np.testing.assert_allclose(resumed.history["val_loss"],
                              whole.history["val_loss"], rtol=1e-6)
-  assert resumed.decisions == whole.decisions
+  assert resumed.decisions == whole.decisions and whole.decisions
   assert resumed.members == whole.members
   with pytest.raises(CheckpointError, match="different run"):
     lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
