@@ -20,7 +20,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from lrtransfer_cli.options import METHODS, UsageError, build_parser, parse
+from lrtransfer_cli.options import (AUTO, METHODS, UsageError, build_parser,
+                                    parse)
 
 __all__ = ["main", "METHODS", "UsageError", "build_parser", "EXIT_BAD_INPUT",
            "EXIT_BUG"]
@@ -39,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"lrtransfer: error: {error}", file=sys.stderr)
     return EXIT_BAD_INPUT
   if args.list_methods:
-    print("\n".join(METHODS))
+    print("\n".join([*METHODS, AUTO]))
     return 0
   # The arguments are valid: only now the library (JAX, Flax, ...) loads.
   from lrtransfer._src import cli  # pylint: disable=import-outside-toplevel

@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 METHODS = ("recommended", "scratch", "constant", "decay", "reduce_on_plateau",
            "adjust", "dynamic", "layerwise", "gradual_unfreeze", "head_first",
            "l2sp")
+# The tuning-free population fit (lrtransfer.train.fit_auto): not a recipe.
+AUTO = "auto"
 
 # The embedded tasks, the keys of `lrtransfer.data.TASKS` (kept in step by
 # the same test), for the same reason.
@@ -221,6 +223,17 @@ def select_methods(spec: str, available: Sequence[str] = METHODS
   return [n for n in available if n in names]
 
 
+def split_methods(spec: str, available: Sequence[str] = METHODS
+                  ) -> tuple[list[str], bool]:
+  """``(recipe names, whether the tuning-free AUTO is asked for)`` of
+  ``--methods``; ``all`` means the recipes only (``auto`` is a population
+  of many runs, asked for by name)."""
+  if spec.strip() == "all":
+    return select_methods(spec, available), False
+  names = select_methods(spec, [*available, AUTO])
+  return [n for n in names if n != AUTO], AUTO in names
+
+
 def user_files(args: argparse.Namespace):
   """(source, target) as load_user_task takes them, or None (embedded)."""
   sides = {}
@@ -264,7 +277,7 @@ def check_arguments(args: argparse.Namespace) -> None:
   """
   if args.list_methods:
     return  # prints and exits; the other options do not matter
-  select_methods(args.methods)
+  split_methods(args.methods)
   check_transfer_layers(args)
   if user_files(args) is None and args.standardize is not None:
     raise UsageError("--standardize applies to your own data; embedded "

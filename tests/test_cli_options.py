@@ -66,7 +66,7 @@ def test_list_methods_needs_no_jax():
                         timeout=120)
   *names, code, jax_loaded, _ = proc.stdout.split()
   assert (code, jax_loaded) == ("0", "False")
-  assert names == list(options.METHODS)
+  assert names == [*options.METHODS, options.AUTO]
   assert set(recipes.default_recipes()) <= set(names)
 
 
@@ -94,7 +94,7 @@ def test_an_unknown_method_from_the_console_script(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
       "lrtransfer: error: unknown method(s) l2_sp (did you mean 'l2sp'?); "
-      "choose from " + ", ".join(options.METHODS)]
+      "choose from " + ", ".join([*options.METHODS, options.AUTO])]
 
 
 # ---------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from lrtransfer._src import cli_settings
+from lrtransfer._src import cli_auto, cli_settings
 from lrtransfer._src.cli_options import (HIDDEN, UsageError,
                                          check_arguments, load_task,
-                                         select_methods, user_files)
+                                         user_files)
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 
 
@@ -118,7 +118,12 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
     available = recipes.default_recipes(args.lr)
   except ValueError as error:  # an eager hyperparameter check on --lr
     raise UsageError(f"--lr {args.lr}: {error}") from error
-  names = select_methods(args.methods, list(available))
+  if args.list_methods:
+    print("\n".join([*available, cli_auto.METHOD]))
+    return 0
+  names, with_auto = cli_auto.split_methods(args.methods, list(available))
+  if with_auto:
+    cli_auto.check_epochs(args.epochs)
   out = args.out.absolute()
   check_writable(out)
   settings = cli_settings.run_settings(args)
@@ -157,7 +162,7 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints
   if not resume and checkpoints.is_dir():
-    remove_stale_checkpoints(checkpoints, available)
+    remove_stale_checkpoints(checkpoints, [*available, cli_auto.METHOD])
 
   import jax
   from tqdm import tqdm
@@ -173,13 +178,16 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
         checkpoint_root=checkpoints if use_checkpoints else None,
         checkpoint_every=args.checkpoint_every, resume=resume,
         replace_checkpoints=True)
-    results = experiment.compare(
+    results = {} if not names else experiment.compare(
         task, {n: available[n] for n in names}, config,
         on_method=bar.set_postfix_str, on_epochs=bar.update)
+  auto = None if not with_auto else cli_auto.run_auto(
+      args, task, out, bool(names) or resume,
+      checkpoints / cli_auto.METHOD if use_checkpoints else None, resume)
   elapsed = time.perf_counter() - start
-  table = report.format_table(results)
   print(f"task: {task.name} ({task.description})")
-  print(table)
+  if results:
+    print(report.format_table(results))
   diverged = [n for n, r in results.items() if r.diverged.any()]
   if diverged:
     print(f"lrtransfer: warning: diverged (non-finite loss): "
@@ -187,7 +195,9 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
           + (" or --standardize source (raw inputs on large scales "
              "diverge at any rate)" if args.standardize == "none" else ""),
           file=sys.stderr)
-  plots = report.write_plots(results, out, title=task.name)
+  plots = report.write_plots(results, out, title=task.name) if results else []
+  if auto is not None:
+    plots.append(out / "auto_members.png")
   report.write_json({
       "task": task.name,
       "description": task.description,
@@ -212,7 +222,8 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
                    "checkpoint_every": args.checkpoint_every,
                    "resumed": resume},
       "total_seconds": elapsed,
-      "methods": {name: r.summary() for name, r in results.items()},
+      "methods": {**{name: r.summary() for name, r in results.items()},
+                  **({cli_auto.METHOD: auto} if auto is not None else {})},
   }, out / "results.json")
   print(f"wrote {', '.join(p.name for p in plots)}, results.json to {out}")
   return 0
