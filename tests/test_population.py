@@ -100,9 +100,9 @@ def test_the_returned_model_evaluates_to_the_reported_value(full, digits):
   _, val, test = digits
   for s in range(2):
     model = full.model(s)
-    loss, _ = lrtransfer.train.evaluate(model, val)
+    loss = lrtransfer.train.evaluate(model, val)["loss"]
     assert loss == pytest.approx(full.best_value[s], rel=1e-4)
-    _, accuracy = lrtransfer.train.evaluate(model, test)
+    accuracy = lrtransfer.train.evaluate(model, test)["accuracy"]
     assert accuracy == pytest.approx(full.test_accuracy[s], abs=1e-6)
     chosen = full.candidates[full.chosen[s]]
     assert model.num_transferred_levels == chosen.transfer_layers
@@ -230,7 +230,7 @@ def test_a_cnn_with_batchnorm_and_dropout(source):
       epochs=3, batch_size=16)
   assert result.member_epochs == 4 * 1 + 2 * 2
   model = result.model()
-  loss, _ = lrtransfer.train.evaluate(model, (x[32:], y[32:]))
+  loss = lrtransfer.train.evaluate(model, (x[32:], y[32:]))["loss"]
   assert loss == pytest.approx(result.best_value[0], rel=1e-4)
   assert np.isfinite(np.asarray(model.norm1.mean[...])).all()
 
