@@ -48,6 +48,18 @@ class Measurement:
   A pytree: ``values`` and ``count`` are its leaves; ``monitor`` and ``mode``
   are static, so measurements with the same names, monitor and mode share a
   tree structure (a ``lax.scan`` carry or a jitted step does not retrace).
+  Build one with :func:`measurement` (which checks its inputs) rather than
+  directly.
+
+  Attributes:
+    values: name -> float32 scalar, every value of the evaluation (e.g.
+      ``"val_loss"``, ``"train_loss"``, ``"val_accuracy"``).
+    count: int32 scalar, the number of this evaluation (1 for the first;
+      0 for none yet, see :func:`no_measurement`). A strategy reacts when it
+      grows, once per evaluation however many updates see it.
+    monitor: the name in ``values`` that strategies judge unless told
+      otherwise; the property ``value`` reads it.
+    mode: ``"min"`` (a loss) or ``"max"`` (an accuracy) for ``monitor``.
   """
   values: dict[str, jax.Array]  # name -> float32 scalar
   count: jax.Array  # int32 scalar; 1 for the first evaluation, 0 for none yet
