@@ -269,12 +269,13 @@ def check_count_order(metric: Measurement, last_count: jax.Array) -> None:
   Returns:
     None; the check runs as a side effect when the computation runs.
 
+  Raises:
+    ValueError: raised from the callback, when the computation runs, if
+      ``0 < metric.count < last_count``.
+
   Example::
 
     lrtransfer.check_count_order(metric, state[1].plateau.last_count)
-
-  Raises:
-    ValueError (from the callback): ``0 < metric.count < last_count``.
   """
   def _check(count, last):
     if 0 < int(count) < int(last):
