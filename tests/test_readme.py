@@ -15,6 +15,7 @@ import re
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import lrtransfer
 
@@ -89,6 +90,33 @@ EXAMPLES = {
          "the head"),
         lambda ns: _copied(ns["default"]) == {"hidden/0"}
         and _copied(ns["all_but_head"]) == {"hidden/0", "hidden/1"}),
+    "sweep.best_model(best)": (
+        ("fit_many's runs come back as models: the run picked on validation, "
+         "scored by evaluate with the user's metric as fit_many scored it"),
+        lambda ns: ns["best"] == int(np.argmax(
+            ns["sweep"].history["val_accuracy"][:, -1]))
+        and isinstance(ns["model"], nnx.Module)
+        and set(ns["scores"]) == {"loss", "top1"}
+        and ns["scores"]["top1"] == pytest.approx(
+            float(ns["sweep"].best_test_accuracy[ns["best"]]), abs=1e-6)),
+    "CompareConfig(epochs=10": (
+        "compare runs each recipe over the config's seeds",
+        lambda ns: set(ns["results"]) == {"recommended", "scratch"}
+        and all(r.test_accuracy.shape == (2,)
+                and r.summary()["test_accuracy_mean"] > 0.5
+                for r in ns["results"].values())),
+    "def two_updates(tx)": (
+        ("learning_rates reads the step's rate after the optimizer, and warns "
+         "with the fix before a normalising one"),
+        lambda ns: ns["rates"] == {"all": pytest.approx(0.005)}
+        and len(ns["caught"]) == 1
+        and "Chain the strategy after" in str(ns["caught"][0].message)),
+    "class Classifier(nnx.Module)": (
+        ("a transfer transformation refuses a name-sorted state without "
+         "depths=, and takes the model's depths"),
+        lambda ns: "depths=lrtransfer.layer_depths(model)" in ns["refusal"]
+        and lrtransfer.learning_rates(ns["optimizer"], 0.1) == {
+            "level 0": pytest.approx(0.05), "level 1": pytest.approx(0.1)}),
     "checkpoint.save_params(": (
         "a source saved and restored with orbax fine-tunes the digits task",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),

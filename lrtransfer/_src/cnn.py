@@ -71,6 +71,19 @@ class CNN(nnx.Module):
 
   Takes images ``[batch, height, width, channels]`` or the same flattened to
   ``[batch, height * width * channels]`` (what the MLP tasks provide).
+  The settings are kept as a :class:`CNNConfig` on ``model.config``.
+
+  Args:
+    image_shape: ``(height, width, channels)`` of one input image.
+    channels: output channels of each conv block, input side first; each
+      block halves the height and width.
+    dense: width of the dense layer before the head.
+    num_outputs: number of logits (classes).
+    dropout: dropout rate before the dense layer, in [0, 1).
+    rngs: random streams for the initialisation and dropout.
+
+  Raises:
+    ValueError: a setting out of range (see :class:`CNNConfig`).
 
   Example:
     >>> model = CNN(num_outputs=5, rngs=nnx.Rngs(0))

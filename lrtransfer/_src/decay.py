@@ -87,11 +87,18 @@ def decay_schedule(rate: float, every_steps: int, *, staircase: bool = False,
   ``optax.inject_hyperparams`` cannot pass).
 
   Args:
-    rate, every_steps, staircase, warmup_steps, warmup_init, min_scale: as
-      in :func:`decay`.
+    rate: factor per ``every_steps`` updates, in (0, 1].
+    every_steps: updates per decay period (e.g. the steps of one epoch).
+    staircase: decay in whole periods rather than smoothly.
+    warmup_steps: length of a linear warmup from ``warmup_init`` to 1.
+    warmup_init: scale at step 0 when warming up, in [0, 1].
+    min_scale: floor of the scale, in [0, 1).
 
   Returns:
     An ``optax.Schedule``: the float32 scale after ``count`` updates.
+
+  Raises:
+    ValueError: a setting out of its range, naming it.
 
   Example::
 

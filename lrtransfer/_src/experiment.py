@@ -138,8 +138,36 @@ def pretrain_source(task: TransferTask, *, hidden: Sequence[int] = (256, 128),
                     epochs: int = 20, batch_size: int = 32,
                     learning_rate: float = 0.05, seed: int = 0,
                     model: str = "mlp") -> MLP | CNN:
-  """Trains a source model (:func:`new_source_model`) on the task's source
-  split with a constant rate."""
+  """Trains a fresh source model on the task's source split at a constant rate.
+
+  The model :func:`compare` starts from: ``lrtransfer.train.fit`` with a
+  recipe of ``learning_rate`` alone (SGD with momentum, no strategy), judged
+  on ``task.source_val``; the returned model is the one of the last epoch.
+
+  Args:
+    task: the transfer task; its ``source_train`` and ``source_val`` splits
+      are used, its target splits are not.
+    hidden: hidden widths of the MLP (unused for ``model="cnn"``).
+    epochs: training epochs on the source split.
+    batch_size: minibatch size.
+    learning_rate: the constant base rate of SGD with momentum.
+    seed: initialisation and data-order seed.
+    model: ``"mlp"`` (an :class:`lrtransfer.models.MLP` of widths
+      ``hidden``) or ``"cnn"`` (the default :class:`lrtransfer.models.CNN`
+      on the task's images).
+
+  Returns:
+    The trained source model, an ``MLP`` or a ``CNN`` with
+    ``task.num_source_classes`` outputs.
+
+  Raises:
+    ValueError: an unknown ``model``, or ``"cnn"`` on inputs that are not
+      images.
+
+  Example::
+
+    source = pretrain_source(lrtransfer.data.get_task("digits_label_split"))
+  """
   model = new_source_model(model, task, hidden, seed)
   result = fit(model, Recipe("source", learning_rate), task.source_train,
                task.source_val, epochs=epochs, batch_size=batch_size,
@@ -195,8 +223,19 @@ def check_sizes(task: TransferTask, *, seeds: int, epochs: int,
   memory): from ``source``'s own config when given (a CNN of any channels
   and widths), else from the source ``model`` and ``hidden`` would make.
 
+  Args:
+    task: the transfer task (its target training split sets the steps per
+      epoch, its classes the head).
+    seeds: the number of runs trained at once.
+    epochs: fine-tuning epochs.
+    batch_size: minibatch size.
+    hidden: hidden widths of the source MLP (when ``source`` is None).
+    model: the source architecture, ``"mlp"`` or ``"cnn"`` (when
+      ``source`` is None).
+    source: the trained source model, if there is one already.
+
   Raises:
-    SizeError: naming the setting.
+    SizeError: naming the setting that does not fit and what to lower.
   """
   if source is None:
     source = nnx.eval_shape(lambda: new_source_model(model, task, hidden))

@@ -51,7 +51,25 @@ def strategy_states(state: Any) -> list[Any]:
   """All lrtransfer strategy states found in ``state``.
 
   Grouped by type (``adjust``'s, then ``dynamic``'s, then ``decay``'s and
-  ``schedule_scale``'s), each type in tree order.
+  ``schedule_scale``'s), each type in tree order, whatever wraps them: a
+  chain, ``optax.MultiSteps``, ``optax.partition``,
+  ``optax.apply_if_finite`` or an ``nnx.Optimizer``. The states' fields
+  (scale, best value, patience counters, ...) are the strategies' own
+  bookkeeping, e.g. to log or to assert in a test.
+
+  Args:
+    state: an optimizer state or an ``nnx.Optimizer``.
+
+  Returns:
+    A list of :class:`AdjustState`, :class:`DynamicState` and
+    :class:`ScheduleScaleState` (``decay`` and ``schedule_scale``) values,
+    empty when ``state`` holds no strategy.
+
+  Example::
+
+    tx = optax.chain(optax.sgd(0.1, momentum=0.9), lrtransfer.adjust())
+    (adjust_state,) = lrtransfer.strategy_states(tx.init(params))
+    adjust_state.scale  # 1.0 before the first evaluation
   """
   return [leaf for _, leaf in located_strategies(state)[0]]
 

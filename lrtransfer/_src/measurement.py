@@ -48,6 +48,18 @@ class Measurement:
   A pytree: ``values`` and ``count`` are its leaves; ``monitor`` and ``mode``
   are static, so measurements with the same names, monitor and mode share a
   tree structure (a ``lax.scan`` carry or a jitted step does not retrace).
+  Build one with :func:`measurement` (which checks its inputs) rather than
+  directly.
+
+  Attributes:
+    values: name -> float32 scalar, every value of the evaluation (e.g.
+      ``"val_loss"``, ``"train_loss"``, ``"val_accuracy"``).
+    count: int32 scalar, the number of this evaluation (1 for the first;
+      0 for none yet, see :func:`no_measurement`). A strategy reacts when it
+      grows, once per evaluation however many updates see it.
+    monitor: the name in ``values`` that strategies judge unless told
+      otherwise; the property ``value`` reads it.
+    mode: ``"min"`` (a loss) or ``"max"`` (an accuracy) for ``monitor``.
   """
   values: dict[str, jax.Array]  # name -> float32 scalar
   count: jax.Array  # int32 scalar; 1 for the first evaluation, 0 for none yet
@@ -257,12 +269,13 @@ def check_count_order(metric: Measurement, last_count: jax.Array) -> None:
   Returns:
     None; the check runs as a side effect when the computation runs.
 
+  Raises:
+    ValueError: raised from the callback, when the computation runs, if
+      ``0 < metric.count < last_count``.
+
   Example::
 
     lrtransfer.check_count_order(metric, state[1].plateau.last_count)
-
-  Raises:
-    ValueError (from the callback): ``0 < metric.count < last_count``.
   """
   def _check(count, last):
     if 0 < int(count) < int(last):

@@ -176,6 +176,22 @@ def default_transfer_layers(source: nnx.Module, *, depth_fn=None,
   those of :func:`lrtransfer.layer_depths` (for the MLP: its hidden layers).
   The one rule of both :func:`target_from_source` and
   ``lrtransfer.experiment.compare``.
+
+  Args:
+    source: the source model (any ``nnx.Module``) or its parameters.
+    depth_fn: overrides the depth rule, as in :func:`lrtransfer.layer_depths`.
+    head: the head's attribute name or path prefix, as in
+      :func:`lrtransfer.layer_depths`.
+
+  Returns:
+    The number of levels to copy, counted from the input side: the levels
+    below the head less one, at least 1 (1 for a 2-hidden-layer MLP, 2 for
+    the default two-block CNN).
+
+  Example::
+
+    source = MLP(64, (256, 128), 10, rngs=nnx.Rngs(0))
+    default_transfer_layers(source)  # 1: hidden layer 0 is copied
   """
   levels = sorted(set(jax.tree.leaves(
       layer_depths(source, depth_fn, head=head))))

@@ -382,6 +382,24 @@ def default_recipes(learning_rate: Optional[float] = None
   benchmarks' tuning tasks, judged on all of them at once, never per task
   (``benchmarks/tune_defaults.py``; results in
   ``benchmarks/results/defaults.md``).
+
+  Args:
+    learning_rate: the base rate of every recipe, > 0; None: each recipe's
+      own default.
+
+  Returns:
+    ``{name: Recipe}`` in this order: ``recommended``, ``scratch``,
+    ``constant``, ``decay``, ``reduce_on_plateau``, ``adjust``,
+    ``dynamic``, ``layerwise``, ``gradual_unfreeze``, ``head_first``,
+    ``l2sp``.
+
+  Raises:
+    ValueError: ``learning_rate`` is not a positive number.
+
+  Example::
+
+    recipes = default_recipes()
+    recipes["adjust"].learning_rate  # DEFAULT_LEARNING_RATE
   """
   # A bad rate is refused by Recipe itself, naming learning_rate.
   lr = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate

@@ -142,18 +142,28 @@ def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
     train, val: training and validation data, as :func:`fit` takes them.
     seeds: one data-order seed per run.
     learning_rates: one base rate per run; default: the recipe's for all.
-    epochs, batch_size, source_params, loss_fn, metrics, monitor, mode,
-      restore_best, checkpoint_dir, checkpoint_every, resume, devices:
-      as in :func:`fit` (``devices``: each run's batch is split across
-      them).
+    epochs: number of epochs, as in :func:`fit`.
+    batch_size: minibatch size, as in :func:`fit`.
+    source_params: the source parameters, for L2-SP recipes.
     test: a test split with integer labels, scored by accuracy for every
       run (``test_accuracy``, ``best_test_accuracy``).
+    loss_fn: ``loss_fn(model, x, y) -> scalar``, as in :func:`fit`.
+    metrics: ``{name: fn(model, x, y) -> scalar}``, as in :func:`fit`.
+    monitor: the logged value the strategies react to, as in :func:`fit`.
+    mode: ``"min"``, ``"max"`` or ``"auto"``, as in :func:`fit`.
+    restore_best: keep each run's best parameters (``best_model(i)``).
+    checkpoint_dir: folder for run checkpoints (orbax); None: none.
+    checkpoint_every: epochs between checkpoints, as in :func:`fit`.
+    resume: continue from the latest checkpoint in ``checkpoint_dir``.
+    devices: run data-parallel over these devices, each run's batch split
+      across them; default: one device.
     on_chunk: ``on_chunk(epochs)`` after each compiled call (every
       ``checkpoint_every`` epochs, or once), e.g. to move a progress bar.
 
   Returns:
     A :class:`SweepResult` with a leading run axis; ``result.model(i)`` is
-    run ``i``'s trained model.
+    run ``i``'s trained model, ``result.best_model(i)`` (with
+    ``restore_best``) its best one.
 
   Raises:
     ValueError: as :func:`fit`; also ``models`` not a list, or ``seeds`` or
