@@ -1,0 +1,324 @@
+"""What ``population.py`` concludes from its recorded curves.
+
+* :func:`tuning_picks` (tuning set, validation only): the monitored value
+  and the successive-halving rungs within ``BUDGET`` runs of compute, then
+  smaller candidate sets of rates and copy depths, then the strategy per
+  member. Each candidate is scored by 2-fold held-out validation accuracy
+  (choose on one half of the validation split, score the other half at the
+  chosen evaluation, and the other way round), averaged over seeds, then
+  over tasks.
+* :func:`report_figures` (report set): the adopted variant's test accuracy
+  (its member chosen on the full validation split) against the reference,
+  Prodigy and ``recommended`` (``results/quality.json``), the targets met
+  or missed with their margins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+import _common
+import population_sim as sim
+
+BUDGET = 3.0  # member-epochs of the budgeted variant, in runs
+# A smaller candidate set is adopted only if it loses nothing on the mean
+# and at most this much on any tuning task (held-out validation accuracy).
+SMALLER_SET_TASK_TOLERANCE = 0.005
+MONITORS = {"accuracy": "max", "loss": "min"}
+TUNING_JSON = _common.RESULTS_DIR / "population_tuning.json"
+QUALITY_JSON = _common.RESULTS_DIR / "quality.json"
+
+
+def _population(result, arrays, task: str, strategies: Sequence[str],
+                rates: Optional[Sequence[float]] = None,
+                depths: Optional[Sequence[str]] = None):
+  """(curve name -> [members, seeds, epochs] over the chosen strategies,
+  member descriptions) of the candidates allowed by rates/depths."""
+  members = result["tasks"][task]["members"]
+  keep = [i for i, m in enumerate(members)
+          if (rates is None or m["rate"] in rates)
+          and (depths is None or depth_name(m) in depths)]
+  curves: dict[str, np.ndarray] = {}
+  described = []
+  for strategy in strategies:
+    prefix = f"{task}/{strategy}/"
+    for key, value in arrays.items():
+      if key.startswith(prefix):
+        name = key[len(prefix):]
+        curves[name] = (value[keep] if name not in curves else
+                        np.concatenate([curves[name], value[keep]]))
+    described += [dict(members[i], strategy=strategy) for i in keep]
+  return curves, described
+
+
+def depth_name(member: Mapping[str, Any]) -> str:
+  """"scratch", "depth1", "depth2", "depth2+head"..."""
+  if member["depth"] == 0:
+    return "scratch"
+  return f"depth{member['depth']}" + ("+head" if member["keep_head"] else "")
+
+
+def held_out(curves, schedule_of, monitor: str) -> dict[str, float]:
+  """Mean over seeds of the 2-fold held-out validation accuracy."""
+  mode = MONITORS[monitor]
+  members, seeds, epochs = curves["val_accuracy"].shape
+  schedule = schedule_of(members, epochs)
+  scores, cost = [], []
+  for s in range(seeds):
+    folds = []
+    for choose, score in (("a", "b"), ("b", "a")):
+      out = sim.replay(schedule, curves[f"val_{monitor}_{choose}"][:, s],
+                       mode, [curves[f"val_accuracy_{score}"][:, s]])
+      folds.append(out["scores"][0])
+      cost.append(out["member_epochs"] / epochs)
+    scores.append(np.mean(folds))
+  return {"score": float(np.mean(scores)),
+          "member_epochs_runs": float(np.mean(cost))}
+
+
+def _schedule_of(spec):
+  if spec is None:
+    return lambda members, epochs: sim.Halving()
+  return lambda members, epochs: sim.geometric(members, epochs, *spec)
+
+
+def _spec_label(spec) -> str:
+  if spec is None:
+    return "full"
+  eta, first, final = spec
+  return f"halving eta={eta} first_rung={first} final={final}"
+
+
+def _over_tasks(result, arrays, spec, monitor, strategies, rates=None,
+                depths=None) -> dict[str, Any]:
+  per_task = {}
+  for task in result["tasks"]:
+    curves, _ = _population(result, arrays, task, strategies, rates, depths)
+    per_task[task] = held_out(curves, _schedule_of(spec), monitor)
+  return {"mean": float(np.mean([v["score"] for v in per_task.values()])),
+          "member_epochs_runs": float(np.mean(
+              [v["member_epochs_runs"] for v in per_task.values()])),
+          "tasks": {t: v["score"] for t, v in per_task.items()}}
+
+
+def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
+  """Every choice, by held-out validation accuracy on the tuning set."""
+  epochs = result["epochs"]
+  first = next(iter(result["tasks"].values()))
+  size = len(first["members"])
+  within = sim.halving_specs(size, epochs, BUDGET)
+  if not within:  # a short --quick run: the cheapest schedule, over budget
+    within = [min(sim.halving_specs(size, epochs, math.inf), key=lambda s:
+                  sim.geometric(size, epochs, *s).member_epochs(size, epochs))]
+  specs = [None] + within
+  base = ["constant"]
+  rows = []
+  for monitor in MONITORS:
+    for spec in specs:
+      row = _over_tasks(result, arrays, spec, monitor, base)
+      rows.append({"monitor": monitor, "schedule": _spec_label(spec),
+                   "spec": spec, **row})
+  budgeted = [r for r in rows if r["spec"] is not None]
+  pick = max(budgeted, key=lambda r: (round(r["mean"], 6),
+                                      -r["member_epochs_runs"]))
+  monitor, spec = pick["monitor"], pick["spec"]
+  full = next(r for r in rows if r["spec"] is None
+              and r["monitor"] == monitor)
+  # Smaller candidate sets, under the adopted schedule.
+  rates = result["rates"]
+  depth_names = sorted({depth_name(m) for m in first["members"]})
+  rate_sets = [rates, rates[:-1], rates[1:], rates[1:-1]]
+  depth_sets = [depth_names] + [[d for d in depth_names if d != drop]
+                                for drop in depth_names]
+  sets = []
+  for rate_set in rate_sets:
+    for depth_set in depth_sets:
+      row = _over_tasks(result, arrays, spec, monitor, base, rate_set,
+                        depth_set)
+      sets.append({"rates": list(rate_set), "depths": list(depth_set),
+                   "size": len(rate_set) * len(depth_set), **row})
+  whole = sets[0]
+  no_loss = [s for s in sets if s["mean"] >= whole["mean"] and all(
+      s["tasks"][t] >= whole["tasks"][t] - SMALLER_SET_TASK_TOLERANCE
+      for t in whole["tasks"])]
+  chosen_set = min(no_loss, key=lambda s: (s["size"], -s["mean"]))
+  strategies = {}
+  for label, strats in (("constant", ["constant"]), ("adjust", ["adjust"]),
+                        ("constant+adjust", ["constant", "adjust"])):
+    if all(f"{t}/{s}/val_accuracy" in arrays for t in result["tasks"]
+           for s in strats):
+      strategies[label] = {
+          "budgeted": _over_tasks(result, arrays, spec, monitor, strats,
+                                  chosen_set["rates"], chosen_set["depths"]),
+          "full": _over_tasks(result, arrays, None, monitor, strats,
+                              chosen_set["rates"], chosen_set["depths"])}
+  strategy = max(strategies, key=lambda k: (
+      round(strategies[k]["budgeted"]["mean"], 6), -len(k)))
+  return {
+      "rule": "2-fold held-out validation accuracy (choose on one half of "
+              "the validation split, score on the other), mean over seeds, "
+              "then over the tuning tasks; test never evaluated",
+      "budget_runs": BUDGET,
+      "schedules": rows,
+      "candidate_sets": sets, "strategies": strategies,
+      "adopted": {"monitor": f"val_{monitor}", "mode": MONITORS[monitor],
+                  "halving": {"eta": spec[0], "first_rung": spec[1],
+                              "final": spec[2]},
+                  "rates": chosen_set["rates"],
+                  "depths": chosen_set["depths"], "strategy": strategy,
+                  "held_out_validation": pick["mean"],
+                  "full_population_held_out_validation": full["mean"]}}
+
+
+def _reference(curves, members) -> dict[str, Any]:
+  """Per grid (scratch / fine-tuning), the cell picked on mean validation
+  accuracy over seeds; final-epoch and best-epoch variants."""
+  val, test = curves["val_accuracy"], curves["val_accuracy_test"]
+  best = np.argmax(np.nan_to_num(val, nan=-1.0), axis=2)
+  at_best = lambda a: np.take_along_axis(a, best[..., None], 2)[..., 0]
+  out = {}
+  for variant, (v, t) in (("final_epoch", (val[..., -1], test[..., -1])),
+                          ("best_epoch", (at_best(val), at_best(test)))):
+    grids = {}
+    for grid, pick in (("scratch", lambda m: m["depth"] == 0),
+                       ("fine_tuning", lambda m: m["depth"] > 0)):
+      index = [i for i, m in enumerate(members) if pick(m)]
+      cell = index[int(np.argmax(np.nan_to_num(v[index].mean(1), nan=-1)))]
+      grids[grid] = {"member": members[cell]["label"],
+                     "val_mean": float(v[cell].mean()),
+                     "test_mean": float(t[cell].mean())}
+    grids["reference"] = max(g["test_mean"] for g in grids.values())
+    out[variant] = grids
+  return out
+
+
+def report_figures(result: Mapping[str, Any], arrays) -> dict[str, Any]:
+  """The adopted variant on the report set, against the targets."""
+  adopted = (json.loads(TUNING_JSON.read_text())["analysis"]["adopted"]
+             if TUNING_JSON.exists() else None)
+  if adopted is None or result.get("quick"):
+    adopted = adopted or {"monitor": "val_accuracy", "mode": "max",
+                          "halving": {"eta": 3, "first_rung": 2, "final": 1},
+                          "rates": result["rates"], "depths": None,
+                          "strategy": "constant"}
+  monitor, mode = adopted["monitor"], adopted["mode"]
+  strategies = adopted["strategy"].split("+")
+  if not all(s in result["strategies"] for s in strategies):
+    strategies = ["constant"]  # quick runs: what was run
+  spec = tuple(adopted["halving"][k] for k in ("eta", "first_rung", "final"))
+  quality = (json.loads(QUALITY_JSON.read_text())["tasks"]
+             if QUALITY_JSON.exists() else {})
+  tasks = {}
+  for task in result["tasks"]:
+    reference = _reference(*_population(result, arrays, task, ["constant"]))
+    curves, members = _population(result, arrays, task, strategies,
+                                  adopted["rates"], adopted["depths"])
+    row = {"reference": reference}
+    for name, schedule_spec in (("full", None), ("budgeted", spec)):
+      size, seeds, epochs = curves["val_accuracy"].shape
+      schedule = _schedule_of(schedule_spec)(size, epochs)
+      runs = [sim.replay(schedule, curves[monitor][:, s], mode,
+                         [curves["val_accuracy_test"][:, s]])
+              for s in range(seeds)]
+      row[name] = {
+          "test_mean": float(np.mean([r["scores"][0] for r in runs])),
+          "test_std": float(np.std([r["scores"][0] for r in runs])),
+          "chosen": [members[r["member"]]["label"] + " " +
+                     members[r["member"]]["strategy"] for r in runs],
+          "epoch": [r["epoch"] for r in runs],
+          "member_epochs_runs": float(np.mean(
+              [r["member_epochs"] for r in runs]) / epochs),
+          "schedule": [list(r) for r in schedule.rungs]}
+    for peer in ("prodigy", "recommended"):
+      row[peer] = quality.get(task, {}).get(peer, {}).get("mean")
+    tasks[task] = row
+  return {"adopted": adopted, "tasks": tasks,
+          "targets": targets(tasks)}
+
+
+def targets(tasks: Mapping[str, Any]) -> dict[str, Any]:
+  mean = lambda f: float(np.mean([f(r) for r in tasks.values()]))
+  out: dict[str, Any] = {}
+  budgeted = mean(lambda r: r["budgeted"]["test_mean"])
+  full = mean(lambda r: r["full"]["test_mean"])
+  prodigy = (mean(lambda r: r["prodigy"]) if all(
+      r["prodigy"] is not None for r in tasks.values()) else None)
+  for variant in ("final_epoch", "best_epoch"):
+    reference = mean(lambda r: r["reference"][variant]["reference"])
+    per_task = {t: r["budgeted"]["test_mean"]
+                - r["reference"][variant]["reference"]
+                for t, r in tasks.items()}
+    out[f"mean_vs_reference_{variant}"] = {
+        "rule": "budgeted mean >= reference mean - 0.005",
+        "reference": reference, "budgeted": budgeted,
+        "margin": budgeted - (reference - 0.005),
+        "met": budgeted >= reference - 0.005}
+    out[f"every_task_vs_reference_{variant}"] = {
+        "rule": "budgeted >= task reference - 0.015 on every task",
+        "margins": {t: d + 0.015 for t, d in per_task.items()},
+        "met": all(d >= -0.015 for d in per_task.values())}
+  out["mean_vs_prodigy"] = {
+      "rule": "budgeted mean >= Prodigy's mean + 0.015",
+      "prodigy": prodigy, "budgeted": budgeted,
+      "margin": None if prodigy is None else budgeted - (prodigy + 0.015),
+      "met": None if prodigy is None else budgeted >= prodigy + 0.015}
+  cost = max(r["budgeted"]["member_epochs_runs"] for r in tasks.values())
+  out["budget"] = {
+      "rule": "budgeted <= 3 runs of member-epochs and >= full mean - 0.01",
+      "member_epochs_runs": cost, "full": full, "budgeted": budgeted,
+      "margin": budgeted - (full - 0.01),
+      "met": cost <= BUDGET + 1e-9 and budgeted >= full - 0.01}
+  return out
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+  analysis = result["analysis"]
+  head = (f"Population of base rates {result['rates']} x copy depths, "
+          f"{result['set']} set, {result['epochs']} epochs, batch "
+          f"{result['batch_size']}. Machine: "
+          f"{_common.device_line(result['device'])}.")
+  timing = [[t, s, f"{v['wall_time_ratio']:.1f}",
+             len(result['tasks'][t]['members'])]
+            for t, by in result["tasks"].items()
+            for s, v in by["timing"].items()]
+  timing_table = _common.markdown_table(
+      ["task", "strategy", "wall time / one run", "members"], timing)
+  if result["set"] == "tuning":
+    a = analysis["adopted"]
+    rows = [[r["monitor"], r["schedule"], f"{r['mean']:.4f}",
+             f"{r['member_epochs_runs']:.2f}"] for r in analysis["schedules"]]
+    sets = [[" ".join(f"{x:g}" for x in s["rates"]), " ".join(s["depths"]),
+             f"{s['mean']:.4f}"] for s in analysis["candidate_sets"]]
+    strat = [[k, f"{v['budgeted']['mean']:.4f}", f"{v['full']['mean']:.4f}"]
+             for k, v in analysis["strategies"].items()]
+    return "\n\n".join([
+        head, f"Rule: {analysis['rule']}.",
+        f"Adopted: {json.dumps(a)}",
+        _common.markdown_table(["monitor", "schedule", "held-out val acc",
+                                "member-epochs / run"], rows),
+        _common.markdown_table(["rates", "depths", "held-out val acc"], sets),
+        _common.markdown_table(["strategy", "budgeted", "full"], strat),
+        timing_table]) + "\n"
+  rows = []
+  for task, r in analysis["tasks"].items():
+    ref = r["reference"]
+    rows.append([task, _common.fmt(r["budgeted"]["test_mean"]),
+                 _common.fmt(r["full"]["test_mean"]),
+                 _common.fmt(ref["final_epoch"]["reference"]),
+                 _common.fmt(ref["best_epoch"]["reference"]),
+                 _common.fmt(r["prodigy"]), _common.fmt(r["recommended"]),
+                 f"{r['budgeted']['member_epochs_runs']:.2f}"])
+  lines = [_common.markdown_table(
+      ["task", "budgeted", "full", "reference (final)", "reference (best)",
+       "prodigy", "recommended", "member-epochs / run"], rows)]
+  for name, t in analysis["targets"].items():
+    margin = t.get("margin")
+    lines.append(f"* {name}: {_common.verdict(t['met'])} ({t['rule']}"
+                 + (f"; margin {margin:+.4f}" if margin is not None and
+                    math.isfinite(margin) else "") + ")")
+  return "\n\n".join([head, f"Adopted: {json.dumps(analysis['adopted'])}",
+                      lines[0], "\n".join(lines[1:]), timing_table]) + "\n"
