@@ -83,14 +83,13 @@ def held_out(curves, schedule_of, monitor: str) -> dict[str, float]:
 def _schedule_of(spec):
   if spec is None:
     return lambda members, epochs: sim.Halving()
-  return lambda members, epochs: sim.geometric(members, epochs, *spec)
+  return lambda members, epochs: sim.explicit(members, *spec)
 
 
 def _spec_label(spec) -> str:
   if spec is None:
     return "full"
-  eta, first, final = spec
-  return f"halving eta={eta} first_rung={first} final={final}"
+  return sim.explicit(0, *spec).label
 
 
 def _over_tasks(result, arrays, spec, monitor, strategies, rates=None,
@@ -113,7 +112,7 @@ def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
   within = sim.halving_specs(size, epochs, BUDGET)
   if not within:  # a short --quick run: the cheapest schedule, over budget
     within = [min(sim.halving_specs(size, epochs, math.inf), key=lambda s:
-                  sim.geometric(size, epochs, *s).member_epochs(size, epochs))]
+                  sim.explicit(size, *s).member_epochs(size, epochs))]
   specs = [None] + within
   base = ["constant"]
   rows = []
@@ -166,8 +165,7 @@ def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
       "schedules": rows,
       "candidate_sets": sets, "strategies": strategies,
       "adopted": {"monitor": f"val_{monitor}", "mode": MONITORS[monitor],
-                  "halving": {"eta": spec[0], "first_rung": spec[1],
-                              "final": spec[2]},
+                  "halving": {"eta": spec[0], "rungs": list(spec[1])},
                   "rates": chosen_set["rates"],
                   "depths": chosen_set["depths"], "strategy": strategy,
                   "held_out_validation": pick["mean"],
@@ -202,14 +200,14 @@ def report_figures(result: Mapping[str, Any], arrays) -> dict[str, Any]:
              if TUNING_JSON.exists() else None)
   if adopted is None or result.get("quick"):
     adopted = adopted or {"monitor": "val_accuracy", "mode": "max",
-                          "halving": {"eta": 3, "first_rung": 2, "final": 1},
+                          "halving": {"eta": 3, "rungs": [2, 6, 18]},
                           "rates": result["rates"], "depths": None,
                           "strategy": "constant"}
   monitor, mode = adopted["monitor"], adopted["mode"]
   strategies = adopted["strategy"].split("+")
   if not all(s in result["strategies"] for s in strategies):
     strategies = ["constant"]  # quick runs: what was run
-  spec = tuple(adopted["halving"][k] for k in ("eta", "first_rung", "final"))
+  spec = (adopted["halving"]["eta"], tuple(adopted["halving"]["rungs"]))
   quality = (json.loads(QUALITY_JSON.read_text())["tasks"]
              if QUALITY_JSON.exists() else {})
   tasks = {}

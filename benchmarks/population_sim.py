@@ -86,33 +86,59 @@ class Halving:
     return total + alive * (epochs - last)
 
 
-def geometric(members: int, epochs: int, eta: int, first_rung: int,
-              final: int = 1) -> Halving:
-  """Rungs at ``first_rung * eta**i`` (< epochs); each keeps
-  ``max(final, ceil(alive / eta))`` of the alive members (Hyperband's
-  bracket with minimum resource ``first_rung`` and reduction ``eta``)."""
-  rungs, alive, epoch = [], members, first_rung
-  while epoch < epochs and alive > final:
-    alive = max(final, math.ceil(alive / eta))
-    rungs.append((epoch, alive))
+def explicit(members: int, eta: int, rung_epochs: Sequence[int]
+             ) -> Halving:
+  """Rungs at ``rung_epochs``; each keeps ``max(1, ceil(alive / eta))``."""
+  rungs, alive = [], members
+  for epoch in rung_epochs:
+    alive = max(1, math.ceil(alive / eta))
+    rungs.append((int(epoch), alive))
+  return Halving(tuple(rungs), f"eta={eta} rungs="
+                 + ",".join(str(e) for e in rung_epochs))
+
+
+def anchored_epochs(members: int, epochs: int, eta: int) -> tuple[int, ...]:
+  """Rung epochs counted back from the end: with ``m`` halvings to one
+  member, rung ``i`` at ``round(epochs * eta**(i - m - 1))`` (the last at
+  ``epochs / eta``, each earlier one ``eta`` times sooner: Hyperband's most
+  aggressive bracket); rungs that round alike merge."""
+  counts = [members]
+  while counts[-1] > 1:
+    counts.append(max(1, math.ceil(counts[-1] / eta)))
+  m = len(counts) - 1
+  return tuple(sorted({min(epochs - 1, max(1, round(
+      epochs * eta ** (i - m - 1)))) for i in range(1, m + 1)}))
+
+
+def forward_epochs(members: int, epochs: int, eta: int, first_rung: int,
+                   max_rungs: int) -> tuple[int, ...]:
+  """Rung epochs ``first_rung * eta**i`` (< epochs), at most ``max_rungs``
+  of them and no more than needed to reach one member."""
+  out, alive, epoch = [], members, first_rung
+  while epoch < epochs and alive > 1 and len(out) < max_rungs:
+    alive = max(1, math.ceil(alive / eta))
+    out.append(epoch)
     epoch *= eta
-  return Halving(tuple(rungs), f"halving eta={eta} first_rung={first_rung}"
-                 + (f" final={final}" if final > 1 else ""))
+  return tuple(out)
 
 
 def halving_specs(members: int, epochs: int, budget: float
-                  ) -> list[tuple[int, int, int]]:
-  """``(eta, first_rung, final)`` of the :func:`geometric` schedules whose
-  member-epochs are at most ``budget`` runs (distinct rungs only)."""
+                  ) -> list[tuple[int, tuple[int, ...]]]:
+  """``(eta, rung epochs)`` of the schedules whose member-epochs are at
+  most ``budget`` runs: the anchored rule and forward geometric rungs
+  (every first rung, every number of rungs), distinct plans only."""
   specs, seen = [], set()
   for eta in (2, 3, 4):
-    for first_rung in (1, 2, 3, 4, 5, 6, 8, 10):
-      for final in (1, 2):
-        schedule = geometric(members, epochs, eta, first_rung, final)
-        if (schedule.rungs and schedule.rungs not in seen
-            and schedule.member_epochs(members, epochs) <= budget * epochs):
-          seen.add(schedule.rungs)
-          specs.append((eta, first_rung, final))
+    options = [anchored_epochs(members, epochs, eta)]
+    options += [forward_epochs(members, epochs, eta, first, rungs)
+                for first in (1, 2, 3, 4, 5, 6, 8, 10) for rungs in
+                range(1, 8)]
+    for rung_epochs in options:
+      schedule = explicit(members, eta, rung_epochs)
+      if (rung_epochs and schedule.rungs not in seen
+          and schedule.member_epochs(members, epochs) <= budget * epochs):
+        seen.add(schedule.rungs)
+        specs.append((eta, rung_epochs))
   return specs
 
 

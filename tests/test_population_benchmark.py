@@ -61,7 +61,7 @@ def test_tuning_quick(tmp_path):
   assert "test never evaluated" in analysis["rule"]
   adopted = analysis["adopted"]
   assert adopted["monitor"] in ("val_accuracy", "val_loss")
-  assert set(adopted["halving"]) == {"eta", "first_rung", "final"}
+  assert set(adopted["halving"]) == {"eta", "rungs"}
   assert set(adopted["rates"]) <= set(result["rates"])
   assert 0.0 <= adopted["held_out_validation"] <= 1.0
   assert {r["schedule"] for r in analysis["schedules"]} >= {"full"}
@@ -119,8 +119,18 @@ def test_replay_min_mode_ties_and_nan():
 def test_budgeted_schedules_stay_within_budget(members):
   specs = sim.halving_specs(members, 50, 3.0)
   assert specs
-  for spec in specs:
-    schedule = sim.geometric(members, 50, *spec)
+  for eta, rung_epochs in specs:
+    schedule = sim.explicit(members, eta, rung_epochs)
     assert schedule.member_epochs(members, 50) <= 150
     keeps = [keep for _, keep in schedule.rungs]
-    assert keeps == sorted(keeps, reverse=True) and keeps[-1] >= spec[2]
+    assert keeps == sorted(keeps, reverse=True) and keeps[-1] >= 1
+    assert list(rung_epochs) == sorted(set(rung_epochs))
+    assert 0 < rung_epochs[0] and rung_epochs[-1] < 50
+
+
+def test_anchored_rungs_end_at_a_fraction_eta_of_the_run():
+  # 20 members, eta 3: 20 -> 7 -> 3 -> 1 at 50/27, 50/9, 50/3 (rounded).
+  assert sim.anchored_epochs(20, 50, 3) == (2, 6, 17)
+  schedule = sim.explicit(20, 3, (2, 6, 17))
+  assert schedule.rungs == ((2, 7), (6, 3), (17, 1))
+  assert schedule.member_epochs(20, 50) == 20 * 2 + 7 * 4 + 3 * 11 + 33
