@@ -2,6 +2,7 @@
 
     python benchmarks/population_fit_auto.py schedules [--quick] [--out FILE]
         [--tasks ...] [--seeds N] [--schedules full halving pbt]
+    python benchmarks/population_fit_auto.py report [--schedules ...]
     python benchmarks/population_fit_auto.py check [--task T] [--seed S]
 
 ``schedules`` (tuning set, validation only): every tuning task x its seeds
@@ -12,6 +13,10 @@ held-out validation accuracy as ``population_analysis.tuning_picks``, here
 with real runs, so population-based training (whose copies change the
 members' curves, not a replay) is judged like the others. The monitor and
 halving rungs are the tuning study's picks (``population_tuning.json``).
+
+``report``: ``fit_auto`` itself on the report set (10 seeds, its member
+chosen on the whole validation split), test accuracy of the chosen member
+against the reference of ``population_report.json``.
 
 ``check``: on one task and seed, ``fit_auto(schedule=Halving(...))`` against
 the replay of the same schedule on independent runs of the same members
@@ -49,6 +54,7 @@ from lrtransfer._src.train.program import accuracy
 from lrtransfer._src.train.runner import expect_large_batches
 
 TUNING_JSON = _common.RESULTS_DIR / "population_tuning.json"
+REPORT_JSON = _common.RESULTS_DIR / "population_report.json"
 FALLBACK = {"monitor": "val_accuracy", "halving": {"eta": 3,
                                                    "rungs": [2, 6, 17]}}
 
@@ -140,6 +146,55 @@ def schedules_study(args) -> dict[str, Any]:
   return out
 
 
+def report_study(args) -> dict[str, Any]:
+  """fit_auto itself on the report set: test accuracy of its chosen member
+  (chosen on the whole validation split), against the reference of
+  ``population_report.json``."""
+  pick = adopted()
+  split = _bench.split_record()
+  tasks = args.tasks or (split["report"][:1] if args.quick
+                         else split["report"])
+  epochs = 6 if args.quick else _bench.EPOCHS
+  reference = {}
+  if REPORT_JSON.exists():
+    analysis = json.loads(REPORT_JSON.read_text()).get("analysis") or {}
+    reference = {t: r["reference"] for t, r in
+                 analysis.get("tasks", {}).items()}
+  out: dict[str, Any] = {"adopted": pick, "epochs": epochs, "tasks": {}}
+  for name in tasks:
+    prepared = _bench.prepare(name, source_epochs=3 if args.quick
+                              else _bench.SOURCE_EPOCHS)
+    seeds = list(suite.REPORT_SEEDS)[:args.seeds or (2 if args.quick
+                                                      else None)]
+    task = prepared.task
+    row: dict[str, Any] = {}
+    for schedule_name in args.schedules:
+      result = run_auto(prepared, schedule_of(schedule_name, pick, epochs),
+                        seeds, task.target_val, task.target_test,
+                        epochs=epochs, monitor=pick["monitor"])
+      row[schedule_name] = {
+          "test_mean": float(np.mean(result.test_accuracy)),
+          "test_std": float(np.std(result.test_accuracy)),
+          "member_epochs_runs": result.compute,
+          "seconds": result.seconds,
+          "compile_seconds": result.compile_seconds}
+      mean = row[schedule_name]["test_mean"]
+      print(f"{name} {schedule_name}: test {mean:.4f}, "
+            f"{result.compute:.2f} runs, {result.seconds:.1f}s", flush=True)
+    if name in reference:
+      row["reference"] = {v: reference[name][v]["reference"]
+                          for v in ("final_epoch", "best_epoch")}
+    out["tasks"][name] = row
+  out["mean"] = {s: float(np.mean([r[s]["test_mean"] for r in
+                                    out["tasks"].values()]))
+                 for s in args.schedules}
+  if all("reference" in r for r in out["tasks"].values()):
+    out["reference_mean"] = {v: float(np.mean(
+        [r["reference"][v] for r in out["tasks"].values()]))
+        for v in ("final_epoch", "best_epoch")}
+  return out
+
+
 def check(args) -> dict[str, Any]:
   """fit_auto's halving against the replay on the same members' runs."""
   pick = adopted()
@@ -216,7 +271,7 @@ def check(args) -> dict[str, Any]:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("what", choices=("schedules", "check"))
+  parser.add_argument("what", choices=("schedules", "report", "check"))
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--out", type=Path, default=None)
   parser.add_argument("--tasks", nargs="+", default=None)
@@ -231,7 +286,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   start = time.perf_counter()
-  result = schedules_study(args) if args.what == "schedules" else check(args)
+  result = {"schedules": schedules_study, "report": report_study,
+            "check": check}[args.what](args)
   result["device"] = _common.device_record()
   result["seconds_total"] = time.perf_counter() - start
   out = Path(args.out or _common.RESULTS_DIR / f"population_{args.what}"
@@ -239,7 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   _common.write_json(out, result)
   summary = {k: v for k, v in result.items()
              if k in ("mean", "best_on_validation", "wall_time_ratio",
-                      "fit_auto", "replay")}
+                      "fit_auto", "replay", "reference_mean")}
   text = (f"`python benchmarks/population_fit_auto.py {args.what}` on "
           f"{_common.device_line(result['device'])}\n\n```\n"
           + json.dumps(summary, indent=2) + "\n```\n")
