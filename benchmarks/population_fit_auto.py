@@ -290,7 +290,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "check": check}[args.what](args)
   result["device"] = _common.device_record()
   result["seconds_total"] = time.perf_counter() - start
-  out = Path(args.out or _common.RESULTS_DIR / f"population_{args.what}"
+  name = {"schedules": "schedules", "report": "report_fit_auto",
+          "check": "check"}[args.what]
+  out = Path(args.out or _common.RESULTS_DIR / f"population_{name}"
              f"{'_quick' if args.quick else ''}.json")
   _common.write_json(out, result)
   summary = {k: v for k, v in result.items()
