@@ -157,7 +157,7 @@ def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
                               chosen_set["rates"], chosen_set["depths"])}
   # Within the budget only (a union of strategies doubles the population).
   affordable = [k for k in strategies if strategies[k]["budgeted"][
-      "member_epochs_runs"] <= BUDGET + 1e-9]
+      "member_epochs_runs"] <= BUDGET + 1e-9] or list(strategies)  # --quick
   strategy = max(affordable, key=lambda k: (
       round(strategies[k]["budgeted"]["mean"], 6), -len(k)))
   return {
