@@ -31,6 +31,8 @@ SMALLER_SET_TASK_TOLERANCE = 0.005
 MONITORS = {"accuracy": "max", "loss": "min"}
 TUNING_JSON = _common.RESULTS_DIR / "population_tuning.json"
 QUALITY_JSON = _common.RESULTS_DIR / "quality.json"
+FIT_AUTO_REPORT_JSON = _common.RESULTS_DIR / "population_report_fit_auto.json"
+SCHEDULES_JSON = _common.RESULTS_DIR / "population_schedules.json"
 
 
 def _population(result, arrays, task: str, strategies: Sequence[str],
@@ -160,7 +162,9 @@ def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
       "member_epochs_runs"] <= BUDGET + 1e-9] or list(strategies)  # --quick
   strategy = max(affordable, key=lambda k: (
       round(strategies[k]["budgeted"]["mean"], 6), -len(k)))
+  schedule, study = schedule_pick(pick["mean"] - full["mean"])
   return {
+      "schedule_study": study,
       "rule": "2-fold held-out validation accuracy (choose on one half of "
               "the validation split, score on the other), mean over seeds, "
               "then over the tuning tasks; test never evaluated",
@@ -171,8 +175,32 @@ def tuning_picks(result: Mapping[str, Any], arrays) -> dict[str, Any]:
                   "halving": {"eta": spec[0], "rungs": list(spec[1])},
                   "rates": chosen_set["rates"],
                   "depths": chosen_set["depths"], "strategy": strategy,
+                  "schedule": schedule,
                   "held_out_validation": pick["mean"],
                   "full_population_held_out_validation": full["mean"]}}
+
+
+def schedule_pick(halving_minus_full: float) -> tuple[str, dict]:
+  """Full vs halving vs PBT, each against halving on the same runs: full
+  on the replay (the same members' curves), PBT on ``fit_auto``'s own runs
+  (``population_fit_auto.py schedules``: its copies change the curves, a
+  replay cannot show them). The largest gain over halving wins; halving
+  when nothing beats it."""
+  gains = {"halving": 0.0, "full": -halving_minus_full}
+  study: dict[str, Any] = {"gain_over_halving": gains,
+                           "source": "replay (full); "
+                           "benchmarks/results/population_schedules.json "
+                           "(PBT, fit_auto runs)"}
+  if SCHEDULES_JSON.exists():
+    runs = json.loads(SCHEDULES_JSON.read_text())
+    if {"pbt", "halving"} <= set(runs.get("mean", {})):
+      gains["pbt"] = runs["mean"]["pbt"] - runs["mean"]["halving"]
+      study["fit_auto_held_out"] = runs["mean"]
+      study["fit_auto_tasks"] = {
+          t: {k: v["held_out"] for k, v in r.items()}
+          for t, r in runs["tasks"].items()}
+  best = max(gains, key=lambda k: (round(gains[k], 6), k == "halving"))
+  return best, study
 
 
 def _reference(curves, members) -> dict[str, Any]:
@@ -237,42 +265,65 @@ def report_figures(result: Mapping[str, Any], arrays) -> dict[str, Any]:
     for peer in ("prodigy", "recommended"):
       row[peer] = quality.get(task, {}).get(peer, {}).get("mean")
     tasks[task] = row
+  if FIT_AUTO_REPORT_JSON.exists() and not result.get("quick"):
+    runs = json.loads(FIT_AUTO_REPORT_JSON.read_text())["tasks"]
+    for task, row in tasks.items():
+      for schedule, stats in runs.get(task, {}).items():
+        if schedule in ("halving", "pbt"):
+          row[f"fit_auto_{schedule}"] = stats
   return {"adopted": adopted, "tasks": tasks,
+          "variants": {v: d for v, d in VARIANTS.items()
+                       if all(v in r for r in tasks.values())},
           "targets": targets(tasks)}
 
 
-def targets(tasks: Mapping[str, Any]) -> dict[str, Any]:
-  mean = lambda f: float(np.mean([f(r) for r in tasks.values()]))
-  out: dict[str, Any] = {}
-  budgeted = mean(lambda r: r["budgeted"]["test_mean"])
-  full = mean(lambda r: r["full"]["test_mean"])
-  prodigy = (mean(lambda r: r["prodigy"]) if all(
-      r["prodigy"] is not None for r in tasks.values()) else None)
-  for variant in ("final_epoch", "best_epoch"):
-    reference = mean(lambda r: r["reference"][variant]["reference"])
-    per_task = {t: r["budgeted"]["test_mean"]
-                - r["reference"][variant]["reference"]
-                for t, r in tasks.items()}
-    out[f"mean_vs_reference_{variant}"] = {
-        "rule": "budgeted mean >= reference mean - 0.005",
-        "reference": reference, "budgeted": budgeted,
-        "margin": budgeted - (reference - 0.005),
-        "met": budgeted >= reference - 0.005}
-    out[f"every_task_vs_reference_{variant}"] = {
-        "rule": "budgeted >= task reference - 0.015 on every task",
-        "margins": {t: d + 0.015 for t, d in per_task.items()},
-        "met": all(d >= -0.015 for d in per_task.values())}
+VARIANTS = {
+    "budgeted": "successive halving (replayed on the recorded runs)",
+    "full": "full population (replayed on the recorded runs)",
+    "fit_auto_halving": "fit_auto(schedule=Halving(...)) itself",
+    "fit_auto_pbt": "fit_auto(schedule='pbt') itself"}
+
+
+def variant_targets(tasks: Mapping[str, Any], variant: str,
+                    prodigy: Optional[float]) -> dict[str, Any]:
+  """The accuracy targets of one variant, against both references."""
+  mean = float(np.mean([r[variant]["test_mean"] for r in tasks.values()]))
+  out: dict[str, Any] = {"test_mean": mean}
+  for ref in ("final_epoch", "best_epoch"):
+    reference = float(np.mean([r["reference"][ref]["reference"]
+                               for r in tasks.values()]))
+    margins = {t: r[variant]["test_mean"] - r["reference"][ref]["reference"]
+               + 0.015 for t, r in tasks.items()}
+    out[f"mean_vs_reference_{ref}"] = {
+        "rule": "mean >= reference mean - 0.005", "reference": reference,
+        "margin": mean - (reference - 0.005),
+        "met": mean >= reference - 0.005}
+    out[f"every_task_vs_reference_{ref}"] = {
+        "rule": "every task >= its reference - 0.015",
+        "margins": margins, "margin": min(margins.values()),
+        "met": all(m >= 0 for m in margins.values())}
   out["mean_vs_prodigy"] = {
-      "rule": "budgeted mean >= Prodigy's mean + 0.015",
-      "prodigy": prodigy, "budgeted": budgeted,
-      "margin": None if prodigy is None else budgeted - (prodigy + 0.015),
-      "met": None if prodigy is None else budgeted >= prodigy + 0.015}
+      "rule": "mean >= Prodigy's mean + 0.015", "prodigy": prodigy,
+      "margin": None if prodigy is None else mean - (prodigy + 0.015),
+      "met": None if prodigy is None else mean >= prodigy + 0.015}
+  return out
+
+
+def targets(tasks: Mapping[str, Any]) -> dict[str, Any]:
+  """Every variant's accuracy targets, and the budget target of halving."""
+  ran = [v for v in VARIANTS if all(v in r for r in tasks.values())]
+  prodigy = (float(np.mean([r["prodigy"] for r in tasks.values()])) if all(
+      r["prodigy"] is not None for r in tasks.values()) else None)
+  out: dict[str, Any] = {v: variant_targets(tasks, v, prodigy) for v in ran}
+  mean = lambda v: out[v]["test_mean"]
   cost = max(r["budgeted"]["member_epochs_runs"] for r in tasks.values())
   out["budget"] = {
-      "rule": "budgeted <= 3 runs of member-epochs and >= full mean - 0.01",
-      "member_epochs_runs": cost, "full": full, "budgeted": budgeted,
-      "margin": budgeted - (full - 0.01),
-      "met": cost <= BUDGET + 1e-9 and budgeted >= full - 0.01}
+      "rule": "halving <= 3 runs of member-epochs and mean >= the full "
+              "population's mean - 0.01",
+      "member_epochs_runs": cost, "full": mean("full"),
+      "budgeted": mean("budgeted"),
+      "margin": mean("budgeted") - (mean("full") - 0.01),
+      "met": cost <= BUDGET + 1e-9 and mean("budgeted") >= mean("full") - 0.01}
   return out
 
 
@@ -306,23 +357,55 @@ def markdown(result: Mapping[str, Any]) -> str:
         _common.markdown_table(["rates", "depths", "held-out val acc"], sets),
         _common.markdown_table(["strategy", "budgeted", "member-epochs / run",
                                 "full"], strat),
+        "Schedule: gain in held-out validation accuracy over halving "
+        f"(full: replay of the same runs; PBT: fit_auto's own runs, "
+        f"population_schedules.json): "
+        + json.dumps({k: round(v, 4) for k, v in
+                      analysis["schedule_study"]["gain_over_halving"].items()})
+        + f"; adopted schedule: {a['schedule']}",
         timing_table]) + "\n"
+  variants = list(analysis["variants"])
   rows = []
   for task, r in analysis["tasks"].items():
     ref = r["reference"]
-    rows.append([task, _common.fmt(r["budgeted"]["test_mean"]),
-                 _common.fmt(r["full"]["test_mean"]),
-                 _common.fmt(ref["final_epoch"]["reference"]),
-                 _common.fmt(ref["best_epoch"]["reference"]),
-                 _common.fmt(r["prodigy"]), _common.fmt(r["recommended"]),
-                 f"{r['budgeted']['member_epochs_runs']:.2f}"])
-  lines = [_common.markdown_table(
-      ["task", "budgeted", "full", "reference (final)", "reference (best)",
-       "prodigy", "recommended", "member-epochs / run"], rows)]
-  for name, t in analysis["targets"].items():
-    margin = t.get("margin")
-    lines.append(f"* {name}: {_common.verdict(t['met'])} ({t['rule']}"
-                 + (f"; margin {margin:+.4f}" if margin is not None and
-                    math.isfinite(margin) else "") + ")")
-  return "\n\n".join([head, f"Adopted: {json.dumps(analysis['adopted'])}",
-                      lines[0], "\n".join(lines[1:]), timing_table]) + "\n"
+    rows.append([task] + [_common.fmt(r[v]["test_mean"]) for v in variants]
+                + [_common.fmt(ref["final_epoch"]["reference"]),
+                   _common.fmt(ref["best_epoch"]["reference"]),
+                   _common.fmt(r["prodigy"]), _common.fmt(r["recommended"])])
+  means = lambda key: np.mean([key(r) for r in analysis["tasks"].values()])
+  rows.append(["**mean**"] + [
+      _common.fmt(means(lambda r, v=v: r[v]["test_mean"])) for v in variants]
+      + [_common.fmt(means(lambda r, k=k: r["reference"][k]["reference"]))
+         for k in ("final_epoch", "best_epoch")]
+      + [_common.fmt(means(lambda r, k=k: r[k] if r[k] is not None
+                           else math.nan)) for k in ("prodigy", "recommended")])
+  table = _common.markdown_table(
+      ["task"] + variants + ["reference (final epoch)",
+                             "reference (best epoch)", "prodigy",
+                             "recommended"], rows)
+  names = [k for k in analysis["targets"][variants[0]] if k != "test_mean"]
+  verdicts = []
+  for v in variants:
+    cells = []
+    for k in names:
+      t = analysis["targets"][v][k]
+      margin = t.get("margin")
+      cells.append(_common.verdict(t["met"]) + (
+          f" ({margin:+.4f})" if margin is not None else ""))
+    verdicts.append([v] + cells)
+  budget = analysis["targets"]["budget"]
+  legend = "\n".join(f"* {v}: {d}" for v, d in analysis["variants"].items())
+  return "\n\n".join([
+      head, "TEST accuracy on the REPORT tasks, mean over 10 seeds; members"
+      " chosen on validation only. Reference: per task, the better of the "
+      "scratch grid and the fine-tuning grid over (rate, copy depth), each "
+      "cell picked by mean validation accuracy, at the final epoch (as "
+      "quality.py's grids) or at each run's best validation epoch.",
+      legend, table,
+      "Targets (margin: how far above the threshold):",
+      _common.markdown_table(["variant"] + names, verdicts),
+      f"* budget: {_common.verdict(budget['met'])} ({budget['rule']}; "
+      f"{budget['member_epochs_runs']:.2f} runs, margin "
+      f"{budget['margin']:+.4f})",
+      f"Adopted on the tuning set: {json.dumps(analysis['adopted'])}",
+      timing_table]) + "\n"
