@@ -101,14 +101,19 @@ def members_of(prepared: _bench.Prepared, rates: Sequence[float]
           for r in rates]
 
 
+# Seed s initialises the fresh parts with nnx.Rngs(INIT_OFFSET + s), as
+# quality.py's targets; --init-offset 0 draws what fit_auto(seeds=s) draws.
+INIT_OFFSET = 1000
+
+
 def initial_models(prepared: _bench.Prepared, member: Member,
-                   seeds: Sequence[int]) -> list:
-  """Seed ``s`` initialises the fresh parts with ``nnx.Rngs(1000 + s)``, as
-  quality.py's targets (scratch: nothing copied)."""
+                   seeds: Sequence[int], offset: int = INIT_OFFSET) -> list:
+  """Seed ``s`` initialises the fresh parts with ``nnx.Rngs(offset + s)``
+  (scratch: nothing copied)."""
   return [lrtransfer.models.target_from_source(
       prepared.source, prepared.task.num_target_classes,
       transfer_layers=member.depth, keep_head=member.keep_head,
-      rngs=nnx.Rngs(1000 + s)) for s in seeds]
+      rngs=nnx.Rngs(offset + s)) for s in seeds]
 
 
 def halves(num_val: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,13 +154,13 @@ def recipe_of(strategy: str) -> Recipe:
 
 
 def run_population(prepared, members: Sequence[Member], recipe: Recipe,
-                   seeds: Sequence[int], *, epochs: int, with_test: bool
-                   ) -> dict[str, Any]:
+                   seeds: Sequence[int], *, epochs: int, with_test: bool,
+                   offset: int = INIT_OFFSET) -> dict[str, Any]:
   """All members x seeds in one fit_many: curves ``[member, seed, epoch]``."""
   task = prepared.task
   models, run_seeds, rates = [], [], []
   for member in members:
-    models += initial_models(prepared, member, seeds)
+    models += initial_models(prepared, member, seeds, offset)
     run_seeds += list(seeds)
     rates += [member.rate] * len(seeds)
   with expect_large_batches():  # batch 32 on every task, few-shot included
@@ -183,16 +188,17 @@ def run_population(prepared, members: Sequence[Member], recipe: Recipe,
 
 
 def single_run_seconds(prepared, member: Member, recipe: Recipe,
-                       seeds: Sequence[int], epochs: int, with_test: bool
-                       ) -> float:
+                       seeds: Sequence[int], epochs: int, with_test: bool,
+                       offset: int) -> float:
   """Run seconds (compile excluded) of ONE member over the same seeds."""
   return run_population(prepared, [member], recipe, seeds, epochs=epochs,
-                        with_test=with_test)["seconds"]
+                        with_test=with_test, offset=offset)["seconds"]
 
 
 def run_task(name: str, *, seeds: Sequence[int], epochs: int,
              source_epochs: int, strategies: Sequence[str], with_test: bool,
-             log=print) -> tuple[dict, dict[str, np.ndarray]]:
+             offset: int = INIT_OFFSET, log=print
+             ) -> tuple[dict, dict[str, np.ndarray]]:
   prepared = _bench.prepare(name, source_epochs=source_epochs)
   members = members_of(prepared, RATES)
   task = prepared.task
@@ -211,11 +217,11 @@ def run_task(name: str, *, seeds: Sequence[int], epochs: int,
   for strategy in strategies:
     recipe = recipe_of(strategy)
     before = single_run_seconds(prepared, single, recipe, seeds, epochs,
-                                with_test)
+                                with_test, offset)
     result = run_population(prepared, members, recipe, seeds, epochs=epochs,
-                            with_test=with_test)
+                            with_test=with_test, offset=offset)
     after = single_run_seconds(prepared, single, recipe, seeds, epochs,
-                               with_test)
+                               with_test, offset)
     one = float(np.median([before, after]))
     meta["timing"][strategy] = {
         "population_seconds": result["seconds"],
@@ -248,6 +254,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--strategies", nargs="+", choices=STRATEGIES,
                       default=None, help="default: both on the tuning set, "
                       "constant on the report set")
+  parser.add_argument("--init-offset", type=int, default=INIT_OFFSET,
+                      help="seed s initialises with nnx.Rngs(offset + s); 0:"
+                      " the draws of fit_auto(seeds=s)")
   parser.add_argument("--reuse", action="store_true",
                       help="replay the schedules on the curves of an earlier"
                       " run (its JSON and _curves.npz) without training")
@@ -278,7 +287,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "device": _common.device_record(), "epochs": epochs,
               "batch_size": _bench.BATCH_SIZE, "rates": list(RATES),
               "strategies": strategies, "split": split,
-              "half_split_seed": HALF_SPLIT_SEED, "tasks": {}}
+              "half_split_seed": HALF_SPLIT_SEED,
+              "init_offset": args.init_offset, "tasks": {}}
     print(f"population ({args.set} set) on "
           f"{_common.device_line(result['device'])}: {len(tasks)} tasks, "
           f"{epochs} epochs", flush=True)
@@ -290,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       meta, task_arrays = run_task(
           name, seeds=seeds, epochs=epochs,
           source_epochs=3 if args.quick else _bench.SOURCE_EPOCHS,
-          strategies=strategies, with_test=report,
+          strategies=strategies, with_test=report, offset=args.init_offset,
           log=lambda line: print(line, flush=True))
       result["tasks"][name] = meta
       arrays.update(task_arrays)
