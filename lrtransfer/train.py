@@ -13,3 +13,6 @@ from lrtransfer._src.train import fit_many as fit_many
 from lrtransfer._src.train.runner import clear_compiled_cache as clear_compiled_cache
 from lrtransfer._src.train.population import AutoResult as AutoResult
 from lrtransfer._src.train.population import fit_auto as fit_auto
+from lrtransfer._src.train.population_rules import Full as Full
+from lrtransfer._src.train.population_rules import Halving as Halving
+from lrtransfer._src.train.population_rules import PBT as PBT

@@ -1,5 +1,8 @@
 """fit_auto: members, selection by validation, successive halving, PBT's
-exploit/explore, any model, memory and argument checks."""
+exploit/explore, strategies as members, the grid runs reproduced, any
+model, checkpoints and resume, devices, memory and argument checks."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +13,8 @@ from sklearn.datasets import load_digits
 
 import lrtransfer
 from lrtransfer._src import sizes
+from lrtransfer._src.checkpoint import CheckpointError
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_engine as engine
 from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
@@ -65,6 +70,10 @@ def test_the_source_head_is_a_candidate_when_the_label_sets_match(source):
   assert members_lib.default_depths(2, True) == (
       (0, False), (1, False), (2, False), (2, True))
   assert members_lib.default_depths(1, False) == ((0, False), (1, False))
+  assert members_lib.default_depths(3, True, ("scratch", "all")) == (
+      (0, False), (3, False))
+  with pytest.raises(ValueError, match="unknown depth choice 'half'"):
+    members_lib.default_depths(3, True, ("half",))
 
 
 def test_the_chosen_member_is_the_best_by_validation(full, digits, source):
@@ -101,6 +110,30 @@ def test_the_returned_model_evaluates_to_the_reported_value(full, digits):
     full.model(2)
 
 
+def _check_halving(result, monitor, higher_is_better):
+  """Survivors are the best by best-so-far validation at every rung; no
+  training after a stop; the chosen member is the best of all."""
+  history = result.history[monitor]
+  best = np.nanmax if higher_is_better else np.nanmin
+  assert result.decisions, "the population must halve"
+  for decision in result.decisions:
+    s = result.seeds.index(decision.seed)
+    running = sorted(decision.kept + decision.stopped)
+    so_far = best(history[s, running, :decision.epoch], axis=1)
+    order = np.argsort(-so_far if higher_is_better else so_far,
+                       kind="stable")
+    ranked = [running[i] for i in order]
+    assert sorted(decision.kept) == sorted(ranked[:len(decision.kept)])
+    for member in decision.stopped:  # no training after a stop
+      assert np.isnan(history[s, member, decision.epoch:]).all()
+      row = result.members[s * len(result.candidates) + member]
+      assert row.stopped_epoch == decision.epoch
+  for s in range(len(result.seeds)):
+    overall = best(history[s], axis=1)
+    assert result.best_value[s] == pytest.approx(best(overall), rel=1e-6)
+    assert np.isfinite(history[s, result.chosen[s]]).all()
+
+
 def test_halving_spends_at_most_three_runs_and_keeps_the_best(digits,
                                                                source):
   train, val, _ = digits
@@ -110,21 +143,20 @@ def test_halving_spends_at_most_three_runs_and_keeps_the_best(digits,
   assert result.member_epochs <= 3 * 9
   assert result.member_epochs == sum(
       r.member_epochs for r in result.members if r.seed == 0)
-  history = result.history["val_loss"]
-  assert result.decisions, "9 members over 9 epochs must halve"
-  for decision in result.decisions:
-    s = result.seeds.index(decision.seed)
-    running = sorted(decision.kept + decision.stopped)
-    best_so_far = np.nanmin(history[s, running, :decision.epoch], axis=1)
-    ranked = [running[i] for i in np.argsort(best_so_far, kind="stable")]
-    assert sorted(decision.kept) == sorted(ranked[:len(decision.kept)])
-    for member in decision.stopped:  # no training after a stop
-      assert np.isnan(history[s, member, decision.epoch:]).all()
-      row = result.members[s * len(result.candidates) + member]
-      assert row.stopped_epoch == decision.epoch
-  # One survivor at the end, the chosen one, trained every epoch.
-  for s in range(2):
-    assert np.isfinite(history[s, result.chosen[s]]).all()
+  _check_halving(result, "val_loss", higher_is_better=False)
+
+
+def test_halving_on_accuracy_keeps_the_highest(digits, source):
+  train, val, _ = digits
+  result = lrtransfer.train.fit_auto(
+      source, train, val, num_outputs=5, learning_rates=(0.003, 0.3),
+      transfer_layers=(0, 2), schedule=rules.Halving(eta=2), epochs=4,
+      batch_size=32, seeds=[0, 1], monitor="val_accuracy")
+  assert result.mode == "max"
+  _check_halving(result, "val_accuracy", higher_is_better=True)
+  rows = [r for r in result.members if r.seed == 0]
+  np.testing.assert_allclose([r.best_value for r in rows], np.nanmax(
+      result.history["val_accuracy"][0], axis=1), rtol=1e-6)
 
 
 def test_halving_rules():
@@ -160,8 +192,8 @@ def test_pbt_copies_the_leaders_state_and_perturbs_its_rate(digits, source):
                                        "val_loss": latest})
   before = jax.tree.map(np.asarray, pop.carry)
   rule = rules.PBT(fraction=0.25, perturb=(0.5, 2.0))
-  decisions = engine._exploit(pop, rule, 1, [np.random.default_rng(0)])
-  (member, leader, rate), = decisions[0].copies
+  copies = engine._exploit(pop, rule, 1)
+  (member, leader, rate), = copies[0][~np.isnan(copies[0, :, 0])]
   assert (member, leader) == (0, 2)
   assert rate / 0.04 in (0.5, 2.0) and pop.rates[0, 0] == rate
   assert pop.params_from[0, 0] == 2
@@ -233,7 +265,7 @@ def test_an_absurd_population_is_refused_before_members_are_built(
     lrtransfer.train.fit_auto(
         source, train, val, num_outputs=5,
         learning_rates=tuple(0.001 * (1 + i) for i in range(200)),
-        epochs=2, seeds=[0, 1, 2])
+        schedule="full", epochs=2, seeds=[0, 1, 2])
   assert len(built) == 1  # the one model the sizes are read from
 
 
@@ -250,6 +282,8 @@ def test_an_absurd_population_is_refused_before_members_are_built(
     ({"recipe": lrtransfer.recipes.Recipe("l", 0.1, l2sp_alpha=0.01)},
      "uses L2-SP"),
     ({"num_outputs": None}, "pass num_outputs= .* or target="),
+    ({"recipe": lrtransfer.recipes.Recipe("s", 0.1, from_source=False)},
+     r"from_source=False.*transfer_layers=\(0,\)"),
     ({"resume": True}, "resume=True needs checkpoint_dir"),
 ])
 def test_bad_arguments_name_the_value(digits, source, kwargs, message):
@@ -268,3 +302,136 @@ def test_schedule_configs_refuse_bad_values():
     rules.PBT(fraction=0.8)
   with pytest.raises(ValueError, match="interval must be an int >= 1"):
     rules.PBT(interval=0)
+
+
+class _Stop(Exception):
+  pass
+
+
+@pytest.mark.parametrize("schedule", ["halving", rules.PBT(interval=1)])
+def test_an_interrupted_population_resumes_to_the_same_result(
+    digits, source, tmp_path, monkeypatch, schedule):
+  train, val, _ = digits
+  call = dict(num_outputs=5, learning_rates=(0.003, 0.03, 0.3), epochs=9,
+              batch_size=32, seeds=[0, 1], schedule=schedule)
+  whole = lrtransfer.train.fit_auto(source, train, val, **call)
+  original = RunCheckpointer.save
+  saves = []
+
+  def save_then_stop(self, epoch, state):
+    original(self, epoch, state)
+    saves.append(epoch)
+    if len(saves) == 2:  # halving: between the first and second rung
+      raise _Stop
+
+  monkeypatch.setattr(RunCheckpointer, "save", save_then_stop)
+  with pytest.raises(_Stop):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              **call)
+  monkeypatch.setattr(RunCheckpointer, "save", original)
+  with pytest.raises(CheckpointError, match="pass resume=True"):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              **call)
+  resumed = lrtransfer.train.fit_auto(source, train, val,
+                                      checkpoint_dir=tmp_path, resume=True,
+                                      **call)
+  assert saves == [1, 2]  # saved every epoch (9 < CHECKPOINTS_PER_RUN)
+  np.testing.assert_array_equal(resumed.chosen, whole.chosen)
+  np.testing.assert_allclose(resumed.history["val_loss"],
+                             whole.history["val_loss"], rtol=1e-6)
+  assert resumed.decisions == whole.decisions and whole.decisions
+  assert resumed.members == whole.members
+  with pytest.raises(CheckpointError, match="different run"):
+    lrtransfer.train.fit_auto(source, train, val, checkpoint_dir=tmp_path,
+                              resume=True, **{**call, "epochs": 10})
+
+
+_TWO_DEVICES = """
+import jax, numpy as np
+from flax import nnx
+from sklearn.datasets import load_digits
+import lrtransfer
+assert jax.device_count() == 2
+x, y = load_digits(return_X_y=True)
+x, y = (x / 16).astype(np.float32), (y % 5).astype(np.int32)
+source = lrtransfer.models.MLP(64, (16, 8), 10, rngs=nnx.Rngs(42))
+runs = [lrtransfer.train.fit_auto(
+    source, (x[:120], y[:120]), (x[120:240], y[120:240]), num_outputs=5,
+    learning_rates=(0.01, 0.1), transfer_layers=(0, 2), epochs=4,
+    batch_size=32, schedule="halving", devices=devices)
+    for devices in (None, jax.devices())]
+one, two = runs
+assert list(one.chosen) == list(two.chosen), (one.chosen, two.chosen)
+assert one.decisions == two.decisions
+np.testing.assert_allclose(one.history["val_loss"], two.history["val_loss"],
+                           rtol=1e-4, atol=1e-5)
+print("OK")
+"""
+
+
+def test_data_parallel_over_two_devices_matches_one_device():
+  import os
+  import subprocess
+  import sys
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+      os.environ.get("XLA_FLAGS", "")
+      + " --xla_force_host_platform_device_count=2").strip())
+  done = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_strategies_as_a_member_dimension_match_their_own_populations(
+    digits, source):
+  train, val, _ = digits
+  constant = lrtransfer.recipes.Recipe("constant", 0.1)
+  adjust = lrtransfer.recipes.default_recipes()["adjust"]
+  call = dict(num_outputs=5, learning_rates=RATES, transfer_layers=(0, 2),
+              schedule="full", epochs=5, batch_size=32, seeds=[0, 1])
+  both = lrtransfer.train.fit_auto(source, train, val,
+                                   recipe=[constant, adjust], **call)
+  assert [c.strategy for c in both.candidates] == ["constant"] * 4 + [
+      "adjust"] * 4
+  for block, recipe in ((slice(0, 4), constant), (slice(4, 8), adjust)):
+    alone = lrtransfer.train.fit_auto(source, train, val, recipe=recipe,
+                                      **call)
+    for name in ("val_loss", "scale"):
+      np.testing.assert_allclose(both.history[name][:, block],
+                                 alone.history[name], rtol=2e-5, atol=1e-6,
+                                 err_msg=f"{recipe.name} {name}")
+  assert not np.all(both.history["scale"][:, 4:] == 1.0)  # adjust acted
+  assert "strategy" in both.table().splitlines()[0]
+  assert "adjust" in both.table() and "strategy" not in alone.table()
+  with pytest.raises(ValueError, match="differ in momentum"):
+    lrtransfer.train.fit_auto(source, train, val, recipe=[
+        constant, lrtransfer.recipes.Recipe("m", 0.1, momentum=0.5)], **call)
+
+
+def test_rates_and_seeds_may_be_arrays():
+  from lrtransfer._src.train import population
+  assert members_lib.check_learning_rates(np.logspace(-3, -1, 3)) == (
+      pytest.approx(0.001), pytest.approx(0.01), pytest.approx(0.1))
+  assert population._check_seeds(np.arange(3)) == [0, 1, 2]
+  assert population._check_seeds(jnp.arange(2)) == [0, 1]
+  with pytest.raises(ValueError, match=r"seeds\[1\] must be an int"):
+    population._check_seeds([0, 1.5])
+
+
+def test_a_full_population_reproduces_the_grid_runs(digits, source):
+  # Member (rate, depth) of seed s is fit_many's run of experiment's
+  # target model for s at that rate and depth: the grid a user runs.
+  train, val, _ = digits
+  result = lrtransfer.train.fit_auto(
+      source, train, val, num_outputs=5, learning_rates=(0.05,),
+      transfer_layers=(0, 1), schedule="full", epochs=4, batch_size=32,
+      seeds=[3, 4])
+  recipe = lrtransfer.recipes.Recipe("constant", 0.05)
+  for k, depth in enumerate((0, 1)):
+    models = lrtransfer.experiment.target_models(
+        source, recipe if depth else dataclasses.replace(
+            recipe, from_source=False), 5, [3, 4], transfer_layers=depth
+        or None)
+    grid = lrtransfer.train.fit_many(models, recipe, train, val,
+                                     seeds=[3, 4], epochs=4, batch_size=32)
+    np.testing.assert_allclose(result.history["val_loss"][:, k],
+                               grid.history["val_loss"], rtol=1e-5)

@@ -23,10 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from lrtransfer._src import cli_settings
+from lrtransfer._src import cli_auto, cli_settings
 from lrtransfer._src.cli_options import (HIDDEN, UsageError,
                                          check_transfer_layers, load_task,
-                                         select_methods, user_files)
+                                         user_files)
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 
 
@@ -118,9 +118,11 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   except ValueError as error:  # an eager hyperparameter check on --lr
     raise UsageError(f"--lr {args.lr}: {error}") from error
   if args.list_methods:
-    print("\n".join(available))
+    print("\n".join([*available, cli_auto.METHOD]))
     return 0
-  names = select_methods(args.methods, list(available))
+  names, with_auto = cli_auto.split_methods(args.methods, list(available))
+  if with_auto:
+    cli_auto.check_epochs(args.epochs)
   check_transfer_layers(args)
   out = args.out.absolute()
   check_writable(out)
@@ -160,13 +162,13 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   if interrupted is not None:
     interrupted.uses_checkpoints = use_checkpoints
   if not resume and checkpoints.is_dir():
-    remove_stale_checkpoints(checkpoints, available)
+    remove_stale_checkpoints(checkpoints, [*available, cli_auto.METHOD])
 
   from tqdm import tqdm
   start = time.perf_counter()
   with tqdm(total=len(names) * args.epochs, desc="fine-tuning", unit="epoch",
             disable=args.no_progress, file=sys.stderr) as bar:
-    results = experiment.compare(
+    results = {} if not names else experiment.compare(
         task, {n: available[n] for n in names}, epochs=args.epochs,
         seeds=list(range(args.seeds)), batch_size=args.batch_size,
         source_epochs=args.source_epochs, hidden=HIDDEN, model=args.model,
@@ -176,10 +178,13 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
         checkpoint_every=args.checkpoint_every, resume=resume,
         replace_checkpoints=True,
         on_method=bar.set_postfix_str, on_epochs=bar.update)
+  auto = None if not with_auto else cli_auto.run_auto(
+      args, task, out, bool(names) or resume,
+      checkpoints / cli_auto.METHOD if use_checkpoints else None, resume)
   elapsed = time.perf_counter() - start
-  table = report.format_table(results)
   print(f"task: {task.name} ({task.description})")
-  print(table)
+  if results:
+    print(report.format_table(results))
   diverged = [n for n, r in results.items() if r.diverged.any()]
   if diverged:
     print(f"lrtransfer: warning: diverged (non-finite loss): "
@@ -187,7 +192,9 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
           + (" or --standardize source (raw inputs on large scales "
              "diverge at any rate)" if args.standardize == "none" else ""),
           file=sys.stderr)
-  plots = report.write_plots(results, out, title=task.name)
+  plots = report.write_plots(results, out, title=task.name) if results else []
+  if auto is not None:
+    plots.append(out / "auto_members.png")
   report.write_json({
       "task": task.name,
       "description": task.description,
@@ -210,7 +217,8 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
                    "checkpoint_every": args.checkpoint_every,
                    "resumed": resume},
       "total_seconds": elapsed,
-      "methods": {name: r.summary() for name, r in results.items()},
+      "methods": {**{name: r.summary() for name, r in results.items()},
+                  **({cli_auto.METHOD: auto} if auto is not None else {})},
   }, out / "results.json")
   print(f"wrote {', '.join(p.name for p in plots)}, results.json to {out}")
   return 0

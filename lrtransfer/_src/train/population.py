@@ -7,13 +7,19 @@ model with the source head when the label sets match) -- trains as one
 on the monitored validation value at every evaluation. The schedules
 (``population_rules``) stop or replace weak members between compiled chunks
 of epochs; the member with the best validation value wins, never by test.
+
+The defaults, one constant each: the candidate rates
+(``DEFAULT_LEARNING_RATES``), copy depths (``DEFAULT_DEPTHS``), members'
+strategies (``MEMBER_STRATEGIES``), what members are judged on
+(``DEFAULT_MONITOR``) and the schedule (``DEFAULT_SCHEDULE``) here; the
+schedules' constants (``HALVING_ETA``, ``HALVING_BUDGET``, ``PBT_*``) in
+``population_rules``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -21,118 +27,39 @@ import numpy as np
 from flax import nnx
 
 from lrtransfer._src import sizes
+from lrtransfer._src.checkpoint import CheckpointError
 from lrtransfer._src.recipes import Recipe
+from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
+from lrtransfer._src.train import population_strategies as strategies_lib
 from lrtransfer._src.train.checks import as_split, check_data
-from lrtransfer._src.train.fitting import check_seed, check_sizes
-from lrtransfer._src.train.population_engine import Population, run_population
-from lrtransfer._src.train.population_rules import Decision
+from lrtransfer._src.train.population_engine import (Population,
+                                                     decision_epochs,
+                                                     run_population)
+from lrtransfer._src.train.population_result import AutoResult, MemberRow
 from lrtransfer._src.train.program import LossFn, _nested
-from lrtransfer._src.train.runner import build_program, split_model
-from lrtransfer._src.transfer.depths import remember_depths
+from lrtransfer._src.train.runner import (build_program, compile_cached,
+                                          data_mesh, run_description,
+                                          split_model)
 
 # The candidate base rates: 100x around the usual fine-tuning rates, the
 # grid a careful user runs by hand (five rates, a factor ~3 apart).
 DEFAULT_LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
+# The copy depths tried when transfer_layers=None, by name
+# (population_members.default_depths: scratch, all body levels but the
+# last, all of them, all with the source head when the label sets match).
+DEFAULT_DEPTHS = members_lib.DEPTH_CHOICES
 # The schedule a call without schedule= runs (see population_rules).
 DEFAULT_SCHEDULE = "halving"
 # The value members are judged on (and the strategies read).
 DEFAULT_MONITOR = "val_loss"
-# Members' strategy when recipe=None: None is a constant rate (SGD-momentum
-# 0.9); a strategy factory (e.g. recipes.recommended_recipe().strategy)
-# would move each member's rate from its validation values.
-MEMBER_STRATEGY = None
+# Members' strategies when recipe=None, name -> strategy factory: None is a
+# constant rate (SGD-momentum 0.9); a factory such as
+# recipes.recommended_recipe().strategy moves each member's rate from its
+# validation values. Several entries make the strategy a member dimension.
+MEMBER_STRATEGIES = {"constant": None}
 MEMBER_MOMENTUM = 0.9
-
-
-class MemberRow(NamedTuple):
-  """One member of one seed's population, as the member table shows it."""
-  seed: int  # the population's seed
-  member: int  # index of the candidate (depth-major, then rate)
-  learning_rate: float  # the candidate base rate it started with
-  transfer_layers: int  # levels copied from the source (0: from scratch)
-  keep_head: bool  # whether the source head was copied
-  strategy: str  # the recipe's name
-  best_value: float  # best monitored validation value (NaN: none finite)
-  best_epoch: int  # 1-based epoch of best_value (0: none)
-  stopped_epoch: int  # epochs it trained (== epochs unless stopped early)
-  member_epochs: int  # compute it used, in epochs
-  final_learning_rate: float  # its rate at the end (PBT perturbs rates)
-  params_from: int  # the member whose lineage it holds at the end (PBT)
-  chosen: bool  # the population's pick
-
-
-@dataclasses.dataclass
-class AutoResult:
-  """The outcome of :func:`fit_auto`.
-
-  Attributes:
-    candidates: the members' settings, ``[K]`` :class:`Candidate`.
-    members: the member table, one :class:`MemberRow` per (seed, member).
-    decisions: the trace of the schedule's decisions (:class:`Decision`).
-    history: per-member arrays ``[seeds, K, epochs, ...]`` (NaN where a
-      member did not train: after it stopped).
-    chosen: ``[seeds]`` the chosen member of each seed's population.
-    best_value: ``[seeds]`` the chosen members' best monitored values.
-    member_epochs: compute of one seed's population, in member-epochs.
-    compute: ``member_epochs / epochs``, the compute in runs.
-    test_accuracy: ``[seeds]`` test accuracy of the chosen members at their
-      best evaluation (with ``test``), else None.
-    seconds, compile_seconds: wall time of the training (compilation
-      excluded) and of compilation.
-    monitor, mode: what the members were judged on.
-  """
-  candidates: tuple
-  members: list
-  decisions: list
-  history: dict
-  chosen: np.ndarray
-  best_value: np.ndarray
-  member_epochs: int
-  compute: float
-  test_accuracy: Optional[np.ndarray]
-  seconds: float
-  compile_seconds: float
-  monitor: str
-  mode: str
-  seeds: tuple
-  _best_params: Any = dataclasses.field(repr=False, default=None)
-  _best_rest: Any = dataclasses.field(repr=False, default=None)
-  _graphs: Any = dataclasses.field(repr=False, default=None)
-  _depths: Any = dataclasses.field(repr=False, default=None)
-  _lineage: Any = dataclasses.field(repr=False, default=None)
-
-  def model(self, seed_index: int = 0) -> nnx.Module:
-    """The chosen member of population ``seed_index`` at its best
-    evaluation (eval mode; it records what was copied from the source)."""
-    if not 0 <= seed_index < len(self.seeds):
-      raise IndexError(f"seed_index={seed_index} out of range for "
-                       f"{len(self.seeds)} seeds")
-    take = lambda tree: jax.tree.map(lambda x: x[seed_index], tree)
-    graph = self._graphs[self._lineage[seed_index]]
-    module = nnx.merge(graph, *jax.device_get(
-        (take(self._best_params), take(self._best_rest))))
-    remember_depths(module, self._depths)
-    return module
-
-  def table(self, seed_index: int = 0) -> str:
-    """The member table of one seed's population as aligned text."""
-    seed = self.seeds[seed_index]
-    lines = [f"{'member':>6} {'rate':>8} {'copied':>6} {'head':>4} "
-             f"{'best ' + self.monitor:>16} {'at':>4} {'stopped':>7} "
-             f"{'epochs':>6} {'rate@end':>8} {'from':>4}  "]
-    for row in self.members:
-      if row.seed != seed:
-        continue
-      lines.append(
-          f"{row.member:>6} {row.learning_rate:>8.3g} "
-          f"{row.transfer_layers:>6} {'yes' if row.keep_head else 'no':>4} "
-          f"{row.best_value:>16.4f} {row.best_epoch:>4} "
-          f"{row.stopped_epoch:>7} {row.member_epochs:>6} "
-          f"{row.final_learning_rate:>8.3g} {row.params_from:>4}  "
-          + ("<- chosen" if row.chosen else ""))
-    return "\n".join(lines)
 
 
 def fit_auto(source: nnx.Module, train: Any, val: Any, *,
@@ -141,7 +68,8 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
              learning_rates: Sequence[float] = DEFAULT_LEARNING_RATES,
              transfer_layers: Optional[Sequence[Any]] = None,
              schedule: Union[str, rules.Schedule] = DEFAULT_SCHEDULE,
-             recipe: Optional[Recipe] = None, epochs: int = 50,
+             recipe: Union[None, Recipe, Sequence[Recipe]] = None,
+             epochs: int = 50,
              batch_size: int = 32, seeds: Union[int, Sequence[int]] = 0,
              loss_fn: Optional[LossFn] = None,
              metrics: Optional[dict[str, LossFn]] = None,
@@ -173,7 +101,20 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
 
   The chosen member is ``argmin_k min_t s_{k,t}``, returned at that
   evaluation (the best-evaluation copy is kept inside the program). Test
-  data never takes part in a decision.
+  data never takes part in a decision. Member-epochs (one member training
+  one epoch) count the compute; ``AutoResult.compute`` is
+  ``member_epochs / epochs``, in runs of one fit.
+
+  Member ``k`` of seed ``s`` starts where ``experiment.compare``'s run of
+  that seed, rate and copy depth starts (fresh layers from
+  ``nnx.Rngs(1000 + s)``, data order from ``s``), so a ``"full"``
+  population reproduces the grid a user would run by hand, in one program.
+  Every candidate set, the schedule's constants (``Halving``, ``PBT``) and
+  the members' strategy are defaults here and in ``population_rules``,
+  one documented constant each. Several recipes that differ only in their
+  strategy make the strategy a member dimension too, in the same program
+  (the strategy is chosen per member by an index in the optimizer state,
+  ``population_strategies.choose_strategy``).
 
   Args:
     source: the trained source model (not modified).
@@ -188,22 +129,31 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       ``DEFAULT_LEARNING_RATES``).
     transfer_layers: candidate copy depths, ints in ``[0, levels]`` (0:
       from scratch) or ``(levels, True)`` to keep the source head; None:
-      0, all body levels but the last, all of them, and the whole model
-      with its head when the output sizes match.
-    schedule: ``"full"``, ``"halving"``, ``"pbt"`` or a
-      :class:`Full`/:class:`Halving`/:class:`PBT` config.
+      ``DEFAULT_DEPTHS``: 0, all body levels but the last, all of them,
+      and the whole model with its head when the output sizes match.
+    schedule: ``"full"``, ``"halving"``, ``"pbt"`` or a config,
+      ``lrtransfer.train.Halving(eta=2, rungs=(5, 15))``,
+      ``lrtransfer.train.PBT(interval=5)``, ``lrtransfer.train.Full()``.
     recipe: the members' optimizer and strategy (its base rate is replaced
-      by each member's); None: SGD-momentum 0.9 at a constant rate
-      (``MEMBER_STRATEGY``). A recipe with L2-SP is refused (its pull
-      depends on what was copied, which differs between members).
+      by each member's), or a sequence of recipes differing only in their
+      strategy (every member is tried with each); None:
+      ``MEMBER_STRATEGIES`` on SGD-momentum 0.9 (a constant rate). A
+      recipe with L2-SP is refused (its pull depends on what was copied,
+      which differs between members).
     epochs, batch_size: as :func:`fit`.
     seeds: an int, or a sequence: one independent population per seed
       (its own initialisation and data order), all in one vmap.
     loss_fn, metrics, monitor, mode: as :func:`fit`.
     test: scored by accuracy on the chosen members only (reporting).
-    checkpoint_dir, resume: save the population at every decision and
-      continue an interrupted call.
-    devices: run data-parallel over these devices (as :func:`fit`).
+    checkpoint_dir: a folder for population checkpoints (orbax), saved at
+      every decision and every ``epochs / 10`` epochs; it must hold no
+      earlier call's saves unless ``resume``.
+    resume: continue the interrupted call whose saves are in
+      ``checkpoint_dir`` (the same arguments: refused otherwise); the
+      result equals the uninterrupted call's.
+    devices: run data-parallel over these devices (as :func:`fit`: each
+      batch split over them, members replicated); ``batch_size`` must be
+      divisible by their number.
 
   Returns:
     An :class:`AutoResult`: ``model(seed_index)``, the member table,
@@ -211,10 +161,13 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
 
   Raises:
     ValueError: empty or non-positive rates, copy depths out of range, an
-      unknown schedule, an L2-SP recipe, a halving plan above its budget,
-      and every check of :func:`fit`.
+      unknown schedule, an L2-SP or ``from_source=False`` recipe, recipes
+      differing in more than their strategy, a halving plan above its
+      budget, and every check of :func:`fit`.
     lrtransfer.experiment.SizeError: the population cannot fit in memory
       (checked before the members are built).
+    lrtransfer.checkpoint.CheckpointError: ``checkpoint_dir`` holds saves
+      of an earlier call (without ``resume``) or of another one (with it).
 
   Example::
 
@@ -238,9 +191,11 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   """
   rates = members_lib.check_learning_rates(learning_rates)
   plan_rule = rules.as_schedule(schedule)
-  check_sizes(epochs, batch_size)
+  for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    if not _is_int(value) or value < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
   seed_list = _check_seeds(seeds)
-  recipe = _member_recipe(recipe, rates[0])
+  recipe, strategy_names = _member_recipe(recipe, rates[0])
   if (num_outputs is None) == (target is None):
     raise ValueError("pass num_outputs= (the target's outputs; members are "
                      "rebuilt from source.config) or target= (a fresh target "
@@ -260,22 +215,21 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
                                    depth_fn=recipe.depth_fn)
   if transfer_layers is None:
     options = members_lib.default_depths(levels, members_lib.head_fits(
-        source, first, head=recipe.head, depth_fn=recipe.depth_fn))
+        source, first, head=recipe.head, depth_fn=recipe.depth_fn),
+        DEFAULT_DEPTHS)
   else:
     options = members_lib.check_depths(transfer_layers, levels)
-  cands = members_lib.candidates(rates, options)
+  cands = members_lib.candidates(rates, options, strategy_names)
+  decision_epochs(plan_rule, len(cands), epochs)  # over budget: refused now
   check_data(first, splits, loss_fn is None)
+  mesh = data_mesh(devices, batch_size)
   program = build_program(first, recipe, len(train), epochs, batch_size,
-                          loss_fn=loss_fn, metrics=metrics, monitor=monitor,
-                          mode=mode, restore_best=True)
+                          mesh=mesh, loss_fn=loss_fn, metrics=metrics,
+                          monitor=monitor, mode=mode, restore_best=True)
   # What was copied differs between members; nothing reads it once L2-SP
   # is refused, and one program must serve them all.
   program = dataclasses.replace(program, transferred=None)
   _check_memory(first, program, len(cands), len(seed_list), epochs)
-  if devices is not None and len(devices) > 1:
-    raise NotImplementedError(
-        "fit_auto runs on one device; devices= with several devices is not "
-        "supported yet (pass devices=None)")
 
   # Initial models: one per (seed, copy option); rates share them.
   states, graphs = {}, []
@@ -294,9 +248,16 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       program, [[states[(s, option_of[k])] for k in range(len(cands))]
                 for s in range(len(seed_list))],
       np.asarray([[c.learning_rate for c in cands]] * len(seed_list)),
-      seed_list, train, val)
-  outcome = run_population(population, plan_rule, epochs, checkpoint_dir,
-                           resume, recipe)
+      seed_list, train, val,
+      strategy_index=(None if len(strategy_names) == 1 else np.asarray(
+          [strategy_names.index(c.strategy) for c in cands])))
+  checkpointer = None
+  if checkpoint_dir is not None:
+    checkpointer = _checkpointer(checkpoint_dir, resume, first, recipe,
+                                 program, train, val, epochs, batch_size,
+                                 seed_list, cands, plan_rule)
+  outcome = run_population(population, plan_rule, epochs, checkpointer,
+                           resume)
 
   chosen = outcome.chosen
   lineage = [option_of[outcome.params_from[s, chosen[s]]]
@@ -308,7 +269,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       signed = outcome.best_value[s, k]
       rows.append(MemberRow(
           int(seed), k, cand.learning_rate, cand.transfer_layers,
-          cand.keep_head, recipe.name,
+          cand.keep_head, cand.strategy,
           float(sign * signed) if np.isfinite(signed) else float("nan"),
           int(outcome.best_epoch[s, k]), int(outcome.stopped_epoch[s, k]),
           int(outcome.member_epochs[s, k]),
@@ -316,10 +277,14 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
           bool(k == chosen[s])))
   accuracy = None
   if test is not None:
-    score = jax.jit(jax.vmap(program.test_accuracy,
-                             in_axes=(0, 0, None, None)))
+    test_x, test_y = jnp.asarray(test.x), jnp.asarray(test.y)
+    score, seconds = compile_cached(
+        ("population_test", program),
+        jax.vmap(program.test_accuracy, in_axes=(0, 0, None, None)),
+        outcome.best_params, outcome.best_rest, test_x, test_y)
+    outcome.compile_seconds += seconds
     accuracy = np.asarray(score(outcome.best_params, outcome.best_rest,
-                                jnp.asarray(test.x), jnp.asarray(test.y)))
+                                test_x, test_y))
   spent = int(outcome.member_epochs[0].sum())
   return AutoResult(
       cands, rows, outcome.decisions, outcome.history, chosen,
@@ -331,35 +296,79 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       _nested(program.depths), lineage)
 
 
+def _checkpointer(folder, resume, model, recipe, program, train, val,
+                  epochs, batch_size, seeds, cands, rule) -> RunCheckpointer:
+  """The population's checkpoint folder; refuses to start afresh over an
+  earlier call's saves (they would be mixed with this call's)."""
+  description = {
+      **run_description(model, recipe, train, val, epochs, batch_size, seeds,
+                        sorted({c.learning_rate for c in cands}), program),
+      "members": [list(c) for c in cands], "schedule": repr(rule)}
+  checkpointer = RunCheckpointer(folder, description)
+  if not resume and checkpointer.latest_epoch() is not None:
+    checkpointer.close()
+    raise CheckpointError(
+        f"{checkpointer.directory} holds population checkpoints of an "
+        "earlier call; pass resume=True to continue it, or use an empty "
+        "folder")
+  return checkpointer
+
+
+def _is_int(value: Any) -> bool:
+  """A Python or NumPy integer (or a scalar integer array), not a bool."""
+  integral = isinstance(value, (int, np.integer)) or (
+      isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.integer))
+  return integral and not isinstance(value, bool)
+
+
 def _check_seeds(seeds: Any) -> list[int]:
-  if isinstance(seeds, (list, tuple, np.ndarray)):
-    seed_list = list(seeds)
+  if isinstance(seeds, (list, tuple)) or (
+      isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1):
+    seed_list = list(np.asarray(seeds)) if not isinstance(
+        seeds, (list, tuple)) else list(seeds)
     if not seed_list:
       raise ValueError("seeds is empty: give an int or a non-empty sequence")
   else:
     seed_list = [seeds]
   for i, seed in enumerate(seed_list):
-    check_seed(seed, f"seeds[{i}]" if len(seed_list) > 1 else "seeds")
+    if not _is_int(seed):
+      name = f"seeds[{i}]" if len(seed_list) > 1 else "seeds"
+      raise ValueError(f"{name} must be an int, got {name}={seed!r}")
   if len(set(int(s) for s in seed_list)) != len(seed_list):
     raise ValueError(f"seeds {seed_list} repeats a seed: populations would "
                      "be identical")
   return [int(s) for s in seed_list]
 
 
-def _member_recipe(recipe: Optional[Recipe], rate: float) -> Recipe:
+def _member_recipe(recipe: Any, rate: float) -> tuple[Recipe, tuple]:
+  """``(the program's recipe, the members' strategy names)``."""
   if recipe is None:
-    return Recipe("auto", rate, momentum=MEMBER_MOMENTUM,
-                  strategy=MEMBER_STRATEGY)
-  if not isinstance(recipe, Recipe):
-    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe or None, "
-                     f"got {type(recipe).__name__}")
-  if recipe.l2sp_alpha:
-    raise ValueError(
-        f"recipe {recipe.name!r} uses L2-SP (l2sp_alpha="
-        f"{recipe.l2sp_alpha}): its pull depends on which layers were "
-        "copied, which differs between members; use a recipe without "
-        "l2sp_alpha")
-  return recipe
+    recipe = [Recipe(name, rate, momentum=MEMBER_MOMENTUM, strategy=factory)
+              for name, factory in MEMBER_STRATEGIES.items()]
+  recipes = [recipe] if isinstance(recipe, Recipe) else recipe
+  if isinstance(recipes, (str, bytes)) or not isinstance(
+      recipes, Sequence) or not recipes:
+    raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe, a "
+                     f"non-empty sequence of them, or None; got {recipe!r}")
+  for one in recipes:
+    if not isinstance(one, Recipe):
+      raise ValueError(f"recipe must be a lrtransfer.recipes.Recipe or a "
+                       f"sequence of them, got {type(one).__name__}")
+    if not one.from_source:
+      raise ValueError(
+          f"recipe {one.name!r} has from_source=False: fit_auto decides what "
+          "to copy per member; pass transfer_layers=(0,) for members that "
+          "all train from scratch")
+    if one.l2sp_alpha:
+      raise ValueError(
+          f"recipe {one.name!r} uses L2-SP (l2sp_alpha={one.l2sp_alpha}): "
+          "its pull depends on which layers were copied, which differs "
+          "between members; use a recipe without l2sp_alpha")
+  names = tuple(one.name for one in recipes)
+  if len(recipes) == 1:
+    return recipes[0], names
+  return strategies_lib.combine_recipes(recipes), names
 
 
 def _check_memory(model: nnx.Module, program, num_members: int,

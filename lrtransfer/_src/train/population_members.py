@@ -25,10 +25,14 @@ class Candidate(NamedTuple):
   learning_rate: float  # base rate of the member's optimizer
   transfer_layers: int  # levels copied from the source (0: from scratch)
   keep_head: bool  # the source head is copied too
+  strategy: str = "constant"  # the name of the member's recipe
 
 
 def check_learning_rates(learning_rates: Any) -> tuple[float, ...]:
-  """A non-empty sequence of distinct positive finite rates."""
+  """A non-empty sequence (or 1-D array) of distinct positive finite rates."""
+  if isinstance(learning_rates, (np.ndarray, jax.Array)) and (
+      learning_rates.ndim == 1):
+    learning_rates = [float(rate) for rate in np.asarray(learning_rates)]
   if isinstance(learning_rates, (int, float)) or not isinstance(
       learning_rates, Sequence) or isinstance(learning_rates, str):
     raise ValueError(f"learning_rates must be a sequence of positive numbers, "
@@ -55,20 +59,33 @@ def body_levels(model: nnx.Module, *, head=None, depth_fn=None) -> int:
              default=0)
 
 
-def default_depths(levels: int, head_fits: bool
-                   ) -> tuple[tuple[int, bool], ...]:
-  """The candidate copy depths when none are given.
+# The named copy depths of the default candidate set (see default_depths).
+DEPTH_CHOICES = ("scratch", "all_but_last", "all", "all_with_head")
 
-  ``0`` (from scratch), ``levels - 1`` (all body levels but the last, the
-  single-run default of :func:`lrtransfer.models.default_transfer_layers`),
-  ``levels`` (the whole body) and, when the source head has the target's
-  output size, the whole body with the head kept; duplicates removed.
+
+def default_depths(levels: int, head_fits: bool,
+                   choices: Sequence[str] = DEPTH_CHOICES
+                   ) -> tuple[tuple[int, bool], ...]:
+  """The candidate copy depths when none are given, ``(depth, keep_head)``.
+
+  ``"scratch"``: 0; ``"all_but_last"``: ``levels - 1`` (at least 1), the
+  single-run default of :func:`lrtransfer.models.default_transfer_layers`;
+  ``"all"``: ``levels``, the whole body; ``"all_with_head"``: the whole
+  body and the source head, only when the head has the target's output
+  size. Duplicates are removed (a 1-level body: all_but_last == all).
   """
-  options = [(0, False), (max(1, levels - 1), False), (levels, False)]
-  if head_fits:
-    options.append((levels, True))
+  named = {"scratch": (0, False),
+           "all_but_last": (max(1, levels - 1), False),
+           "all": (levels, False), "all_with_head": (levels, True)}
+  unknown = [c for c in choices if c not in named]
+  if unknown:
+    raise ValueError(f"unknown depth choice {unknown[0]!r}; choose from "
+                     f"{sorted(named)}")
   unique = []
-  for option in options:
+  for choice in choices:
+    option = named[choice]
+    if choice == "all_with_head" and not head_fits:
+      continue
     if option not in unique and 0 <= option[0] <= levels:
       unique.append(option)
   return tuple(unique)
@@ -118,21 +135,29 @@ def head_fits(source: nnx.Module, target: nnx.Module, *, head=None,
 def member_model(source: nnx.Module, option: tuple[int, bool], seed: int, *,
                  num_outputs: Optional[int], target: Optional[nnx.Module],
                  head=None, depth_fn=None) -> nnx.Module:
-  """The initial model of a member with copy depth ``option`` for ``seed``:
-  fresh layers from ``nnx.Rngs(seed)`` (with ``target=``, the target's own
-  initial values, whatever the seed)."""
+  """The initial model of a member with copy depth ``option`` for ``seed``.
+
+  Fresh layers come from ``nnx.Rngs(1000 + seed)``, the rule of
+  :func:`lrtransfer.experiment.target_models` (away from the seeds a source
+  is usually trained with), so a member starts exactly where the grid run
+  of ``experiment.compare`` with that seed, rate and copy depth starts.
+  With ``target=``, every seed starts from the target's own initial values.
+  """
   depth, keep = option
   if target is not None:
     return target_from_source(source, target=target, transfer_layers=depth,
                               keep_head=keep, head=head, depth_fn=depth_fn)
   return target_from_source(source, num_outputs, transfer_layers=depth,
-                            keep_head=keep, rngs=nnx.Rngs(int(seed)),
+                            keep_head=keep, rngs=nnx.Rngs(1000 + int(seed)),
                             head=head, depth_fn=depth_fn)
 
 
 def candidates(rates: tuple[float, ...],
-               options: tuple[tuple[int, bool], ...]) -> tuple[Candidate, ...]:
-  """Every rate x every copy option, depth-major (members of one depth are
-  neighbours in tables)."""
-  return tuple(Candidate(rate, depth, keep) for depth, keep in options
+               options: tuple[tuple[int, bool], ...],
+               strategies: tuple[str, ...] = ("constant",)
+               ) -> tuple[Candidate, ...]:
+  """Every strategy x copy option x rate, in that order (members of one
+  strategy and depth are neighbours in tables)."""
+  return tuple(Candidate(rate, depth, keep, strategy)
+               for strategy in strategies for depth, keep in options
                for rate in rates)

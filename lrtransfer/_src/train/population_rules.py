@@ -135,18 +135,20 @@ def as_schedule(schedule: Union[str, Schedule]) -> Schedule:
                    f"Full/Halving/PBT config, got {schedule!r}")
 
 
-def halving_rungs(num_members: int, epochs: int, eta: int
-                  ) -> tuple[tuple[int, int], ...]:
+def halving_rungs(num_members: int, epochs: int, eta: int,
+                  stretch: float = 1.0) -> tuple[tuple[int, int], ...]:
   """The geometric rung rule: ``((epoch, survivors), ...)``.
 
   With ``m = ceil(log_eta K)`` halvings (so one member is left at the last
-  rung), rung ``i = 1 .. m`` is at epoch ``round(epochs * eta^(i - m - 1))``
-  -- the last at a third of the run for ``eta = 3``, each earlier one
-  ``eta`` times sooner, as Hyperband's most aggressive bracket -- and leaves
-  ``n_i = ceil(n_{i-1} / eta)`` members (``n_0 = K``). Rungs that round to
-  the same epoch (or to 0) are merged: the later survivor count applies
-  there. Compute: ``sum_i n_i (e_{i+1} - e_i)``, about
-  ``(m + 1) (1 - 1/eta) x`` one run at most.
+  rung), rung ``i = 1 .. m`` is at epoch
+  ``max(1, round(stretch * epochs * eta^(i - m - 1)))`` -- for
+  ``stretch = 1`` the last at ``epochs / eta``, each earlier one ``eta``
+  times sooner, as Hyperband's most aggressive bracket -- and leaves
+  ``n_i = ceil(n_{i-1} / eta)`` members (``n_0 = K``). Rungs that land on
+  the same epoch are merged: the later survivor count applies there.
+  Compute: ``sum_i n_i (e_{i+1} - e_i)``, about ``(m + 1) (1 - 1/eta)``
+  runs for ``stretch = 1``; a smaller ``stretch`` moves every rung earlier
+  (cheaper).
   """
   counts = [num_members]
   while counts[-1] > 1:
@@ -154,10 +156,38 @@ def halving_rungs(num_members: int, epochs: int, eta: int
   halvings = len(counts) - 1
   plan: dict[int, int] = {}
   for i in range(1, halvings + 1):
-    epoch = min(epochs - 1, max(1, round(epochs * eta ** (i - halvings - 1))))
+    epoch = min(epochs - 1, max(1, round(
+        stretch * epochs * eta ** (i - halvings - 1))))
     if epoch >= 1:
       plan[epoch] = counts[i]  # a later (smaller) count overrides
   return tuple(sorted(plan.items()))
+
+
+def default_halving_plan(num_members: int, epochs: int, eta: int,
+                         budget: float) -> tuple[tuple[int, int], ...]:
+  """:func:`halving_rungs` with the largest ``stretch = 0.9^j <= 1`` whose
+  compute is within ``budget`` runs: the geometric rungs, pulled earlier
+  only as far as the budget needs (short runs of many members).
+
+  Raises:
+    ValueError: not even stopping all but one member after the first epoch
+      fits the budget (``K + epochs - 1 > budget * epochs``).
+  """
+  stretch = 1.0
+  while True:
+    plan = halving_rungs(num_members, epochs, eta, stretch)
+    if member_epochs(num_members, epochs, plan) <= budget * epochs + 1e-9:
+      return plan
+    if all(epoch == 1 for epoch, _ in plan):
+      needed = math.ceil((num_members - 1) / (budget - 1)) if budget > 1 \
+          else None
+      raise ValueError(
+          f"successive halving of {num_members} members cannot stay within "
+          f"budget={budget} runs over epochs={epochs}: the first epoch "
+          f"alone costs {num_members / epochs:.2f} runs"
+          + (f"; use epochs >= {needed}" if needed else "")
+          + ", fewer candidates, or a larger budget")
+    stretch *= 0.9
 
 
 def explicit_rungs(num_members: int, epochs: int, eta: int,
@@ -195,9 +225,10 @@ def halving_plan(schedule: Halving, num_members: int, epochs: int
   Raises:
     ValueError: the plan spends more than ``schedule.budget`` runs.
   """
-  plan = (halving_rungs(num_members, epochs, schedule.eta)
-          if schedule.rungs is None else
-          explicit_rungs(num_members, epochs, schedule.eta, schedule.rungs))
+  if schedule.rungs is None:
+    return default_halving_plan(num_members, epochs, schedule.eta,
+                                schedule.budget)
+  plan = explicit_rungs(num_members, epochs, schedule.eta, schedule.rungs)
   spent = member_epochs(num_members, epochs, plan) / epochs
   if spent > schedule.budget + 1e-9:
     raise ValueError(
