@@ -102,7 +102,7 @@ def members_of(prepared: _bench.Prepared, rates: Sequence[float]
 
 
 # Seed s initialises the fresh parts with nnx.Rngs(INIT_OFFSET + s), as
-# quality.py's targets; --init-offset 0 draws what fit_auto(seeds=s) draws.
+# quality.py's targets and fit_auto(seeds=s)'s members.
 INIT_OFFSET = 1000
 
 
@@ -255,8 +255,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       default=None, help="default: both on the tuning set, "
                       "constant on the report set")
   parser.add_argument("--init-offset", type=int, default=INIT_OFFSET,
-                      help="seed s initialises with nnx.Rngs(offset + s); 0:"
-                      " the draws of fit_auto(seeds=s)")
+                      help="seed s initialises with nnx.Rngs(offset + s) "
+                      "(1000: quality.py's and fit_auto's draws)")
   parser.add_argument("--reuse", action="store_true",
                       help="replay the schedules on the curves of an earlier"
                       " run (its JSON and _curves.npz) without training")

@@ -45,8 +45,6 @@ import population
 import population_sim as sim
 import suite
 
-from flax import nnx
-
 import lrtransfer
 from lrtransfer.recipes import Recipe
 from lrtransfer._src.train import population_rules as rules
@@ -210,10 +208,10 @@ def check(args) -> dict[str, Any]:
                              as_error=as_error)
            for as_error in (False, True)}
   # The same members, independently, to the end: fit_auto's initial values
-  # (nnx.Rngs(seed)) and data order (seed), its constant-rate recipe.
-  models = [lrtransfer.models.target_from_source(
-      prepared.source, task.num_target_classes, transfer_layers=m.depth,
-      keep_head=m.keep_head, rngs=nnx.Rngs(seed)) for m in members]
+  # (population.py's, nnx.Rngs(1000 + seed)) and data order (seed), its
+  # constant-rate recipe.
+  models = [population.initial_models(prepared, m, [seed])[0]
+            for m in members]
   with expect_large_batches():
     sweep = lrtransfer.train.fit_many(
         models, Recipe("auto", 0.01, momentum=0.9), task.target_train,
