@@ -52,6 +52,7 @@ import numpy as np
 import _bench
 import _common
 import population_analysis
+import population_tables
 import suite
 
 import jax.numpy as jnp
@@ -312,7 +313,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   analyse = (population_analysis.report_figures if report
              else population_analysis.tuning_picks)
   result["analysis"] = analyse(result, arrays)
-  markdown = population_analysis.markdown(result)
+  markdown = population_tables.markdown(result)
   _common.write_json(out, result)
   out.with_suffix(".md").write_text(markdown)
   print()

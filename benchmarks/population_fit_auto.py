@@ -23,9 +23,9 @@ the replay of the same schedule on independent runs of the same members
 (same initial values and data order): the same member must be chosen and
 the same members stopped at the same rungs. ``fit_auto`` runs twice: with
 the monitor as given (``val_accuracy``, ``mode="max"``) and with accuracy
-as a value to minimise (``val_error``), which ``schedules`` uses. Also times ``fit_auto``'s
-halving and its full population against ONE member's run (``fit``),
-interleaved, compile excluded.
+as a value to minimise (``val_error``), which ``schedules`` uses. Also
+times ``fit_auto``'s halving and its full population against ONE member's
+run (``fit``), interleaved, compile excluded.
 """
 
 from __future__ import annotations
