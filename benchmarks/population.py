@@ -49,7 +49,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-import _bench
 import _common
 import population_analysis
 import population_tables
@@ -82,7 +81,7 @@ class Member:
         "+head" if self.keep_head else "")
 
 
-def depth_variants(prepared: _bench.Prepared) -> list[tuple[int, bool]]:
+def depth_variants(prepared: _common.Prepared) -> list[tuple[int, bool]]:
   """(copy depth, keep_head) candidates from the model's depth levels."""
   classes = prepared.task.num_target_classes
   target = lrtransfer.models.target_from_source(
@@ -96,7 +95,7 @@ def depth_variants(prepared: _bench.Prepared) -> list[tuple[int, bool]]:
   return variants
 
 
-def members_of(prepared: _bench.Prepared, rates: Sequence[float]
+def members_of(prepared: _common.Prepared, rates: Sequence[float]
                ) -> list[Member]:
   return [Member(float(r), d, h) for d, h in depth_variants(prepared)
           for r in rates]
@@ -107,7 +106,7 @@ def members_of(prepared: _bench.Prepared, rates: Sequence[float]
 INIT_OFFSET = 1000
 
 
-def initial_models(prepared: _bench.Prepared, member: Member,
+def initial_models(prepared: _common.Prepared, member: Member,
                    seeds: Sequence[int], offset: int = INIT_OFFSET) -> list:
   """Seed ``s`` initialises the fresh parts with ``nnx.Rngs(offset + s)``
   (scratch: nothing copied)."""
@@ -167,7 +166,7 @@ def run_population(prepared, members: Sequence[Member], recipe: Recipe,
   with expect_large_batches():  # batch 32 on every task, few-shot included
     sweep = lrtransfer.train.fit_many(
         models, recipe, task.target_train, task.target_val, seeds=run_seeds,
-        learning_rates=rates, epochs=epochs, batch_size=_bench.BATCH_SIZE,
+        learning_rates=rates, epochs=epochs, batch_size=_common.BATCH_SIZE,
         source_params=prepared.source_params,
         test=task.target_test if with_test else None,
         metrics=curve_metrics(task, with_test), monitor="val_accuracy",
@@ -200,7 +199,7 @@ def run_task(name: str, *, seeds: Sequence[int], epochs: int,
              source_epochs: int, strategies: Sequence[str], with_test: bool,
              offset: int = INIT_OFFSET, log=print
              ) -> tuple[dict, dict[str, np.ndarray]]:
-  prepared = _bench.prepare(name, source_epochs=source_epochs)
+  prepared = _common.prepare(name, source_epochs=source_epochs)
   members = members_of(prepared, RATES)
   task = prepared.task
   log(f"{name}: {len(members)} members x {len(seeds)} seeds "
@@ -278,15 +277,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with np.load(curves_path(out)) as data:
       arrays = {k: data[k] for k in data.files}
   else:
-    split = _bench.split_record()
+    split = _common.split_record()
     tasks = args.tasks or ([QUICK_TASK[args.set]] if args.quick
                            else split[args.set])
-    epochs = args.epochs or (6 if args.quick else _bench.EPOCHS)
+    epochs = args.epochs or (6 if args.quick else _common.EPOCHS)
     strategies = args.strategies or (["constant"] if report
                                      else list(STRATEGIES))
     result = {"set": args.set, "quick": args.quick,
               "device": _common.device_record(), "epochs": epochs,
-              "batch_size": _bench.BATCH_SIZE, "rates": list(RATES),
+              "batch_size": _common.BATCH_SIZE, "rates": list(RATES),
               "strategies": strategies, "split": split,
               "half_split_seed": HALF_SPLIT_SEED,
               "init_offset": args.init_offset, "tasks": {}}
@@ -300,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       seeds = list(seeds)[:args.seeds or (2 if args.quick else None)]
       meta, task_arrays = run_task(
           name, seeds=seeds, epochs=epochs,
-          source_epochs=3 if args.quick else _bench.SOURCE_EPOCHS,
+          source_epochs=3 if args.quick else _common.SOURCE_EPOCHS,
           strategies=strategies, with_test=report, offset=args.init_offset,
           log=lambda line: print(line, flush=True))
       result["tasks"][name] = meta

@@ -39,7 +39,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-import _bench
 import _common
 import population
 import population_sim as sim
@@ -69,7 +68,7 @@ def schedule_of(name: str, pick: dict, epochs: int):
   if name == "halving":
     rungs = tuple(e for e in pick["halving"]["rungs"] if e < epochs)
     # Short (--quick) runs cannot keep the 3-run budget: no budget there.
-    budget = rules.HALVING_BUDGET if epochs == _bench.EPOCHS else 1e3
+    budget = rules.HALVING_BUDGET if epochs == _common.EPOCHS else 1e3
     return rules.Halving(eta=pick["halving"]["eta"], rungs=rungs or None,
                          budget=budget)
   return rules.as_schedule(name)
@@ -95,22 +94,22 @@ def run_auto(prepared, schedule, seeds, val, test, *, epochs: int,
     return lrtransfer.train.fit_auto(
         prepared.source, task.target_train, val,
         num_outputs=task.num_target_classes, schedule=schedule,
-        epochs=epochs, batch_size=_bench.BATCH_SIZE, seeds=list(seeds),
+        epochs=epochs, batch_size=_common.BATCH_SIZE, seeds=list(seeds),
         test=test, **options)
 
 
 def schedules_study(args) -> dict[str, Any]:
   pick = adopted()
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (["wine_shift"] if args.quick else split["tuning"])
-  epochs = 6 if args.quick else _bench.EPOCHS
+  epochs = 6 if args.quick else _common.EPOCHS
   out: dict[str, Any] = {"adopted": pick, "epochs": epochs, "tasks": {},
                          "rule": "2-fold held-out validation accuracy of "
                          "fit_auto's chosen member, mean over seeds, then "
                          "over tasks; test never evaluated"}
   for name in tasks:
-    prepared = _bench.prepare(name, source_epochs=3 if args.quick
-                              else _bench.SOURCE_EPOCHS)
+    prepared = _common.prepare(name, source_epochs=3 if args.quick
+                              else _common.SOURCE_EPOCHS)
     seeds = list(suite.tuning_seeds(name))[:args.seeds or (
         2 if args.quick else None)]
     val = prepared.task.target_val
@@ -149,10 +148,10 @@ def report_study(args) -> dict[str, Any]:
   (chosen on the whole validation split), against the reference of
   ``population_report.json``."""
   pick = adopted()
-  split = _bench.split_record()
+  split = _common.split_record()
   tasks = args.tasks or (split["report"][:1] if args.quick
                          else split["report"])
-  epochs = 6 if args.quick else _bench.EPOCHS
+  epochs = 6 if args.quick else _common.EPOCHS
   reference = {}
   if REPORT_JSON.exists():
     analysis = json.loads(REPORT_JSON.read_text()).get("analysis") or {}
@@ -160,8 +159,8 @@ def report_study(args) -> dict[str, Any]:
                  analysis.get("tasks", {}).items()}
   out: dict[str, Any] = {"adopted": pick, "epochs": epochs, "tasks": {}}
   for name in tasks:
-    prepared = _bench.prepare(name, source_epochs=3 if args.quick
-                              else _bench.SOURCE_EPOCHS)
+    prepared = _common.prepare(name, source_epochs=3 if args.quick
+                              else _common.SOURCE_EPOCHS)
     seeds = list(suite.REPORT_SEEDS)[:args.seeds or (2 if args.quick
                                                       else None)]
     task = prepared.task
@@ -196,9 +195,9 @@ def report_study(args) -> dict[str, Any]:
 def check(args) -> dict[str, Any]:
   """fit_auto's halving against the replay on the same members' runs."""
   pick = adopted()
-  epochs = 6 if args.quick else _bench.EPOCHS
-  prepared = _bench.prepare(args.task, source_epochs=3 if args.quick
-                            else _bench.SOURCE_EPOCHS)
+  epochs = 6 if args.quick else _common.EPOCHS
+  prepared = _common.prepare(args.task, source_epochs=3 if args.quick
+                            else _common.SOURCE_EPOCHS)
   task, seed = prepared.task, args.seed
   members = population.members_of(prepared, population.RATES)
   monitor = pick["monitor"]
@@ -217,7 +216,7 @@ def check(args) -> dict[str, Any]:
         models, Recipe("auto", 0.01, momentum=0.9), task.target_train,
         task.target_val, seeds=[seed] * len(members),
         learning_rates=[m.rate for m in members], epochs=epochs,
-        batch_size=_bench.BATCH_SIZE, monitor=monitor)
+        batch_size=_common.BATCH_SIZE, monitor=monitor)
   mode = "max" if monitor == "val_accuracy" else "min"
   plan = rules.halving_plan(schedule, len(members), epochs)
   values = np.asarray(sweep.history[monitor])
@@ -244,7 +243,7 @@ def check(args) -> dict[str, Any]:
       one = lrtransfer.train.fit(
           models[members.index(single)], Recipe("auto", 0.01, momentum=0.9),
           task.target_train, task.target_val, epochs=epochs,
-          batch_size=_bench.BATCH_SIZE, seed=seed, monitor=monitor)
+          batch_size=_common.BATCH_SIZE, seed=seed, monitor=monitor)
     times["one_run"].append(one.seconds)
     for name in ("halving", "full"):
       result = run_auto(prepared, schedule_of(name, pick, epochs), [seed],
