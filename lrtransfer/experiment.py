@@ -5,9 +5,9 @@ modules it has no ``__all__``: the ``name as name`` imports below are the
 exports.
 """
 
-from lrtransfer._src.extras import require_train_extra
+from lrtransfer._src import extras as _extras
 
-require_train_extra("lrtransfer.experiment", "sklearn", "scipy", "orbax")
+_extras.require_train_extra("lrtransfer.experiment", "sklearn", "scipy", "orbax")
 
 # The exports (the ``name as name`` imports), after the check above so that a
 # missing optional dependency is reported with the install command.

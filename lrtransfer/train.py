@@ -3,9 +3,9 @@
 Public API only: the code lives in ``lrtransfer._src``.
 """
 
-from lrtransfer._src.extras import require_train_extra
+from lrtransfer._src import extras as _extras
 
-require_train_extra("lrtransfer.train", "orbax")
+_extras.require_train_extra("lrtransfer.train", "orbax")
 
 # The exports (the ``name as name`` imports), after the check above so that a
 # missing optional dependency is reported with the install command.
