@@ -19,8 +19,8 @@ or ``import lrtransfer.train``) and need the ``train`` extra
 Public API only: the code lives in ``lrtransfer._src``.
 """
 
-import importlib
-import types
+import importlib as _importlib
+import types as _types
 
 # The package version, defined here only (pyproject.toml reads it).
 __version__ = "0.1.0"
@@ -71,10 +71,10 @@ _SUBMODULES = ("checkpoint", "data", "experiment", "models", "recipes",
                "train")
 
 
-def __getattr__(name: str) -> types.ModuleType:
+def __getattr__(name: str) -> _types.ModuleType:
   """Imports ``lrtransfer.<name>`` on first access, for the harness layers."""
   if name in _SUBMODULES:
-    return importlib.import_module(f"{__name__}.{name}")
+    return _importlib.import_module(f"{__name__}.{name}")
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

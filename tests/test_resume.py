@@ -127,6 +127,10 @@ def _cli(out, *extra):
           "--no-progress", "--out", str(out), *extra]
 
 
+# The fast tier kills a fit (test_killed_run_resumes_bit_identical) and
+# interrupts the command (tests/test_interrupt.py); this runs three command
+# processes to compare a killed and resumed run with an uninterrupted one.
+@pytest.mark.slow
 def test_cli_resume_after_kill_matches_uninterrupted(tmp_path, subprocess_env):
   subprocess.run(_cli(tmp_path / "ref"), check=True, timeout=300,
                  capture_output=True, env=subprocess_env)
