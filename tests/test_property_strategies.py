@@ -48,7 +48,7 @@ NEAR_MAX = 2**31 - 2
 F32 = np.float32
 F32_TINY = np.finfo(np.float32).tiny  # XLA's CPU backend flushes subnormals
 
-SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 

@@ -46,22 +46,22 @@ def _assert_bit_identical(a_path, b_path):
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_killed_run_resumes_bit_identical(tmp_path):
+def test_killed_run_resumes_bit_identical(tmp_path, subprocess_env):
   reference = tmp_path / "reference.npz"
   subprocess.run(_fit_script(reference, "--checkpoint", tmp_path / "ref_ck",
                              "--every", 1, "--epochs", EPOCHS),
-                 check=True, timeout=300)
+                 check=True, timeout=300, env=subprocess_env)
   folder = tmp_path / "ck"
   proc = subprocess.Popen(_fit_script(tmp_path / "unused.npz", "--checkpoint",
                                       folder, "--every", 1, "--epochs",
-                                      EPOCHS))
+                                      EPOCHS), env=subprocess_env)
   _kill_once_checkpointed(proc, folder)
   done = _checkpointed_epochs(folder)
   assert done and max(done) < EPOCHS, f"not interrupted mid-run: {done}"
   resumed = tmp_path / "resumed.npz"
   subprocess.run(_fit_script(resumed, "--checkpoint", folder, "--every", 1,
                              "--epochs", EPOCHS, "--resume"),
-                 check=True, timeout=300)
+                 check=True, timeout=300, env=subprocess_env)
   _assert_bit_identical(reference, resumed)
 
 
@@ -127,16 +127,20 @@ def _cli(out, *extra):
           "--no-progress", "--out", str(out), *extra]
 
 
-def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
+# The fast tier kills a fit (test_killed_run_resumes_bit_identical) and
+# interrupts the command (tests/test_interrupt.py); this runs three command
+# processes to compare a killed and resumed run with an uninterrupted one.
+@pytest.mark.slow
+def test_cli_resume_after_kill_matches_uninterrupted(tmp_path, subprocess_env):
   subprocess.run(_cli(tmp_path / "ref"), check=True, timeout=300,
-                 capture_output=True)
+                 capture_output=True, env=subprocess_env)
   out = tmp_path / "run"
   proc = subprocess.Popen(_cli(out), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+                          stderr=subprocess.DEVNULL, env=subprocess_env)
   _kill_once_checkpointed(proc, out / "checkpoints" / "adjust")
   assert not (out / "results.json").exists()
   subprocess.run(_cli(out, "--resume"), check=True, timeout=300,
-                 capture_output=True)
+                 capture_output=True, env=subprocess_env)
 
   ref = json.loads((tmp_path / "ref" / "results.json").read_text())
   got = json.loads((out / "results.json").read_text())

@@ -22,7 +22,7 @@ from _harness import adjust_with, dynamic_with
 
 PARAMS = {"w": jnp.ones(3, jnp.float32)}
 EVALS = 30
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 FACTORIES = {

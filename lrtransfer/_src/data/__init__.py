@@ -23,22 +23,50 @@ go through the same transform to reach them in it (re-standardising on the
 target would silently undo part of a domain shift, and a few-shot target
 training set gives noisy statistics anyway). Tabular features are standardised
 one by one; pixels share one mean and scale (see `splitting.standardized_task`).
+
+The types and the loading of the user's own files import eagerly; the
+embedded tasks load with their first use, so that the fit loop (which reads
+`Split`) does not import scikit-learn and scipy.
 """
 
+import importlib
+from typing import Any
 
 from lrtransfer._src.data.files import load_split_file as load_split_file
 from lrtransfer._src.data.files import load_user_task as load_user_task
-from lrtransfer._src.data.tasks import TASKS as TASKS
-from lrtransfer._src.data.tasks import get_task as get_task
 from lrtransfer._src.data.types import DataError as DataError
 from lrtransfer._src.data.types import Split as Split
 from lrtransfer._src.data.types import TransferTask as TransferTask
-from lrtransfer._src.data.tasks import digits_domain_shift as digits_domain_shift
-from lrtransfer._src.data.tasks import digits_label_split as digits_label_split
-from lrtransfer._src.data.tasks import teacher_student as teacher_student
-from lrtransfer._src.data.corruptions import CORRUPTIONS as CORRUPTIONS
-from lrtransfer._src.data.digits import digits_corruption_shift as digits_corruption_shift
-from lrtransfer._src.data.mnist import mnist_label_split as mnist_label_split
-from lrtransfer._src.data.mnist import mnist_to_digits as mnist_to_digits
-from lrtransfer._src.data.tabular import breast_cancer_shift as breast_cancer_shift
-from lrtransfer._src.data.tabular import wine_shift as wine_shift
+from lrtransfer._src.extras import require_train_extra
+
+# Name -> the module that defines it. Each of these modules imports
+# scikit-learn or scipy (`tasks` through its registry) except `synthetic`.
+_LAZY = {
+    "TASKS": "tasks",
+    "get_task": "tasks",
+    "digits_domain_shift": "digits",
+    "digits_label_split": "digits",
+    "digits_corruption_shift": "digits",
+    "teacher_student": "synthetic",
+    "CORRUPTIONS": "corruptions",
+    "mnist_label_split": "mnist",
+    "mnist_to_digits": "mnist",
+    "breast_cancer_shift": "tabular",
+    "wine_shift": "tabular",
+}
+
+
+def __getattr__(name: str) -> Any:
+  """Imports an embedded task's module on first use of one of its names."""
+  if name not in _LAZY:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  if _LAZY[name] != "synthetic":
+    require_train_extra("lrtransfer's embedded tasks", "sklearn", "scipy")
+  module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+  value = getattr(module, name)
+  globals()[name] = value  # later lookups skip __getattr__
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_LAZY))
