@@ -45,7 +45,8 @@ def full(digits, source):
   train, val, test = digits
   return lrtransfer.train.fit_auto(
       source, train, val, num_outputs=5, learning_rates=RATES,
-      schedule="full", epochs=6, batch_size=32, seeds=[0, 1], test=test)
+      schedule="full", epochs=6, batch_size=32, seeds=[0, 1], test=test,
+      monitor="val_loss")
 
 
 def test_members_cover_every_rate_and_depth_scratch_included(full):
@@ -91,7 +92,7 @@ def test_the_chosen_member_is_the_best_by_validation(full, digits, source):
   again = lrtransfer.train.fit_auto(
       source, train, val, num_outputs=5, learning_rates=RATES,
       schedule="full", epochs=6, batch_size=32, seeds=[0, 1],
-      test=scrambled)
+      test=scrambled, monitor="val_loss")
   np.testing.assert_array_equal(again.chosen, full.chosen)
   assert not np.allclose(again.test_accuracy, full.test_accuracy)
 
@@ -139,7 +140,8 @@ def test_halving_spends_at_most_three_runs_and_keeps_the_best(digits,
   train, val, _ = digits
   result = lrtransfer.train.fit_auto(
       source, train, val, num_outputs=5, learning_rates=(0.003, 0.03, 0.3),
-      schedule="halving", epochs=9, batch_size=32, seeds=[0, 1])
+      schedule="halving", epochs=9, batch_size=32, seeds=[0, 1],
+      monitor="val_loss")
   assert result.member_epochs <= 3 * 9
   assert result.member_epochs == sum(
       r.member_epochs for r in result.members if r.seed == 0)
@@ -229,9 +231,10 @@ def test_a_cnn_with_batchnorm_and_dropout(source):
                                                             rungs=(1,)),
       epochs=3, batch_size=16)
   assert result.member_epochs == 4 * 1 + 2 * 2
+  assert result.monitor == "val_accuracy"
   model = result.model()
-  loss = lrtransfer.train.evaluate(model, (x[32:], y[32:]))["loss"]
-  assert loss == pytest.approx(result.best_value[0], rel=1e-4)
+  accuracy = lrtransfer.train.evaluate(model, (x[32:], y[32:]))["accuracy"]
+  assert accuracy == pytest.approx(result.best_value[0], abs=1e-6)
   assert np.isfinite(np.asarray(model.norm1.mean[...])).all()
 
 
@@ -435,3 +438,23 @@ def test_a_full_population_reproduces_the_grid_runs(digits, source):
                                      seeds=[3, 4], epochs=4, batch_size=32)
     np.testing.assert_allclose(result.history["val_loss"][:, k],
                                grid.history["val_loss"], rtol=1e-5)
+
+
+def test_members_are_judged_on_accuracy_by_default_and_on_the_loss_otherwise(
+    digits, source):
+  train, val, _ = digits
+  classify = lrtransfer.train.fit_auto(
+      source, train, val, num_outputs=5, learning_rates=(0.03,),
+      transfer_layers=(0, 2), schedule="full", epochs=2)
+  assert (classify.monitor, classify.mode) == ("val_accuracy", "max")
+  best = np.nanmax(classify.history["val_accuracy"][0], axis=1)
+  assert classify.chosen[0] == int(np.argmax(best))
+
+  def mse(model, x, y):
+    return jnp.mean((model(x)[:, 0] - y) ** 2)
+  regress = lrtransfer.train.fit_auto(
+      source, (train[0], train[1].astype(np.float32)),
+      (val[0], val[1].astype(np.float32)), num_outputs=1,
+      learning_rates=(0.01,), transfer_layers=(0, 2), schedule="full",
+      epochs=2, loss_fn=mse)
+  assert (regress.monitor, regress.mode) == ("val_loss", "min")

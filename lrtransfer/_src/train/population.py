@@ -52,8 +52,12 @@ DEFAULT_LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 DEFAULT_DEPTHS = members_lib.DEPTH_CHOICES
 # The schedule a call without schedule= runs (see population_rules).
 DEFAULT_SCHEDULE = "halving"
-# The value members are judged on (and the strategies read).
-DEFAULT_MONITOR = "val_loss"
+# The value members are judged on (and the strategies read) when the
+# members are scored by accuracy (the default loss, or an "accuracy"
+# metric); otherwise the validation loss. Accuracy, chosen on the tuning set
+# by held-out validation against val_loss (python benchmarks/population.py
+# --set tuning; benchmarks/results/population_tuning.md).
+DEFAULT_MONITOR = "val_accuracy"
 # Members' strategies when recipe=None, name -> strategy factory: None is a
 # constant rate (SGD-momentum 0.9); a factory such as
 # recipes.recommended_recipe().strategy moves each member's rate from its
@@ -73,7 +77,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
              batch_size: int = 32, seeds: Union[int, Sequence[int]] = 0,
              loss_fn: Optional[LossFn] = None,
              metrics: Optional[dict[str, LossFn]] = None,
-             monitor: str = DEFAULT_MONITOR, mode: str = "auto",
+             monitor: Optional[str] = None, mode: str = "auto",
              test: Any = None, checkpoint_dir: Any = None,
              resume: bool = False,
              devices: Optional[Sequence[jax.Device]] = None) -> AutoResult:
@@ -143,7 +147,11 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
     epochs, batch_size: as :func:`fit`.
     seeds: an int, or a sequence: one independent population per seed
       (its own initialisation and data order), all in one vmap.
-    loss_fn, metrics, monitor, mode: as :func:`fit`.
+    loss_fn, metrics, mode: as :func:`fit`.
+    monitor: the validation value members are judged on; None:
+      ``DEFAULT_MONITOR`` (``"val_accuracy"``) when members are scored by
+      accuracy (no ``loss_fn`` and no ``metrics``, or an ``"accuracy"``
+      metric), else ``"val_loss"``.
     test: scored by accuracy on the chosen members only (reporting).
     checkpoint_dir: a folder for population checkpoints (orbax), saved at
       every decision and every ``epochs / 10`` epochs; it must hold no
@@ -223,6 +231,10 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   decision_epochs(plan_rule, len(cands), epochs)  # over budget: refused now
   check_data(first, splits, loss_fn is None)
   mesh = data_mesh(devices, batch_size)
+  if monitor is None:
+    scored_by_accuracy = ((loss_fn is None and metrics is None)
+                          or "accuracy" in (metrics or {}))
+    monitor = DEFAULT_MONITOR if scored_by_accuracy else "val_loss"
   program = build_program(first, recipe, len(train), epochs, batch_size,
                           mesh=mesh, loss_fn=loss_fn, metrics=metrics,
                           monitor=monitor, mode=mode, restore_best=True)
