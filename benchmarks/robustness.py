@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+
 import _common
 import methods as methods_lib
 import suite

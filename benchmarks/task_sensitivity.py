@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from flax import nnx
 
 import _common
-import lrtransfer
 import suite
+
+from flax import nnx
+
+import lrtransfer
 from lrtransfer.experiment import target_models
 
 GRID = _common.GRID

@@ -61,8 +61,9 @@ from typing import Any, Mapping
 import numpy as np
 
 import _common
-import lrtransfer
 import suite
+
+import lrtransfer
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "defaults.json"

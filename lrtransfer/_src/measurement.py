@@ -28,8 +28,8 @@ from the old count, or check with :func:`check_count_order`.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
+import numbers
 from typing import Any, Mapping, Optional
 
 import jax

@@ -42,7 +42,9 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import validation
-from lrtransfer._src.measurement import MODES, Measurement, monitored
+from lrtransfer._src.measurement import MODES
+from lrtransfer._src.measurement import Measurement
+from lrtransfer._src.measurement import monitored
 
 THRESHOLD_MODES = ("rel", "abs")
 

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src.data import Split, labels
+from lrtransfer._src.data import Split
+from lrtransfer._src.data import labels
 
 
 @dataclasses.dataclass(frozen=True)
