@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
-
-import suite
-
 from flax import nnx
 
 import lrtransfer
+import suite
 from lrtransfer._src.train.runner import expect_large_batches
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -45,10 +45,9 @@ import numpy as np
 import optax
 
 import _common
+import lrtransfer
 import suite
 import tune_defaults as td
-
-import lrtransfer
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "base_optimizer.json"

@@ -18,9 +18,8 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional
 
 import lrtransfer
-from lrtransfer.recipes import Recipe
-
 import peers as peers_lib
+from lrtransfer.recipes import Recipe
 
 # The library's default base rate (what a user who passes none gets).
 DEFAULT_LR = lrtransfer.recipes.DEFAULT_LEARNING_RATE

@@ -80,16 +80,14 @@ import os
 import time
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-
-from lrtransfer.recipes import Recipe
 
 import greedy_lr
 import optax_metric
+from lrtransfer.recipes import Recipe
 
 # ----------------------------------------------------------------------------
 # Tuning-free peers: each a Recipe for lrtransfer's fit loop.

@@ -47,20 +47,18 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 import _common
+import lrtransfer
 import population_analysis
 import population_tables
 import suite
-
-import jax.numpy as jnp
-from flax import nnx
-
-import lrtransfer
-from lrtransfer.recipes import Recipe
 from lrtransfer._src.train.program import accuracy, cross_entropy
 from lrtransfer._src.train.runner import expect_large_batches
+from lrtransfer.recipes import Recipe
 
 RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 STRATEGIES = ("constant", "adjust")

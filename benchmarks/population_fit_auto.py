@@ -40,15 +40,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 import _common
+import lrtransfer
 import population
 import population_sim as sim
 import suite
-
-import lrtransfer
-from lrtransfer.recipes import Recipe
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.train.program import accuracy
 from lrtransfer._src.train.runner import expect_large_batches
+from lrtransfer.recipes import Recipe
 
 TUNING_JSON = _common.RESULTS_DIR / "population_tuning.json"
 REPORT_JSON = _common.RESULTS_DIR / "population_report.json"

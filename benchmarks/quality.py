@@ -36,19 +36,17 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
 import _common
+import lrtransfer
 import methods as methods_lib
 import optax_metric
 import peers as peers_lib
 import suite
-
-import jax.numpy as jnp
-import optax
-from flax import nnx
-
-import lrtransfer
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "quality.json"

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-
 import _common
 import methods as methods_lib
 import suite

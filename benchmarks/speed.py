@@ -36,17 +36,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
-import _common
-import peers as peers_lib
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
+import _common
 import lrtransfer
+import peers as peers_lib
 
 DEFAULT_OUT = _common.RESULTS_DIR / "speed.json"
 QUICK_OUT = _common.RESULTS_DIR / "speed_quick.json"

@@ -34,11 +34,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 # The files holding generated tables, and the tables each must hold (a
 # marker deleted by an edit is an error, not a table silently dropped).
 DOCUMENTS = {
-    "README.md": ("robustness-summary",),
-    "benchmarks/README.md": ("robustness-summary", "robustness-all",
-                             "quality", "targets"),
-    "docs/guides/benchmarks.md": ("robustness-summary", "robustness-all",
-                                  "quality"),
+    "README.md": ("tuning-free-summary", "robustness-summary"),
+    "benchmarks/README.md": ("tuning-free", "robustness-summary",
+                             "robustness-all", "quality", "targets"),
+    "docs/guides/benchmarks.md": ("tuning-free", "robustness-summary",
+                                  "robustness-all", "quality"),
 }
 
 _BLOCK = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- /table -->)",
@@ -205,7 +205,53 @@ def targets() -> str:
   return "\n".join(lines)
 
 
+def tuning_free() -> str:
+  """fit_auto per report task against the reference it aims at and the
+  tuning-free peer, from population_report_fit_auto.json and quality.json."""
+  auto = _load("population_report_fit_auto")
+  quality_result = _load("quality")
+  tasks = list(auto["tasks"])
+  head = ["task", "`fit_auto` (halving, default)", "`fit_auto` (PBT)",
+          "reference", "Prodigy", "`recommended`"]
+  lines = [_row(head), _row(["---"] * len(head))]
+  columns: list[list[float]] = [[] for _ in head[1:]]
+  for task in tasks:
+    record, peers = auto["tasks"][task], quality_result["tasks"][task]
+    values = [record["halving"]["test_mean"], record["pbt"]["test_mean"],
+              record["reference"]["final_epoch"], peers["prodigy"]["mean"],
+              peers["recommended"]["mean"]]
+    for column, value in zip(columns, values):
+      column.append(value)
+    lines.append(_row([task] + [f"{v:.3f}" for v in values]))
+  lines.append(_row(["**mean**"] + [f"{_mean(c):.3f}" for c in columns]))
+  runs = {name: auto["tasks"][tasks[0]][name]["member_epochs_runs"]
+          for name in ("halving", "pbt")}
+  lines += ["", f"Test accuracy, mean over {len(quality_result['seed_values'])}"
+            " seeds per report task (`benchmarks/results/"
+            "population_report_fit_auto.json`, `quality.json`). Compute in "
+            f"runs of one member: halving {runs['halving']:g}, PBT "
+            f"{runs['pbt']:g}. Reference: per task, the better of the scratch "
+            "grid and the fine-tuning grid over (rate, copied layers), each "
+            "cell picked by mean validation accuracy."]
+  return "\n".join(lines)
+
+
+def tuning_free_summary() -> str:
+  """One sentence: fit_auto's mean against the reference and the peers."""
+  table = tuning_free().splitlines()
+  means = [cell.strip() for cell in table[-3].strip("|").split("|")][1:]
+  runs = _load("population_report_fit_auto")["tasks"]
+  runs = next(iter(runs.values()))["halving"]["member_epochs_runs"]
+  return (f"Mean test accuracy over the 9 report tasks, 10 seeds each: "
+          f"`fit_auto` {means[0]} for {runs:g} runs of compute, the per-task "
+          f"reference {means[2]}, Prodigy {means[3]}, `recommended` "
+          f"{means[4]} (`benchmarks/results/population_report_fit_auto.json`)."
+          )
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "tuning-free": tuning_free,
+    "tuning-free-summary": tuning_free_summary,
     "robustness-summary": robustness_summary,
     "robustness-all": robustness_all,
     "quality": quality,

@@ -33,13 +33,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-
-import _common
-import suite
-
 from flax import nnx
 
+import _common
 import lrtransfer
+import suite
 from lrtransfer.experiment import target_models
 
 GRID = _common.GRID

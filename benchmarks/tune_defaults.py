@@ -61,9 +61,8 @@ from typing import Any, Mapping
 import numpy as np
 
 import _common
-import suite
-
 import lrtransfer
+import suite
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "defaults.json"

@@ -16,11 +16,11 @@ from lrtransfer._src.train import SweepResult as SweepResult
 from lrtransfer._src.train import evaluate as evaluate
 from lrtransfer._src.train import fit as fit
 from lrtransfer._src.train import fit_many as fit_many
+from lrtransfer._src.train.population import AutoResult as AutoResult
+from lrtransfer._src.train.population import fit_auto as fit_auto
+from lrtransfer._src.train.population_rules import PBT as PBT
+from lrtransfer._src.train.population_rules import Full as Full
+from lrtransfer._src.train.population_rules import Halving as Halving
 from lrtransfer._src.train.runner import (
     clear_compiled_cache as clear_compiled_cache,
 )
-from lrtransfer._src.train.population import AutoResult as AutoResult
-from lrtransfer._src.train.population import fit_auto as fit_auto
-from lrtransfer._src.train.population_rules import Full as Full
-from lrtransfer._src.train.population_rules import Halving as Halving
-from lrtransfer._src.train.population_rules import PBT as PBT

@@ -20,8 +20,13 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from lrtransfer_cli.options import (AUTO, METHODS, UsageError, build_parser,
-                                    parse)
+from lrtransfer_cli.options import (
+  AUTO,
+  METHODS,
+  UsageError,
+  build_parser,
+  parse,
+)
 
 __all__ = ["main", "METHODS", "UsageError", "build_parser", "EXIT_BAD_INPUT",
            "EXIT_BUG"]

@@ -1,8 +1,6 @@
 """Small Flax NNX test models of the shapes users fine-tune: MLP, CNN with
 BatchNorm and Dropout, a residual model and a transformer-like block stack."""
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 

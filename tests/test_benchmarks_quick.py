@@ -16,7 +16,6 @@ the slow tier (``-m slow``); the arithmetic and rule checks are fast.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -375,8 +374,9 @@ def test_base_optimizer_rule_prefers_a_qualifying_pair_then_the_mean():
 def test_greedy_lr_port_follows_its_rule(kwargs):
   import jax
   import jax.numpy as jnp
-  import lrtransfer
+
   import greedy_lr
+  import lrtransfer
   rng = np.random.default_rng(0)
   values = np.concatenate([np.linspace(2, 1, 15), 1 + 0.1 * rng.random(40),
                            np.linspace(1, 0.5, 14), np.full(30, 0.6)])

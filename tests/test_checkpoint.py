@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lrtransfer._src.checkpoint import CheckpointError, load_params
-from lrtransfer._src.checkpoint import load_source_model, save_params
+from lrtransfer._src.checkpoint import (
+  CheckpointError,
+  load_params,
+  load_source_model,
+  save_params,
+)
 from lrtransfer._src.models import MLP, target_from_source
 
 

@@ -11,8 +11,12 @@ import pytest
 from flax import nnx
 
 from lrtransfer._src import checkpoint
-from lrtransfer._src.checkpoint import (CheckpointError, load_params,
-                                        load_source_model, save_params)
+from lrtransfer._src.checkpoint import (
+  CheckpointError,
+  load_params,
+  load_source_model,
+  save_params,
+)
 from lrtransfer.models import CNN, MLP
 
 SHAPE = (8, 8, 1)

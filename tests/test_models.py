@@ -11,10 +11,13 @@ import optax
 import pytest
 from flax import nnx
 
-from lrtransfer._src.models import MLP, MLPConfig, target_from_source
-from lrtransfer._src.models import transferred_mask
 import lrtransfer
-
+from lrtransfer._src.models import (
+  MLP,
+  MLPConfig,
+  target_from_source,
+  transferred_mask,
+)
 
 # One architecture (and so one set of parameter shapes) for nearly every test:
 # eager JAX compiles each initialiser once per shape, which dominates the run

@@ -153,15 +153,19 @@ def _requirement_names(requirements: list[str]) -> set[str]:
 
 
 def _third_party_imports() -> set[str]:
-  """Top-level names of every non-stdlib module the package imports."""
+  """Top-level names of every non-stdlib module the packages import (the
+  library and its stdlib-only command-line entry point)."""
   names = set()
-  for path in (ROOT / "lrtransfer").rglob("*.py"):
+  paths = [*(ROOT / "lrtransfer").rglob("*.py"),
+           *(ROOT / "lrtransfer_cli").rglob("*.py")]
+  for path in paths:
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, ast.Import):
         names.update(alias.name.split(".")[0] for alias in node.names)
       elif isinstance(node, ast.ImportFrom) and node.level == 0:
         names.add(node.module.split(".")[0])
-  return names - set(sys.stdlib_module_names) - {"lrtransfer"}
+  return names - set(sys.stdlib_module_names) - {"lrtransfer",
+                                                 "lrtransfer_cli"}
 
 
 def test_every_import_is_a_declared_dependency():

@@ -12,6 +12,7 @@ from flax import nnx
 from sklearn.datasets import load_digits
 
 import lrtransfer
+from _models import SmallCNN
 from lrtransfer._src import sizes
 from lrtransfer._src.checkpoint import CheckpointError
 from lrtransfer._src.run_checkpoint import RunCheckpointer
@@ -20,7 +21,6 @@ from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.train.checks import as_split
 from lrtransfer._src.train.runner import build_program, split_model
-from _models import SmallCNN
 
 RATES = (0.01, 0.1)
 

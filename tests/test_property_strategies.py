@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrtransfer
-from _harness import ADJUST_DEFAULTS, DYNAMIC_DEFAULTS, adjust_with, dynamic_with
+from _harness import (
+  ADJUST_DEFAULTS,
+  DYNAMIC_DEFAULTS,
+  adjust_with,
+  dynamic_with,
+)
 
 N = 40  # steps per example: fixed, so the jitted runners never retrace
 INT32_MAX = 2**31 - 1
@@ -337,7 +342,6 @@ def _check_plateau_run(config, state0, values, counts, states):
   """Everything that must hold of a plateau-based strategy's run."""
   plateau0, plateau = state0.plateau, states.plateau
   rules = config.rules
-  sign = 1.0 if rules.get("mode", "min") == "min" else -1.0
   _assert_scale_in_bounds(config, states.scale)
 
   # Counters: never negative, last_count is the running max of the counts.

@@ -57,6 +57,13 @@ EXAMPLES = {
         lambda ns: float(ns["loss"](ns["params"], ns["x"], ns["y"])) < 1e-4
         and np.isfinite(float(lrtransfer.effective_learning_rate(
             ns["state"], 0.05)))),
+    "auto = lrtransfer.train.fit_auto(": (
+        "README: the tuning-free population learns the digits task within "
+        "three runs of compute and returns the chosen model",
+        lambda ns: float(ns["auto"].test_accuracy[0]) > 0.5
+        and ns["auto"].compute <= 3.0
+        and ns["auto"].model().num_transferred_levels
+        == ns["auto"].candidates[ns["auto"].chosen[0]].transfer_layers),
     "recipes.recommended_recipe(),": (
         "README: the recommended recipe learns the digits task",
         lambda ns: ns["result"].history["val_accuracy"][-1] > 0.5),

@@ -5,9 +5,15 @@ import optax
 import pytest
 
 import lrtransfer
-from _harness import (adjust_reference, adjust_with, decay_reference,
-                      dynamic_reference, dynamic_with, per_step_measurements,
-                      scales_over_steps)
+from _harness import (
+  adjust_reference,
+  adjust_with,
+  decay_reference,
+  dynamic_reference,
+  dynamic_with,
+  per_step_measurements,
+  scales_over_steps,
+)
 
 
 def _metric_sequence(seed, n=200, negative=False, with_nan=False):

@@ -21,8 +21,8 @@ import optax
 import pytest
 
 import lrtransfer
-from lrtransfer._src import rules
 from _harness import ADJUST_DEFAULTS, DYNAMIC_DEFAULTS
+from lrtransfer._src import rules
 
 STRATEGIES = [lrtransfer.adjust, lrtransfer.dynamic, lrtransfer.decay,
               lrtransfer.reduce_on_plateau, lrtransfer.bold_driver]

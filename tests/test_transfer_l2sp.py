@@ -8,8 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from lrtransfer._src.transfer import l2sp
 from _harness import tiny_mlp
+from lrtransfer._src.transfer import l2sp
 
 ALPHA, BETA = 0.3, 0.05
 

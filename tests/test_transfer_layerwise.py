@@ -10,10 +10,12 @@ import optax
 import pytest
 from flax import nnx
 
-from lrtransfer._src.transfer import layer_depths
-from lrtransfer._src.transfer import layerwise_scale
-from lrtransfer._src.transfer import layerwise_scales
 from _harness import tiny_mlp
+from lrtransfer._src.transfer import (
+  layer_depths,
+  layerwise_scale,
+  layerwise_scales,
+)
 
 
 def dict_params(num_hidden=3, seed=0):

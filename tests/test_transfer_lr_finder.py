@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrtransfer._src.transfer import LRRangeTestResult
-from lrtransfer._src.transfer import lr_range_test
+from lrtransfer._src.transfer import LRRangeTestResult, lr_range_test
 from lrtransfer._src.transfer.lr_finder import _steepest_suggestion
 
 CURVATURE = 2.0

@@ -8,11 +8,13 @@ import optax
 import pytest
 from flax import nnx
 
-from lrtransfer._src.transfer import UnfreezeState
-from lrtransfer._src.transfer import gradual_unfreeze
-from lrtransfer._src.transfer import head_first
-from lrtransfer._src.transfer import unfrozen_levels
 from _harness import tiny_mlp
+from lrtransfer._src.transfer import (
+  UnfreezeState,
+  gradual_unfreeze,
+  head_first,
+  unfrozen_levels,
+)
 
 NUM_HIDDEN = 3  # Depths 0, 1, 2 and the head at 3: four levels.
 

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Optional
 
 from lrtransfer._src.cli_options import HIDDEN, UsageError
-from lrtransfer_cli.options import AUTO as METHOD
-from lrtransfer_cli.options import split_methods
+from lrtransfer_cli.options import AUTO as METHOD  # noqa: F401 (re-export)
+from lrtransfer_cli.options import split_methods as split_methods
 
 
 def check_epochs(epochs: int) -> None:
   """Refuses, before any training, ``--epochs`` too short for the default
   population (at most every default rate x depth) within its budget."""
-  from lrtransfer._src.train import population, population_rules as rules
+  from lrtransfer._src.train import population
+  from lrtransfer._src.train import population_rules as rules
   members = (len(population.DEFAULT_LEARNING_RATES)
              * len(population.DEFAULT_DEPTHS))
   schedule = rules.as_schedule(population.DEFAULT_SCHEDULE)

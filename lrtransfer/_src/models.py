@@ -26,8 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src.transfer.depths import (layer_depths, normalize_path,
-                                             remember_depths)
+from lrtransfer._src.transfer.depths import (
+  layer_depths,
+  normalize_path,
+  remember_depths,
+)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nnx.relu,

@@ -42,9 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from lrtransfer._src import validation
-from lrtransfer._src.measurement import MODES
-from lrtransfer._src.measurement import Measurement
-from lrtransfer._src.measurement import monitored
+from lrtransfer._src.measurement import MODES, Measurement, monitored
 
 THRESHOLD_MODES = ("rel", "abs")
 

@@ -100,7 +100,7 @@ validation) and ``python benchmarks/robustness.py`` (report tasks, test).
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -35,15 +35,14 @@ from flax import nnx
 import lrtransfer._src.adjust as adjust_lib
 import lrtransfer._src.decay as decay_lib
 import lrtransfer._src.dynamic as dynamic_lib
-from lrtransfer._src import factory_checks
-from lrtransfer._src import inspection
-from lrtransfer._src import state_finder
-from lrtransfer._src import validation
+from lrtransfer._src import factory_checks, inspection, state_finder, validation
 from lrtransfer._src.transfer import depths as depths_lib
-from lrtransfer._src.transfer.l2sp import l2sp
 from lrtransfer._src.transfer import unfreeze as unfreeze_lib
-from lrtransfer._src.transfer.layerwise import (LayerwiseScaleState,
-                                                layerwise_scale)
+from lrtransfer._src.transfer.l2sp import l2sp
+from lrtransfer._src.transfer.layerwise import (
+  LayerwiseScaleState,
+  layerwise_scale,
+)
 
 # strategy_factory(steps_per_epoch, total_steps) -> GradientTransformation
 StrategyFactory = Callable[[int, int], optax.GradientTransformation]

@@ -29,8 +29,7 @@ import numpy as np
 import optax
 
 import lrtransfer
-from lrtransfer import AdjustRule
-from lrtransfer import DynamicRule
+from lrtransfer import AdjustRule, DynamicRule
 
 WARMUP = 2  # steps before the first evaluation (count 0, never judged)
 STEPS = 48  # steps after the first evaluation

@@ -18,9 +18,12 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from lrtransfer._src.data.corruptions import CORRUPTIONS, corrupt
-from lrtransfer._src.data.splitting import (bundled_xy, check_shots,
-                                            split_per_class,
-                                            standardized_task)
+from lrtransfer._src.data.splitting import (
+  bundled_xy,
+  check_shots,
+  split_per_class,
+  standardized_task,
+)
 from lrtransfer._src.data.types import TransferTask
 
 # sklearn's digits are 8x8 images with intensities 0..16.

@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from lrtransfer._src.data import labels
-from lrtransfer._src.data.splitting import (check_shots, split_per_class,
-                                            standardized_task,
-                                            subsample_per_class)
-from lrtransfer._src.data.types import (MAX_CLASSES, SUPPORTED_EXTENSIONS,
-                                        DataError, Split, TransferTask)
+from lrtransfer._src.data.splitting import (
+  check_shots,
+  split_per_class,
+  standardized_task,
+  subsample_per_class,
+)
+from lrtransfer._src.data.types import (
+  MAX_CLASSES,
+  SUPPORTED_EXTENSIONS,
+  DataError,
+  Split,
+  TransferTask,
+)
 
 # ----------------------------------------------------------------------------
 # User data.

@@ -24,8 +24,11 @@ import numpy as np
 from scipy import ndimage
 
 from lrtransfer._src.data.digits import DIGITS_MAX, DIGITS_SIDE, _digits
-from lrtransfer._src.data.splitting import (check_shots, split_per_class,
-                                            standardized_task)
+from lrtransfer._src.data.splitting import (
+  check_shots,
+  split_per_class,
+  standardized_task,
+)
 from lrtransfer._src.data.types import TransferTask
 
 MNIST_SIDE = 28

@@ -11,8 +11,11 @@ import math
 
 import numpy as np
 
-from lrtransfer._src.data.splitting import (check_shots, split_per_class,
-                                            standardized_task)
+from lrtransfer._src.data.splitting import (
+  check_shots,
+  split_per_class,
+  standardized_task,
+)
 from lrtransfer._src.data.types import TransferTask
 
 # A small teacher in its near-linear range: a student learns it well from the

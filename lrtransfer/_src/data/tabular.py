@@ -10,13 +10,15 @@ data (another lab's instruments), source and target a random half each.
 
 from __future__ import annotations
 
-
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from lrtransfer._src.data.splitting import (bundled_xy, check_shots,
-                                            split_per_class,
-                                            standardized_task)
+from lrtransfer._src.data.splitting import (
+  bundled_xy,
+  check_shots,
+  split_per_class,
+  standardized_task,
+)
 from lrtransfer._src.data.types import TransferTask
 
 _SOURCE_VAL_FRACTION = 0.2

@@ -39,9 +39,11 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-from lrtransfer._src.data.digits import (digits_corruption_shift,
-                                         digits_domain_shift,
-                                         digits_label_split)
+from lrtransfer._src.data.digits import (
+  digits_corruption_shift,
+  digits_domain_shift,
+  digits_label_split,
+)
 from lrtransfer._src.data.mnist import mnist_label_split, mnist_to_digits
 from lrtransfer._src.data.synthetic import teacher_student
 from lrtransfer._src.data.tabular import breast_cancer_shift, wine_shift

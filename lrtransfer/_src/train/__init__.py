@@ -14,13 +14,13 @@ share one program. ``clear_compiled_cache()`` frees them.
 """
 
 
+from lrtransfer._src.train.evaluation import evaluate as evaluate
 from lrtransfer._src.train.fitting import FitResult as FitResult
 from lrtransfer._src.train.fitting import fit as fit
 from lrtransfer._src.train.program import EpochLog as EpochLog
 from lrtransfer._src.train.program import FitCarry as FitCarry
 from lrtransfer._src.train.program import FitProgram as FitProgram
 from lrtransfer._src.train.program import cross_entropy as cross_entropy
-from lrtransfer._src.train.evaluation import evaluate as evaluate
 from lrtransfer._src.train.program import steps_per_epoch as steps_per_epoch
 from lrtransfer._src.train.sweep import SweepResult as SweepResult
 from lrtransfer._src.train.sweep import fit_many as fit_many

@@ -17,8 +17,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src.data import Split
-from lrtransfer._src.data import labels
+from lrtransfer._src.data import Split, labels
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,14 +34,20 @@ from lrtransfer._src.train import population_members as members_lib
 from lrtransfer._src.train import population_rules as rules
 from lrtransfer._src.train import population_strategies as strategies_lib
 from lrtransfer._src.train.checks import as_split, check_data
-from lrtransfer._src.train.population_engine import (Population,
-                                                     decision_epochs,
-                                                     run_population)
+from lrtransfer._src.train.population_engine import (
+  Population,
+  decision_epochs,
+  run_population,
+)
 from lrtransfer._src.train.population_result import AutoResult, MemberRow
 from lrtransfer._src.train.program import LossFn, _nested
-from lrtransfer._src.train.runner import (build_program, compile_cached,
-                                          data_mesh, run_description,
-                                          split_model)
+from lrtransfer._src.train.runner import (
+  build_program,
+  compile_cached,
+  data_mesh,
+  run_description,
+  split_model,
+)
 
 # The candidate base rates: 100x around the usual fine-tuning rates, the
 # grid a careful user runs by hand (five rates, a factor ~3 apart).

@@ -29,13 +29,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrtransfer._src import inspection
 from lrtransfer._src.measurement import measurement
-from lrtransfer._src.recipes import (Recipe, build_optimizer, eval_params,
-                                     group_learning_rates)
+from lrtransfer._src.recipes import (
+  Recipe,
+  build_optimizer,
+  eval_params,
+  group_learning_rates,
+)
+
 # The scoring rule lives in `evaluation`; its names stay importable here.
 from lrtransfer._src.train.evaluation import LossFn as LossFn
 from lrtransfer._src.train.evaluation import accuracy as accuracy
 from lrtransfer._src.train.evaluation import (
-    classification_loss as classification_loss)
+  classification_loss as classification_loss,
+)
 from lrtransfer._src.train.evaluation import cross_entropy as cross_entropy
 from lrtransfer._src.train.evaluation import evaluate as evaluate
 from lrtransfer._src.train.evaluation import metric_fns, scores

@@ -15,16 +15,15 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from lrtransfer._src.models import transferred_mask
-from lrtransfer._src.transfer.depths import layer_depths, normalize_path
-from lrtransfer._src.recipes import Recipe
-from lrtransfer._src import factory_checks
-from lrtransfer._src import sizes
-from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
+from lrtransfer._src import factory_checks, sizes
 from lrtransfer._src.measurement import resolve_mode
+from lrtransfer._src.models import transferred_mask
+from lrtransfer._src.recipes import Recipe
+from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
 from lrtransfer._src.train.checks import ArraySplit
 from lrtransfer._src.train.evaluation import check_loss_fn, metric_table
 from lrtransfer._src.train.program import FitProgram
+from lrtransfer._src.transfer.depths import layer_depths, normalize_path
 
 
 def data_arrays(train: ArraySplit, val: ArraySplit) -> tuple:

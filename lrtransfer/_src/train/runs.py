@@ -20,12 +20,22 @@ from jax.sharding import NamedSharding, PartitionSpec
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer
 from lrtransfer._src.train.checks import as_split, check_data
-from lrtransfer._src.train.program import (FitCarry, FitProgram, LossFn,
-                                           RunInputs)
-from lrtransfer._src.train.runner import (ChunkedRun, build_program,
-                                          compile_cached, data_arrays,
-                                          data_mesh, epochs_per_call,
-                                          run_description, split_model)
+from lrtransfer._src.train.program import (
+  FitCarry,
+  FitProgram,
+  LossFn,
+  RunInputs,
+)
+from lrtransfer._src.train.runner import (
+  ChunkedRun,
+  build_program,
+  compile_cached,
+  data_arrays,
+  data_mesh,
+  epochs_per_call,
+  run_description,
+  split_model,
+)
 
 
 class RunsOutcome(NamedTuple):

@@ -1,18 +1,19 @@
 """Transfer tools: layer-wise rates, unfreezing, L2-SP, the lr range test."""
 
-from lrtransfer._src.transfer.depths import layer_depths
-from lrtransfer._src.transfer.depths import normalize_path
-from lrtransfer._src.transfer.l2sp import L2SPState
-from lrtransfer._src.transfer.l2sp import l2sp
-from lrtransfer._src.transfer.layerwise import LayerwiseScaleState
-from lrtransfer._src.transfer.layerwise import layerwise_scale
-from lrtransfer._src.transfer.layerwise import layerwise_scales
-from lrtransfer._src.transfer.lr_finder import LRRangeTestResult
-from lrtransfer._src.transfer.lr_finder import lr_range_test
-from lrtransfer._src.transfer.unfreeze import UnfreezeState
-from lrtransfer._src.transfer.unfreeze import gradual_unfreeze
-from lrtransfer._src.transfer.unfreeze import head_first
-from lrtransfer._src.transfer.unfreeze import unfrozen_levels
+from lrtransfer._src.transfer.depths import layer_depths, normalize_path
+from lrtransfer._src.transfer.l2sp import L2SPState, l2sp
+from lrtransfer._src.transfer.layerwise import (
+    LayerwiseScaleState,
+    layerwise_scale,
+    layerwise_scales,
+)
+from lrtransfer._src.transfer.lr_finder import LRRangeTestResult, lr_range_test
+from lrtransfer._src.transfer.unfreeze import (
+    UnfreezeState,
+    gradual_unfreeze,
+    head_first,
+    unfrozen_levels,
+)
 
 __all__ = [
     "L2SPState",

@@ -13,8 +13,11 @@ import optax
 
 from lrtransfer._src import validation
 from lrtransfer._src.transfer import definition_order
-from lrtransfer._src.transfer.depths import (DepthSpec, normalize_path,
-                                             resolve_depths)
+from lrtransfer._src.transfer.depths import (
+  DepthSpec,
+  normalize_path,
+  resolve_depths,
+)
 
 Path = tuple[Hashable, ...]
 
