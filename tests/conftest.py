@@ -12,7 +12,9 @@ from hypothesis import settings
 # locally; .ci/run sets it. The property tests' own settings (example counts,
 # deadline) set no seed, so the profile decides.
 settings.register_profile("ci", derandomize=True, print_blob=True)
-settings.register_profile("dev")
+# Explicit: under CI=true Hypothesis itself defaults to derandomize=True, and
+# a bare profile would inherit that.
+settings.register_profile("dev", derandomize=False)
 _profile = os.environ.get("HYPOTHESIS_PROFILE") or (
     "ci" if os.environ.get("CI") else "dev")
 settings.load_profile(_profile)

@@ -372,6 +372,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow  # a subprocess with two simulated devices
 def test_data_parallel_over_two_devices_matches_one_device():
   import os
   import subprocess

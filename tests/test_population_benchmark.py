@@ -51,6 +51,7 @@ def _check_common(result: dict, out: Path) -> str:
   return task
 
 
+@pytest.mark.slow  # the benchmark end to end; the replay rules stay fast
 def test_tuning_quick(tmp_path):
   out = tmp_path / "tuning.json"
   result = _run(out, "--strategies", "constant")
@@ -68,6 +69,7 @@ def test_tuning_quick(tmp_path):
   assert adopted["schedule"] in ("full", "halving", "pbt")
 
 
+@pytest.mark.slow  # the benchmark end to end; the replay rules stay fast
 def test_report_quick(tmp_path):
   out = tmp_path / "report.json"
   result = _run(out, "--set", "report")
