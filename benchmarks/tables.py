@@ -124,10 +124,17 @@ def robustness_summary() -> str:
     lines.append(_row([_label(method, kinds)] + [
         "-" if v is None else f"{v:.3f}" for v in values]))
   present = [m for m in SUMMARY_RATE_FREE if m in result["kinds"]]
-  if present:
-    quoted = ", ".join(f"{_label(m, kinds)} {_rate_free_value(result, m):.3f}"
-                       for m in present)
-    lines += ["", f"Without a base rate (run once): {quoted}."]
+  quoted = [f"{_label(m, kinds)} {_rate_free_value(result, m):.3f}"
+            for m in present]
+  # fit_auto runs in its own benchmark on the same tasks, seeds, epochs and
+  # batch size (benchmarks/population_fit_auto.py report).
+  auto = _load("population_report_fit_auto")["tasks"]
+  if set(auto) == set(result["tasks"]):
+    halving = [auto[t]["halving"] for t in result["tasks"]]
+    quoted.append(f"`fit_auto` {_mean([h['test_mean'] for h in halving]):.3f}"
+                  f" ({halving[0]['member_epochs_runs']:g} runs of compute)")
+  if quoted:
+    lines += ["", f"Without a base rate (run once): {', '.join(quoted)}."]
   seeds = result["seeds"]
   lines += ["", f"Mean test accuracy over the {len(result['tasks'])} report "
             f"tasks, {seeds} seeds each (`benchmarks/results/robustness.json`);"
