@@ -459,3 +459,19 @@ def test_members_are_judged_on_accuracy_by_default_and_on_the_loss_otherwise(
       learning_rates=(0.01,), transfer_layers=(0, 2), schedule="full",
       epochs=2, loss_fn=mse)
   assert (regress.monitor, regress.mode) == ("val_loss", "min")
+
+
+def test_a_run_too_short_for_the_default_halving_is_warned_with_the_fix():
+  halving = rules.as_schedule("halving")
+  message = rules.short_run_warning(halving, 20, 10)
+  assert message.startswith("epochs=10 is short for 20 members")
+  assert "keeps 2 of 20 after epoch 1" in message
+  needed = int(message.split("use epochs >= ")[1].split(",")[0])
+  # The epochs named are the first that keep at least 1/eta after a rung.
+  assert rules.short_run_warning(halving, 20, needed) is None
+  assert rules.short_run_warning(halving, 20, needed - 1) is not None
+  assert rules.default_halving_plan(20, needed, halving.eta,
+                                    halving.budget)[0][1] >= 10
+  assert rules.short_run_warning(halving, 20, 50) is None
+  assert rules.short_run_warning(rules.Halving(rungs=(2,)), 20, 10) is None
+  assert rules.short_run_warning(rules.as_schedule("full"), 20, 10) is None

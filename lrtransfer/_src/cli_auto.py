@@ -36,7 +36,7 @@ def check_epochs(epochs: int) -> None:
 
 
 def run_auto(args, task, out: Path, source_saved: bool,
-             checkpoint_dir: Optional[Path], resume: bool) -> dict:
+             checkpoint_dir: Optional[Path], resume: bool) -> tuple:
   """Runs ``fit_auto`` on ``task``; prints the table, writes the plot.
 
   ``source_saved``: the source model is in ``out/source_params`` already
@@ -44,7 +44,10 @@ def run_auto(args, task, out: Path, source_saved: bool,
   saved there as the recipes would.
 
   Returns:
-    The JSON summary (``AutoResult.summary``).
+    ``(summary, method)``: the JSON summary (``AutoResult.summary``) and
+    the chosen members as a ``MethodResult`` (their test accuracy at their
+    best evaluation, their curves), so that ``auto`` stands in the
+    comparison table and figures beside the recipes.
   """
   from lrtransfer._src import experiment, report_population
   from lrtransfer._src.train.population import fit_auto
@@ -74,4 +77,18 @@ def run_auto(args, task, out: Path, source_saved: bool,
   print(result.table())
   report_population.write_member_plot(result, out / "auto_members.png",
                                       title=task.name)
-  return result.summary()
+  return result.summary(), chosen_members(result)
+
+
+def chosen_members(result):
+  """The chosen member of each seed's population as a ``MethodResult``."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from lrtransfer._src.experiment import MethodResult
+  seeds = np.arange(len(result.seeds))
+  chosen = np.asarray(result.chosen)
+  return MethodResult(
+      METHOD, np.asarray(result.test_accuracy),
+      {key: np.asarray(values)[seeds, chosen]
+       for key, values in result.history.items()},
+      result.seconds, result.compile_seconds)

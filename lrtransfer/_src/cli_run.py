@@ -185,21 +185,27 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
     results = {} if not names else experiment.compare(
         task, {n: available[n] for n in names}, config,
         on_method=bar.set_postfix_str, on_epochs=bar.update)
-  auto = None if not with_auto else cli_auto.run_auto(
-      args, task, out, bool(names) or resume,
-      checkpoints / cli_auto.METHOD if use_checkpoints else None, resume)
+  auto = auto_method = None
+  if with_auto:
+    auto, auto_method = cli_auto.run_auto(
+        args, task, out, bool(names) or resume,
+        checkpoints / cli_auto.METHOD if use_checkpoints else None, resume)
+  # The table and figures show auto's chosen members beside the recipes.
+  compared = {**results, **({cli_auto.METHOD: auto_method}
+                            if auto_method is not None else {})}
   elapsed = time.perf_counter() - start
   print(f"task: {task.name} ({task.description})")
-  if results:
-    print(report.format_table(results))
-  diverged = [n for n, r in results.items() if r.diverged.any()]
+  if compared:
+    print(report.format_table(compared))
+  diverged = [n for n, r in compared.items() if r.diverged.any()]
   if diverged:
     print(f"lrtransfer: warning: diverged (non-finite loss): "
           f"{', '.join(diverged)}; try a smaller --lr"
           + (" or --standardize source (raw inputs on large scales "
              "diverge at any rate)" if args.standardize == "none" else ""),
           file=sys.stderr)
-  plots = report.write_plots(results, out, title=task.name) if results else []
+  plots = (report.write_plots(compared, out, title=task.name)
+           if compared else [])
   if auto is not None:
     plots.append(out / "auto_members.png")
   report.write_json({

@@ -83,7 +83,12 @@ def _kept(result: MethodResult, key: str) -> np.ndarray:
 
 
 def _suptitle(fig: Figure, title: str, detail: str) -> None:
-  fig.suptitle(f"{title}: {detail}" if title else detail, fontsize=11)
+  # Wrapped to the figure's width: a figure of one or two panels is narrower
+  # than the title.
+  import textwrap  # pylint: disable=import-outside-toplevel
+  text = f"{title}: {detail}" if title else detail
+  width = max(30, int(fig.get_figwidth() * 12))
+  fig.suptitle(textwrap.fill(text, width), fontsize=11)
 
 
 def test_accuracy_figure(results: Mapping[str, MethodResult],
@@ -197,12 +202,14 @@ def learning_rate_figure(results: Mapping[str, MethodResult],
   for ax in axes[-1, :]:
     ax.set_xlabel("epoch")
   handles, labels = axes.flat[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower right", ncol=1, fontsize=9,
+  # Below the panels, in one row: over a panel it would hide its curves.
+  fig.legend(handles, labels, loc="lower center", ncol=levels, fontsize=9,
              title="parameter group", frameon=True)
   seeds = max(len(r.test_accuracy) for r in results.values())
   _suptitle(fig, title, f"learning rate per parameter group (mean over "
             f"{seeds} seeds, band: min to max; 0: frozen)")
-  fig.tight_layout()
+  legend_height = 0.75 / fig.get_figheight()  # inches -> figure fraction
+  fig.tight_layout(rect=(0, legend_height, 1, 1))
   return fig
 
 

@@ -2,7 +2,7 @@
 
 A population of members -- candidate base rates x candidate copy depths
 (from scratch, all body levels but the last, the whole body, and the whole
-model with the source head when the label sets match) -- trains as one
+model with the source head when the output sizes match) -- trains as one
 ``jax.vmap``-ed :class:`~lrtransfer._src.train.program.FitProgram`, judged
 on the monitored validation value at every evaluation. The schedules
 (``population_rules``) stop or replace weak members between compiled chunks
@@ -19,6 +19,7 @@ schedules' constants (``HALVING_ETA``, ``HALVING_BUDGET``, ``PBT_*``) in
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -54,7 +55,7 @@ from lrtransfer._src.train.runner import (
 DEFAULT_LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 # The copy depths tried when transfer_layers=None, by name
 # (population_members.default_depths: scratch, all body levels but the
-# last, all of them, all with the source head when the label sets match).
+# last, all of them, all with the source head when the output sizes match).
 DEFAULT_DEPTHS = members_lib.DEPTH_CHOICES
 # The schedule a call without schedule= runs (see population_rules).
 DEFAULT_SCHEDULE = "halving"
@@ -235,6 +236,9 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
     options = members_lib.check_depths(transfer_layers, levels)
   cands = members_lib.candidates(rates, options, strategy_names)
   decision_epochs(plan_rule, len(cands), epochs)  # over budget: refused now
+  short = rules.short_run_warning(plan_rule, len(cands), epochs)
+  if short is not None:
+    warnings.warn(short, UserWarning, stacklevel=2)
   check_data(first, splits, loss_fn is None)
   mesh = data_mesh(devices, batch_size)
   if monitor is None:

@@ -194,6 +194,31 @@ def default_halving_plan(num_members: int, epochs: int, eta: int,
     stretch *= 0.9
 
 
+def short_run_warning(schedule: "Schedule", num_members: int,
+                      epochs: int) -> Optional[str]:
+  """A warning when the budget forces the default halving plan to cut
+  harder than ``1/eta`` after the first epoch (a one-epoch screen favours
+  fast starters, i.e. high rates), with the epochs that would avoid it;
+  None otherwise (explicit rungs, other schedules, long enough runs)."""
+  if not isinstance(schedule, Halving) or schedule.rungs is not None:
+    return None
+  enough = lambda n: default_halving_plan(  # noqa: E731
+      num_members, n, schedule.eta, schedule.budget)[0][1] >= math.ceil(
+          num_members / schedule.eta)
+  if enough(epochs):
+    return None
+  needed = epochs + 1
+  while not enough(needed):
+    needed += 1
+  first_epoch, kept = default_halving_plan(num_members, epochs, schedule.eta,
+                                           schedule.budget)[0]
+  return (f"epochs={epochs} is short for {num_members} members within "
+          f"budget={schedule.budget} runs: successive halving keeps {kept} "
+          f"of {num_members} after epoch {first_epoch}, a screen that favours "
+          f"the fastest starters (high rates); use epochs >= {needed}, fewer "
+          "candidates, Halving(budget=...) or schedule='full'")
+
+
 def explicit_rungs(num_members: int, epochs: int, eta: int,
                    rungs: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
   """``((epoch, survivors), ...)`` for rung epochs given by the user."""
