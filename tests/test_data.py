@@ -334,6 +334,11 @@ def test_user_task_errors(tmp_path):
   xt, yt = _dataset()
   message = target_error(xt, np.where(yt == 1, 3, yt))
   assert "tgt.npz" in message and "no examples of class(es) [1]" in message
+  assert message.endswith("relabel to 0..2 (e.g. np.unique(y, "
+                          "return_inverse=True)[1])")
+  message = target_error(xt, yt + 5)  # labels 5.. : an offset
+  assert "no examples of class(es) [0, 1, 2, 3, 4]" in message
+  assert message.endswith(f"relabel to 0..{yt.max()} (e.g. y - 5)")
 
   message = target_error(xt, np.zeros_like(yt))
   assert "tgt.npz" in message and "at least 2 classes" in message

@@ -218,8 +218,11 @@ def _num_classes(path: Path, split: Split) -> int:
     raise DataError(
         f"{path}: labels must be 0..{num_classes - 1} with every class"
         f" present; no examples of class(es) {shown}"
-        f"{' ...' if missing.size > 10 else ''} -- relabel to consecutive"
-        " integers"
+        f"{' ...' if missing.size > 10 else ''} -- relabel to 0.."
+        f"{len(present) - 1}"
+        + (f" (e.g. y - {int(present[0])})" if np.array_equal(
+            present, np.arange(present[0], present[0] + len(present)))
+           else " (e.g. np.unique(y, return_inverse=True)[1])")
     )
   return num_classes
 
