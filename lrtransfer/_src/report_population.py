@@ -26,6 +26,9 @@ def write_member_plot(result, path: Path, title: str = "",
   depths = sorted({(c.transfer_layers, c.keep_head)
                    for c in result.candidates})
   styles = ("-", "--", ":", "-.")
+  # The copy depth is also the marker's shape: a member stopped after one
+  # epoch is a lone marker, where a line style cannot show.
+  markers = ("o", "s", "^", "D")
   fig = Figure(figsize=(7, 4.2), dpi=110)
   ax = fig.subplots()
   epochs = np.arange(1, curves.shape[1] + 1)
@@ -40,14 +43,14 @@ def write_member_plot(result, path: Path, title: str = "",
             color=f"C{rates.index(candidate.learning_rate) % 10}",
             linestyle=styles[depth % len(styles)],
             linewidth=2.5 if chosen else 1.0, alpha=1.0 if chosen else 0.7,
-            # A member stopped after one epoch shows as a dot.
-            marker=".", markersize=4)
+            marker=markers[depth % len(markers)], markersize=3.5)
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"{name.replace('_', ' ')} (seed {result.seeds[seed_index]})")
   ax.set_title(f"{title}: {len(result.candidates)} members, "
                f"{result.compute:.2g} runs of compute".lstrip(": "))
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=6, ncol=2)
+  ax.legend(fontsize=6, ncol=2, title="colour: rate; line and marker: "
+            "copied levels", title_fontsize=7)
   fig.tight_layout()
   _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
   return path
