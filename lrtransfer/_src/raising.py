@@ -241,6 +241,10 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
     rising = jnp.isfinite(best) & (
         ~jnp.isfinite(tr)
         | (high & waited & (above_start | beyond_last_brake) & not_fitted))
+    if not rule.brake_while_improving:
+      # The monitored value improved: a finite rise of the training loss is
+      # read as noise (Dropout, few steps per epoch), not a rate too high.
+      rising = rising & ~(verdict.good & jnp.isfinite(tr))
     # Slow progress: training improved since the previous evaluation, but by
     # less than slow_progress of it (NaN comparisons are False).
     progress = guard.train_last - tr

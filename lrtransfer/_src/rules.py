@@ -45,6 +45,10 @@ class AdjustRule:
     brake_patience: evaluations the training value stays high, not
       falling, before the brake cuts (0: at once), an int >= 0.
     remember_brake: no raise goes above where the last brake left the scale.
+    brake_while_improving: the brake may cut at an evaluation that improved
+      the monitored value; False holds it there (a noisy training loss, as
+      with Dropout and few steps per epoch, then cannot cut the rate while
+      validation improves; a non-finite one still does).
     slow_progress: a good evaluation whose training value improved by less
       than this fraction of the previous one raises, in [0, 1]; 0: never.
     slow_patience: slow evaluations in a row before that raise, >= 1.
@@ -69,6 +73,7 @@ class AdjustRule:
   train_rise: float = 0.25
   brake_patience: int = 0
   remember_brake: bool = False
+  brake_while_improving: bool = True
   slow_progress: float = 0.1
   slow_patience: int = 1
   max_raises: int = 2
@@ -93,6 +98,7 @@ class AdjustRule:
     validation.check_non_negative("train_rise", self.train_rise)
     validation.check_int("brake_patience", self.brake_patience, 0)
     validation.check_bool("remember_brake", self.remember_brake)
+    validation.check_bool("brake_while_improving", self.brake_while_improving)
     validation.check_in_interval("slow_progress", self.slow_progress, 0.0,
                                  1.0)
     validation.check_int("slow_patience", self.slow_patience, 1)
