@@ -394,3 +394,20 @@ def test_greedy_lr_port_follows_its_rule(kwargs):
                                        **kwargs)
   np.testing.assert_allclose(rates, expected, rtol=1e-5)
   assert len(set(np.round(expected, 8))) > 1  # the rule did act
+
+
+@pytest.mark.slow
+def test_brake_noise_quick(tmp_path):
+  result = _run("brake_noise.py", tmp_path / "brake_noise.json")
+  assert set(result["dropout"]) == {"0.3", "0.0"}
+  for settings in result["dropout"].values():
+    assert set(settings) == {"default", "hold_while_improving"}
+    for record in settings.values():
+      assert len(record["final_scales"]) == result["seeds"]
+      assert 0 <= record["brakes_while_validation_improved"] <= record[
+          "brakes"]
+      assert record["final_scale_spread"] >= 1.0
+  # The held brake never fires at an evaluation that improved validation.
+  for settings in result["dropout"].values():
+    assert settings["hold_while_improving"][
+        "brakes_while_validation_improved"] == 0
