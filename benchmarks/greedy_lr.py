@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrtransfer._src.measurement import read_measurement
+from lrtransfer._src.measurement import METRIC_KWARG, read_measurement
 
 
 class GreedyLRState(NamedTuple):
@@ -154,7 +154,8 @@ def greedy_lr_scale(initial_lr: Any, *, factor: float = 0.95,
 
   def update_fn(updates, state, params=None, **extra_args):
     del params
-    metric = read_measurement(extra_args, "greedy_lr_scale")
+    metric = read_measurement(extra_args.get(METRIC_KWARG),
+                              "greedy_lr_scale")
     is_new = metric.count > state.last_count
     reacted = react(state, metric.value)._replace(last_count=metric.count)
     state = jax.tree.map(lambda n, o: jnp.where(is_new, n, o), reacted, state)

@@ -11,7 +11,6 @@ import optax
 from lrtransfer._src import plateau as plateau_lib
 from lrtransfer._src import raising, rules, validation
 from lrtransfer._src.measurement import (
-  METRIC_KWARG,
   Measurement,
   read_measurement,
 )
@@ -100,8 +99,7 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
                 ) -> tuple[optax.Updates, AdjustState]:
     del params, extra_args
     metric = read_measurement(
-        {} if metric is None else {METRIC_KWARG: metric},
-        "lrtransfer.adjust (or reduce_on_plateau/bold_driver, its "
+        metric, "lrtransfer.adjust (or reduce_on_plateau/bold_driver, its "
         "configurations)")
     judged, verdict = plateau_lib.observe(judge, state.plateau, metric,
                                           "lrtransfer.adjust")

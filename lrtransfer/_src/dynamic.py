@@ -11,7 +11,6 @@ import optax
 from lrtransfer._src import plateau as plateau_lib
 from lrtransfer._src import raising, rules, validation
 from lrtransfer._src.measurement import (
-  METRIC_KWARG,
   Measurement,
   read_measurement,
 )
@@ -113,8 +112,7 @@ def dynamic(total_steps: int, every_steps: int = 1, *, rate: float = 0.99,
                 ) -> tuple[optax.Updates, DynamicState]:
     del params, extra_args
     metric = read_measurement(
-        {} if metric is None else {METRIC_KWARG: metric},
-        "lrtransfer.dynamic")
+        metric, "lrtransfer.dynamic")
     judged, verdict = plateau_lib.observe(judge, state.plateau, metric,
                                           "lrtransfer.dynamic")
     guard, step = raising.guard_step(rule, patience, raise_factor,

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from lrtransfer._src.train.runs import is_integer_seed
+from lrtransfer._src.train.runs import is_integer
 
 # The source architectures of `compare` (and `lrtransfer run --model`).
 MODELS = ("mlp", "cnn")
@@ -21,7 +21,7 @@ def _checked_seeds(seeds: Any) -> tuple[int, ...]:
   if isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1:
     seeds = np.asarray(seeds).tolist()  # NumPy/JAX ints: accepted as ints
   if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)
-      or not seeds or not all(is_integer_seed(s) for s in seeds)):
+      or not seeds or not all(is_integer(s) for s in seeds)):
     raise ValueError("seeds must be a non-empty sequence of ints, one run "
                      f"each (e.g. range(3) for 3 runs), got {seeds!r}")
   if len(set(int(s) for s in seeds)) != len(seeds):

@@ -286,21 +286,21 @@ def check_count_order(metric: Measurement, last_count: jax.Array) -> None:
   jax.debug.callback(_check, metric.count, last_count)
 
 
-def read_measurement(extra_args: Mapping[str, Any], who: str) -> Measurement:
-  """Validates and normalises the ``metric`` extra argument at trace time.
+def read_measurement(metric: Any, who: str) -> Measurement:
+  """Validates and normalises the ``metric`` argument at trace time (None:
+  it was not passed).
 
   Raises:
     ValueError: the metric is missing or a value is not a scalar.
     TypeError: a bare number was passed instead of a ``Measurement``, or the
       count is not an integer.
   """
-  if METRIC_KWARG not in extra_args:
+  if metric is None:
     raise ValueError(
         f"{who} needs the validation metric: call update(..., "
         f"{METRIC_KWARG}=lrtransfer.measurement(value, count)) where count is "
         "the number of evaluations so far (pass lrtransfer.no_measurement() "
         "before the first evaluation).")
-  metric = extra_args[METRIC_KWARG]
   if not isinstance(metric, Measurement):
     # Under jit a bare float arrives as a tracer: name what the user passed.
     got = ("a bare number or array" if isinstance(

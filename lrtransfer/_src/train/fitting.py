@@ -11,12 +11,9 @@ from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train.checks import check_options
-from lrtransfer._src.train.program import FitCarry, LossFn, _nested
-from lrtransfer._src.train.runs import check_seed as check_seed
-from lrtransfer._src.train.runs import check_sizes as check_sizes
-from lrtransfer._src.train.runs import is_integer_seed as is_integer_seed
+from lrtransfer._src.train.program import FitCarry, LossFn
+from lrtransfer._src.train.runner import merge_model
 from lrtransfer._src.train.runs import run_fits
-from lrtransfer._src.transfer.depths import remember_depths
 
 
 @dataclasses.dataclass
@@ -164,16 +161,10 @@ def fit(model: nnx.Module, recipe: Recipe, train: Any, val: Any, *,
       on_chunk=on_chunk, seed_names=["seed"],
       rate_names=["learning_rate"])
   graph, carry = outcome.program.eval_graph, outcome.carry
-  trained = nnx.merge(graph, *jax.device_get((outcome.params, outcome.rest)))
-  best = None
-  if restore_best:
-    best = nnx.merge(graph, *jax.device_get((carry.best_params,
-                                             carry.best_rest)))
-  # The returned modules list attributes sorted by name; they remember the
-  # input's depth levels (found in definition order).
-  for module in (trained, best):
-    if module is not None:
-      remember_depths(module, _nested(outcome.program.depths))
+  depths = outcome.program.depths
+  trained = merge_model(graph, outcome.params, outcome.rest, depths)
+  best = (merge_model(graph, carry.best_params, carry.best_rest, depths)
+          if restore_best else None)
   as_float = lambda value: None if value is None else float(value)
   return FitResult(trained, outcome.history, carry, outcome.seconds,
                    outcome.compile_seconds, best, int(carry.best_epoch),

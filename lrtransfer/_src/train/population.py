@@ -41,7 +41,7 @@ from lrtransfer._src.train.population_engine import (
   run_population,
 )
 from lrtransfer._src.train.population_result import AutoResult, MemberRow
-from lrtransfer._src.train.program import LossFn, _nested
+from lrtransfer._src.train.program import LossFn
 from lrtransfer._src.train.runner import (
   build_program,
   compile_cached,
@@ -49,6 +49,7 @@ from lrtransfer._src.train.runner import (
   run_description,
   split_model,
 )
+from lrtransfer._src.train.runs import check_seed, is_integer
 
 # The candidate base rates: 100x around the usual fine-tuning rates, the
 # grid a careful user runs by hand (five rates, a factor ~3 apart).
@@ -207,7 +208,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
   rates = members_lib.check_learning_rates(learning_rates)
   plan_rule = rules.as_schedule(schedule)
   for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-    if not _is_int(value) or value < 1:
+    if not is_integer(value) or value < 1:
       raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
   seed_list = _check_seeds(seeds)
   recipe, strategy_names = _member_recipe(recipe, rates[0])
@@ -315,7 +316,7 @@ def fit_auto(source: nnx.Module, train: Any, val: Any, *,
       spent, spent / epochs, accuracy, outcome.seconds,
       outcome.compile_seconds, program.monitor, program.mode,
       tuple(seed_list), outcome.best_params, outcome.best_rest, graphs,
-      _nested(program.depths), lineage)
+      program.depths, lineage)
 
 
 def _checkpointer(folder, resume, model, recipe, program, train, val,
@@ -336,14 +337,6 @@ def _checkpointer(folder, resume, model, recipe, program, train, val,
   return checkpointer
 
 
-def _is_int(value: Any) -> bool:
-  """A Python or NumPy integer (or a scalar integer array), not a bool."""
-  integral = isinstance(value, (int, np.integer)) or (
-      isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
-      and np.issubdtype(value.dtype, np.integer))
-  return integral and not isinstance(value, bool)
-
-
 def _check_seeds(seeds: Any) -> list[int]:
   if isinstance(seeds, (list, tuple)) or (
       isinstance(seeds, (np.ndarray, jax.Array)) and seeds.ndim == 1):
@@ -354,9 +347,7 @@ def _check_seeds(seeds: Any) -> list[int]:
   else:
     seed_list = [seeds]
   for i, seed in enumerate(seed_list):
-    if not _is_int(seed):
-      name = f"seeds[{i}]" if len(seed_list) > 1 else "seeds"
-      raise ValueError(f"{name} must be an int, got {name}={seed!r}")
+    check_seed(seed, f"seeds[{i}]" if len(seed_list) > 1 else "seeds")
   if len(set(int(s) for s in seed_list)) != len(seed_list):
     raise ValueError(f"seeds {seed_list} repeats a seed: populations would "
                      "be identical")

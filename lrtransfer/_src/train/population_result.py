@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lrtransfer._src.transfer.depths import remember_depths
+from lrtransfer._src.train.runner import merge_model
 
 
 class MemberRow(NamedTuple):
@@ -77,10 +77,8 @@ class AutoResult:
                        f"{len(self.seeds)} seeds")
     take = lambda tree: jax.tree.map(lambda x: x[seed_index], tree)
     graph = self._graphs[self._lineage[seed_index]]
-    module = nnx.merge(graph, *jax.device_get(
-        (take(self._best_params), take(self._best_rest))))
-    remember_depths(module, self._depths)
-    return module
+    return merge_model(graph, take(self._best_params),
+                       take(self._best_rest), self._depths)
 
   def summary(self) -> dict:
     """JSON-able figures: test accuracy, the chosen members, compute, the

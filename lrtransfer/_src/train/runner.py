@@ -22,8 +22,12 @@ from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.run_checkpoint import RunCheckpointer, recipe_identity
 from lrtransfer._src.train.checks import ArraySplit
 from lrtransfer._src.train.evaluation import check_loss_fn, metric_table
-from lrtransfer._src.train.program import FitProgram
-from lrtransfer._src.transfer.depths import layer_depths, normalize_path
+from lrtransfer._src.train.program import FitProgram, _nested
+from lrtransfer._src.transfer.depths import (
+  layer_depths,
+  normalize_path,
+  remember_depths,
+)
 
 
 def data_arrays(train: ArraySplit, val: ArraySplit) -> tuple:
@@ -222,6 +226,18 @@ def split_model(model: nnx.Module) -> tuple[Any, Any]:
   """``(params, rest)``: the ``nnx.Param`` state and all other state, pure."""
   _, params, rest = nnx.split(model, nnx.Param, ...)
   return nnx.as_pure(params), nnx.as_pure(rest)
+
+
+def merge_model(graph: Any, params: Any, rest: Any,
+                depths: Optional[tuple]) -> nnx.Module:
+  """The inverse of :func:`split_model`: a module built from ``graph`` and
+  host copies of ``(params, rest)``. A merged module lists its attributes
+  sorted by name, so it remembers ``depths`` (the program's ``((path,
+  depth), ...)`` table, found on the input in definition order)."""
+  module = nnx.merge(graph, *jax.device_get((params, rest)))
+  if depths is not None:
+    remember_depths(module, _nested(depths))
+  return module
 
 
 # The large-batch warning's text, matched by expect_large_batches.

@@ -58,17 +58,17 @@ def check_sizes(epochs: Any, batch_size: Any) -> None:
       raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
 
 
-def is_integer_seed(seed: Any) -> bool:
+def is_integer(value: Any) -> bool:
   """An integer: Python, NumPy or a scalar integer array (JAX's too); not
   a bool."""
-  integral = isinstance(seed, (int, np.integer)) or (
-      isinstance(seed, (np.ndarray, jax.Array)) and seed.ndim == 0
-      and np.issubdtype(seed.dtype, np.integer))
-  return integral and not isinstance(seed, bool)
+  integral = isinstance(value, (int, np.integer)) or (
+      isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0
+      and np.issubdtype(value.dtype, np.integer))
+  return integral and not isinstance(value, bool)
 
 
 def check_seed(seed: Any, name: str = "seed") -> None:
-  if not is_integer_seed(seed):
+  if not is_integer(seed):
     raise ValueError(f"{name} must be an int, got {name}={seed!r}")
 
 

@@ -11,9 +11,9 @@ from flax import nnx
 
 from lrtransfer._src.recipes import Recipe
 from lrtransfer._src.train.checks import check_options
-from lrtransfer._src.train.program import LossFn, _nested
+from lrtransfer._src.train.program import LossFn
+from lrtransfer._src.train.runner import merge_model
 from lrtransfer._src.train.runs import run_fits
-from lrtransfer._src.transfer.depths import remember_depths
 
 
 @dataclasses.dataclass
@@ -103,13 +103,7 @@ class SweepResult:
       raise IndexError(f"run {i!r} out of range: this sweep has {runs} runs "
                        f"(0 to {runs - 1})")
     pick = lambda tree: jax.tree.map(lambda leaf: leaf[int(i)], tree)
-    model = nnx.merge(self.graphdef,
-                      *jax.device_get((pick(params), pick(rest))))
-    if self.depths is not None:
-      # Attributes of a merged module are sorted by name; the depth levels
-      # keep the input model's definition order.
-      remember_depths(model, _nested(self.depths))
-    return model
+    return merge_model(self.graphdef, pick(params), pick(rest), self.depths)
 
 
 def fit_many(models: Sequence[nnx.Module], recipe: Recipe, train: Any,
