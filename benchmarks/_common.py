@@ -143,8 +143,8 @@ GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 def available_tasks(names: Sequence[str]) -> tuple[list[str], list[str]]:
   """(tasks get_task knows, tasks it does not) among ``names``."""
   known = set(lrtransfer.data.TASKS)
-  return ([n for n in names if n in known], [n for n in names
-                                             if n not in known])
+  ok = lambda n: suite.task_and_model(n)[0] in known
+  return [n for n in names if ok(n)], [n for n in names if not ok(n)]
 
 
 def split_record() -> dict[str, Any]:
@@ -174,10 +174,12 @@ class Prepared:
 def prepare(name: str, *, source_epochs: int = SOURCE_EPOCHS,
             batch_size: int = BATCH_SIZE, hidden=HIDDEN) -> Prepared:
   # Report tasks are drawn with their own task seed (suite.task_seed).
-  task = lrtransfer.data.get_task(name, seed=suite.task_seed(name))
+  task_name, model = suite.task_and_model(name)
+  task = lrtransfer.data.get_task(task_name, seed=suite.task_seed(name))
   start = time.perf_counter()
   source = lrtransfer.experiment.pretrain_source(
-      task, hidden=hidden, epochs=source_epochs, batch_size=batch_size)
+      task, hidden=hidden, epochs=source_epochs, batch_size=batch_size,
+      model=model)
   return Prepared(name, task, source,
                   nnx.as_pure(nnx.state(source, nnx.Param)),
                   lrtransfer.train.evaluate(source, task.source_val)["accuracy"],
@@ -187,15 +189,13 @@ def prepare(name: str, *, source_epochs: int = SOURCE_EPOCHS,
 def target_models(prepared: Prepared, recipe, seeds: Sequence[int],
                   transfer_layers: Optional[int] = None) -> list:
   """One initial target per seed, as ``lrtransfer.experiment.compare`` builds
-  them: from the source (``transfer_layers`` hidden layers copied, default
-  all but the last) or, for a from-scratch recipe, a fresh MLP."""
+  them: from the source (``transfer_layers`` levels copied, default all but
+  the last) or, for a from-scratch recipe, a fresh model of its type."""
   source = prepared.source
   classes = prepared.task.num_target_classes
   if not recipe.from_source:
-    config = source.config
-    return [lrtransfer.models.MLP(config.in_features, config.hidden, classes,
-                                  config.activation, rngs=nnx.Rngs(1000 + s))
-            for s in seeds]
+    config = dataclasses.asdict(source.config) | {"num_outputs": classes}
+    return [type(source)(**config, rngs=nnx.Rngs(1000 + s)) for s in seeds]
   if transfer_layers is None:
     transfer_layers = lrtransfer.experiment.default_transfer_layers(source)
   return [lrtransfer.models.target_from_source(

@@ -22,6 +22,11 @@ Why this split:
   label split with 3 shots (the tuning set has 10), and two teacher-student
   tasks of similarity 0.0 (negative transfer: training from scratch wins) and
   0.6 (partly related).
+* Two of the tuning tasks are run with the CNN (Conv-BatchNorm blocks,
+  Dropout) in place of the MLP (``"<task>@cnn"``): with Dropout and two
+  steps per epoch the training loss an epoch ends with is noisy, and the
+  brake of ``adjust``/``dynamic`` reads it, so its settings are chosen on
+  such a model too.
 * Registered tasks in neither set (``digits_noise``, ``digits_noise_3shot``,
   ``digits_label_split_5shot``) stay out so that the tuning set does not hold
   a near-copy of a report task; they are there for users and ad-hoc studies.
@@ -62,6 +67,11 @@ TUNING_TASKS: tuple[str, ...] = (
     "digits_noise_5shot",
     "mnist_label_split",
     "wine_shift",
+    # The same digits tasks with the CNN (BatchNorm, Dropout 0.25) in place
+    # of the MLP: a model whose training loss is noisy (Dropout, 2 steps per
+    # epoch), which the brake of adjust/dynamic reads.
+    "digits_label_split@cnn",
+    "digits_noise_5shot@cnn",
 )
 
 REPORT_TASKS: tuple[str, ...] = (
@@ -99,6 +109,13 @@ def task_seed(task: str) -> int:
   """The task seed (splits, source data, teachers) ``task`` is built with:
   report tasks draw theirs apart from the tuning tasks'."""
   return REPORT_TASK_SEED if task in REPORT_TASKS else TUNING_TASK_SEED
+
+
+def task_and_model(name: str) -> tuple[str, str]:
+  """``(registered task, model)`` of a suite entry: ``"<task>@cnn"`` is the
+  task with ``lrtransfer.models.CNN``, a plain name the task with the MLP."""
+  task, _, model = name.partition("@")
+  return task, model or "mlp"
 
 
 def tuning_seeds(task: str) -> tuple[int, ...]:

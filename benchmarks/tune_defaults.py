@@ -271,27 +271,43 @@ def ineligible_candidates(candidates: Mapping[str, list[Mapping[str, Any]]]
   raise is undone when the next evaluation does not confirm it, but growth
   by ``improve_factor > 1`` on every good evaluation is not, so such a
   candidate breaks the property and is not eligible.
+
+  ``adjust``'s default (the recommended strategy) must also never brake at
+  an evaluation that improved the monitored value: with Dropout and few
+  steps per epoch such brakes answer noise in the training loss and make
+  the final rate a lottery over seeds (``python benchmarks/brake_noise.py``).
+  A candidate with ``brake_while_improving=True`` is measured, not chosen.
   """
   out = {}
   for family, specs in candidates.items():
     for spec in specs:
+      kwargs = spec.get("kwargs", {})
       if (spec.get("strategy") in ("adjust", "dynamic")
-          and spec.get("kwargs", {}).get("improve_factor", 1.0) > 1.0):
+          and kwargs.get("improve_factor", 1.0) > 1.0):
         out[candidate_id(family, spec)] = (
             "improve_factor > 1 grows the rate without the undo: breaks the "
             "bounded-raise property the defaults must have")
+      elif spec.get("strategy") == "adjust" and kwargs.get(
+          "brake_while_improving",
+          lrtransfer.AdjustRule().brake_while_improving):
+        out[candidate_id(family, spec)] = (
+            "brakes at evaluations that improved the monitored value "
+            "(noise in the training loss cuts the rate)")
   return out
 
 
 def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
            families: Mapping[str, list[str]], layers: Mapping[str, Any],
            ineligible: Mapping[str, str] = {},
-           val_seeds: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           val_seeds: Mapping[str, Any] | None = None,
+           base_lr: float | None = None) -> dict[str, Any]:
   """The selection record from mean validation accuracies
   ``val[task][candidate][lr]`` (no test number is read); candidates in
   ``ineligible`` are scored but never chosen. With ``val_seeds`` (each
   seed's value) the record also gives, for each candidate, the cell that
-  sets its 10x margin and that cell's standard error over seeds."""
+  sets its 10x margin and that cell's standard error over seeds. ``base_lr``
+  fixes stage 2's choice (a run of some families only takes the full run's
+  base rate instead of one chosen on those families alone)."""
   tasks = list(val)
   const = {t: val[t]["constant"] for t in tasks}
   mean_at = lambda name, lr: float(np.mean(
@@ -300,13 +316,15 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]],
   base_scores = {_bench_key(lr): float(np.mean([mean_at(n, lr)
                                                 for n in defaults]))
                  for lr in BASE_LR_CANDIDATES}
-  d = max(BASE_LR_CANDIDATES, key=lambda lr: base_scores[_bench_key(lr)])
+  d = base_lr or max(BASE_LR_CANDIDATES,
+                     key=lambda lr: base_scores[_bench_key(lr)])
   record: dict[str, Any] = {
       "protocol": "validation accuracy (final epoch), mean over the tuning "
                   "tasks x tuning seeds; the test split is never evaluated; "
                   "see benchmarks/tune_defaults.py",
       "tuning_tasks": tasks, "transfer_layers": layers,
-      "base_lr": {"rule": "max mean val over tasks, seeds and every "
+      "base_lr": {"rule": "given (--base-lr)" if base_lr else
+                          "max mean val over tasks, seeds and every "
                           "family's current default + constant",
                   "scores": base_scores, "chosen": d},
       "families": {}}
@@ -394,9 +412,11 @@ def reselect(path: Path) -> int:
   families = {f: [i for i in ids if i not in skipped]
               for f, ids in families.items()}
   families = {f: ids for f, ids in families.items() if ids}
+  given = old["base_lr"]["rule"].startswith("given")
   selection = select(result["val"], families, old["transfer_layers"],
                      ineligible_candidates(result["candidates"]),
-                     result.get("val_seeds"))
+                     result.get("val_seeds"),
+                     old["base_lr"]["chosen"] if given else None)
   selection["skipped_candidates"] = skipped
   result["selection"] = selection
   _common.write_json(path, result)
@@ -418,6 +438,14 @@ def main(argv=None) -> int:
   parser.add_argument("--tasks", nargs="+", default=None)
   parser.add_argument("--seeds", type=int, default=None)
   parser.add_argument("--epochs", type=int, default=None)
+  parser.add_argument("--base-lr", type=float, default=None,
+                      choices=BASE_LR_CANDIDATES,
+                      help="take this base rate d (the full run's choice) "
+                      "instead of choosing it on the families run")
+  parser.add_argument("--transfer-layers", type=int, default=None,
+                      choices=TRANSFER_LAYER_CANDIDATES,
+                      help="copy this many levels (the full run's choice) "
+                      "and skip stage 1")
   parser.add_argument("--reselect", type=Path, default=None, metavar="JSON",
                       help="rerun only the selection on the validation "
                       "table of an earlier run's JSON (no training), and "
@@ -445,13 +473,16 @@ def main(argv=None) -> int:
   # Every seed's value, to judge how noisy a deciding cell is.
   val_seeds: dict[str, dict[str, dict[str, list[float]]]] = {}
   skipped: dict[str, str] = {}
+  # max / min over seeds of the head's final rate: how much the rate a user
+  # ends with depends on the seed.
+  final_lr_spread: dict[str, dict[str, dict[str, float]]] = {}
   layer_scores: dict[str, list[float]] = {}
   prepared = {t: _common.prepare(t, source_epochs=source_epochs)
               for t in tasks}
   print(f"tune_defaults on tuning tasks {tasks}, seeds {seeds}, {epochs} "
         f"epochs, rates {list(LRS)} (validation only)", flush=True)
   # Stage 1: which layers to copy (constant rate).
-  for layers in TRANSFER_LAYER_CANDIDATES:
+  for layers in ([] if args.transfer_layers else TRANSFER_LAYER_CANDIDATES):
     per_lr = []
     for t in tasks:
       grid = _common.run(prepared[t], Recipe("constant"), seeds[t],
@@ -459,15 +490,15 @@ def main(argv=None) -> int:
                         transfer_layers=layers, test=False)
       per_lr.append(grid.val.mean(1))
     layer_scores[str(layers)] = np.mean(per_lr, 0).tolist()
-  chosen_layers = max(TRANSFER_LAYER_CANDIDATES,
-                      key=lambda n: max(layer_scores[str(n)]))
+  chosen_layers = args.transfer_layers or max(
+      TRANSFER_LAYER_CANDIDATES, key=lambda n: max(layer_scores[str(n)]))
   print(f"transfer_layers: {chosen_layers} (best mean val over rates: "
         f"{ {k: round(max(v), 4) for k, v in layer_scores.items()} })",
         flush=True)
   # Stages 2-4: one program per (task, candidate), all rates x seeds.
   for t in tasks:
     print(f"{t}:", flush=True)
-    val[t], val_seeds[t] = {}, {}
+    val[t], val_seeds[t], final_lr_spread[t] = {}, {}, {}
     runs = [("constant", Recipe("constant"))]
     for family, specs in candidates.items():
       for spec in specs:
@@ -486,20 +517,25 @@ def main(argv=None) -> int:
                       for i, lr in enumerate(LRS)}
       val_seeds[t][name] = {_bench_key(lr): grid.val[i].tolist()
                             for i, lr in enumerate(LRS)}
+      final_lr_spread[t][name] = {
+          _bench_key(lr): float(grid.final_lr[i].max() / grid.final_lr[i].min())
+          for i, lr in enumerate(LRS)}
   families = {f: [i for i in ids if i not in skipped]
               for f, ids in families.items()}
   families = {f: ids for f, ids in families.items() if ids}
-  layers = {"rule": "max over rates of the constant rate's mean val",
+  layers = {"rule": ("given (--transfer-layers)" if args.transfer_layers
+                     else "max over rates of the constant rate's mean val"),
             "scores_by_lr": {"lrs": list(LRS), **layer_scores},
             "chosen": chosen_layers,
             "current_default": "all hidden layers but the last"}
   selection = select(val, families, layers, ineligible_candidates(candidates),
-                     val_seeds)
+                     val_seeds, args.base_lr)
   selection["skipped_candidates"] = skipped
   result = {"device": _common.device_record(), "quick": args.quick,
             "split": split, "tasks": tasks, "seeds": seeds, "epochs": epochs,
             "lrs": list(LRS), "candidates": candidates, "val": val,
-            "val_seeds": val_seeds, "selection": selection,
+            "val_seeds": val_seeds, "final_lr_spread": final_lr_spread,
+            "selection": selection,
             "seconds": time.perf_counter() - start}
   _common.write_json(out, result)
   markdown = summary(result)
@@ -533,12 +569,21 @@ def summary(result: Mapping[str, Any]) -> str:
                    + (f" (+-{100 * stderr:.1f})" if stderr else ""),
                    "**chosen**" if cid == rec["chosen"] else
                    "not eligible" if row.get("ineligible") else ""])
+  spread = result.get("final_lr_spread")
+  if spread:
+    for row, (family, rec) in zip(rows, [
+        (f, r) for f, rec in sel["families"].items()
+        for r in [rec] * len(rec["candidates"])]):
+      values = [spread[t][row[0]][_bench_key(d)] for t in spread]
+      row.insert(-1, f"{np.median(values):.2f} / {max(values):.2f}")
   lines += [_common.markdown_table(
       ["candidate", f"mean val at {d:g}",
        "worst vs constant, d/10..10d (points)",
        "worst vs best-of-grid at d/10, 10d (points)",
        "mean vs best-of-grid at d/10, 10d (points)",
-       "where (standard error over seeds, points)", ""], rows), ""]
+       "where (standard error over seeds, points)"]
+      + ([f"final rate max/min over seeds at {d:g}: median / max over "
+          "tasks"] if spread else []) + [""], rows), ""]
   rec = sel["recommended"]
   rows = [[cid, f"{r['val_at_d']:.4f}",
            f"{100 * r['worst_vs_best_grid_at_d']:+.1f}",

@@ -8,8 +8,10 @@ examples at the expense of what the source taught, so lower or hold). Only
 the training loss can tell them apart, so a raise needs it; and a raise is a
 bet that is checked at the next evaluation and undone if it lost. Per new
 evaluation, with ``v`` the judged (monitored) value in minimisation space,
-``tr`` the training value (``rule.train_monitor``), ``p`` the patience and
-the other names fields of the rule (:class:`lrtransfer.AdjustRule`)::
+``tr`` the training value (``rule.train_monitor``; with
+``train_smoothing = w > 0`` its moving average ``s <- w s + (1 - w) tr``,
+a non-finite value passed through), ``p`` the patience and the other names
+fields of the rule (:class:`lrtransfer.AdjustRule`)::
 
   train_improved = isfinite(tr) and (tr < train_best - train_threshold *
                                      |train_best|   or train_best unset)
@@ -139,6 +141,8 @@ class RaiseGuardState(NamedTuple):
   high_run: jax.Array
   # int32, evaluations in a row with slow training progress (saturating)
   slow_run: jax.Array
+  # float32, the smoothed training value (rule.train_smoothing; NaN unset)
+  train_smooth: jax.Array
 
 
 def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
@@ -154,7 +158,8 @@ def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
       ceiling=jnp.asarray(jnp.inf, jnp.float32),
       brake_level=jnp.asarray(jnp.nan, jnp.float32),
       high_run=jnp.zeros([], jnp.int32),
-      slow_run=jnp.zeros([], jnp.int32))
+      slow_run=jnp.zeros([], jnp.int32),
+      train_smooth=jnp.asarray(jnp.nan, jnp.float32))
 
 
 class GuardedStep(NamedTuple):
@@ -203,7 +208,8 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
         "say that none will come.", UserWarning,
         stacklevel=2)
   if has_train:
-    tr = metric.values[rule.train_monitor].astype(jnp.float32)
+    tr, train_smooth = smooth(rule.train_smoothing, guard.train_smooth,
+                              metric.values[rule.train_monitor])
     margin = rule.train_threshold * jnp.abs(guard.train_best)
     # `train_best == inf` apart: inf - inf * threshold is NaN.
     train_improved = jnp.isfinite(tr) & (
@@ -260,7 +266,7 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
     brake_level, high_run = guard.brake_level, guard.high_run
     slow_run = guard.slow_run
     train_best, train_num_bad = guard.train_best, guard.train_num_bad
-    train_first = guard.train_first
+    train_first, train_smooth = guard.train_first, guard.train_smooth
     fails_to_fit = jnp.zeros([], bool)
     rising = jnp.zeros([], bool)
     train_last = guard.train_last
@@ -304,8 +310,27 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
       brake_level=jnp.where(is_new, brake_level,
                             guard.brake_level).astype(jnp.float32),
       high_run=jnp.where(is_new, high_run, guard.high_run).astype(jnp.int32),
-      slow_run=jnp.where(is_new, slow_run, guard.slow_run).astype(jnp.int32))
+      slow_run=jnp.where(is_new, slow_run, guard.slow_run).astype(jnp.int32),
+      train_smooth=jnp.where(is_new, train_smooth,
+                             guard.train_smooth).astype(jnp.float32))
   return new_guard, GuardedStep(factor, failed, raise_now, braked)
+
+
+def smooth(weight: jax.typing.ArrayLike, previous: jax.Array,
+           measured: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """The training value the rule reads, and the smoothed value to keep.
+
+  ``s <- weight * s + (1 - weight) * tr``, started at the first finite
+  ``tr`` (no bias towards zero). A value that is not finite passes through
+  unsmoothed, so a diverging or NaN loss brakes at once, and leaves ``s``
+  as it was. ``weight = 0`` reads ``tr`` itself.
+  """
+  tr = jnp.asarray(measured, jnp.float32)
+  finite = jnp.isfinite(tr)
+  mixed = weight * previous + (1.0 - weight) * tr
+  kept = jnp.where(finite, jnp.where(jnp.isnan(previous), tr, mixed),
+                   previous).astype(jnp.float32)
+  return jnp.where(finite, kept, tr), kept
 
 
 def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,

@@ -49,6 +49,10 @@ class AdjustRule:
       the monitored value; False holds it there (a noisy training loss, as
       with Dropout and few steps per epoch, then cannot cut the rate while
       validation improves; a non-finite one still does).
+    train_smoothing: the training value the rule reads is an exponential
+      moving average of the measured ones, ``s <- train_smoothing * s +
+      (1 - train_smoothing) * tr`` (started at the first finite value), in
+      [0, 1); 0: the measured value itself.
     slow_progress: a good evaluation whose training value improved by less
       than this fraction of the previous one raises, in [0, 1]; 0: never.
     slow_patience: slow evaluations in a row before that raise, >= 1.
@@ -74,6 +78,7 @@ class AdjustRule:
   brake_patience: int = 0
   remember_brake: bool = False
   brake_while_improving: bool = True
+  train_smoothing: float = 0.0
   slow_progress: float = 0.1
   slow_patience: int = 1
   max_raises: int = 2
@@ -99,6 +104,8 @@ class AdjustRule:
     validation.check_int("brake_patience", self.brake_patience, 0)
     validation.check_bool("remember_brake", self.remember_brake)
     validation.check_bool("brake_while_improving", self.brake_while_improving)
+    validation.check_in_interval("train_smoothing", self.train_smoothing,
+                                 0.0, 1.0, high_open=True)
     validation.check_in_interval("slow_progress", self.slow_progress, 0.0,
                                  1.0)
     validation.check_int("slow_patience", self.slow_patience, 1)
