@@ -1,23 +1,40 @@
-"""The brake under a noisy training loss: final rates over seeds, with Dropout.
+"""The brake under a noisy training loss: final rates over seeds, before/after.
 
 ``adjust``'s brake reads the epoch's mean minibatch training loss. With
-Dropout and few steps per epoch that mean is noisy, and the brake can cut
-the rate while the monitored validation value keeps improving. This study
-fine-tunes a Dropout MLP (64-128-64-5, Dropout after each hidden layer; the
-two body layers copied from a source trained on digits 0-4, a fresh head)
-on 75 examples of digits 5-9 (3 steps per epoch), one seed per run in one
-vmapped ``fit_many`` program, with the recommended strategy and with
-``AdjustRule(brake_while_improving=False)``, and records per setting: the
-brakes (the scale falling by a factor <= 0.6; an undone raise falls by
-1/1.5 and is not counted), the brakes at evaluations that improved the best
-validation loss, the final scales and their spread (max / min), and the
-test accuracy::
+Dropout and few steps per epoch that mean is noisy, and a brake on any rise
+cuts the rate while the monitored validation value keeps improving. Two
+settings of ``lrtransfer.AdjustRule`` are compared:
+
+* ``brake_on_any_rise``: ``brake_while_improving=True`` (the brake before
+  the default changed);
+* ``recommended``: the library default (``brake_while_improving=False``:
+  while validation improves, only a training loss above where training
+  started, or not finite, brakes), i.e. ``recipes.recommended_recipe()``.
+
+Two studies:
+
+1. ``dropout``: a Dropout MLP (64-128-64-5, Dropout after each hidden
+   layer; the two body layers copied from a source trained on digits 0-4, a
+   fresh head) fine-tuned on 75 examples of digits 5-9 (3 steps per epoch),
+   every seed in one vmapped ``fit_many`` program: the brakes (the scale
+   falling by a factor <= 0.6; an undone raise falls by 1/1.5 and is not
+   counted), the brakes at evaluations that improved the best validation
+   loss, the final scales and their spread (max / min over seeds), the test
+   accuracy; with Dropout 0.3 and 0.0.
+2. ``report``: the recommended recipe at its default rate on every report
+   task of ``suite.py`` (10 report seeds, 50 epochs, as
+   ``benchmarks/robustness.py``): the spread of the head's final rate over
+   seeds and the mean test accuracy, per setting.
+
+::
 
   python benchmarks/brake_noise.py --out benchmarks/results/brake_noise.json
   python benchmarks/brake_noise.py --quick   # a smoke run
 
-It is a study of one task; defaults are chosen on the tuning set
-(``benchmarks/tune_defaults.py``), not here.
+A study, not a selection: the default was chosen on the tuning set by
+validation (``python benchmarks/tune_defaults.py --candidates
+benchmarks/brake_candidates.json --base-lr 0.03 --transfer-layers 1 --out
+benchmarks/results/defaults_brake.json``).
 """
 
 from __future__ import annotations
@@ -29,13 +46,24 @@ import sys
 import numpy as np
 from flax import nnx
 
+import _common
 import lrtransfer
+import suite
 from lrtransfer.recipes import Recipe
 
 SETTINGS = {
-    "default": lrtransfer.AdjustRule(),
-    "hold_while_improving": lrtransfer.AdjustRule(brake_while_improving=False),
+    "brake_on_any_rise": lrtransfer.AdjustRule(brake_while_improving=True),
+    "recommended": lrtransfer.AdjustRule(),
 }
+
+
+def recipe(name: str, rate: float) -> Recipe:
+  """The recommended recipe at ``rate`` with the setting ``name``."""
+  if name == "recommended":
+    return lrtransfer.recipes.recommended_recipe(rate)
+  rule = SETTINGS[name]
+  return Recipe(name, rate, strategy=lambda spe, total, rule=rule:
+                lrtransfer.adjust(rule=rule))
 
 
 class DropoutMLP(nnx.Module):
@@ -68,11 +96,10 @@ def study(dropout: float, rate: float, epochs: int, seeds: int,
     return model
 
   out = {}
-  for name, rule in SETTINGS.items():
-    recipe = Recipe(name, rate, strategy=lambda spe, total, rule=rule:
-                    lrtransfer.adjust(rule=rule))
+  for name in SETTINGS:
     sweep = lrtransfer.train.fit_many(
-        [target(i) for i in range(seeds)], recipe, task.target_train,
+        [target(i) for i in range(seeds)], recipe(name, rate),
+        task.target_train,
         task.target_val, seeds=list(range(seeds)), epochs=epochs,
         batch_size=32, test=task.target_test)
     scale = np.asarray(sweep.history["scale"])
@@ -94,6 +121,28 @@ def study(dropout: float, rate: float, epochs: int, seeds: int,
   return out
 
 
+def report_spread(tasks, seeds: int, epochs: int, source_epochs: int
+                  ) -> dict:
+  """Per report task and setting: the head's final rate over seeds (its
+  spread max / min) and the mean test accuracy, the recommended recipe at
+  its default rate."""
+  rate = lrtransfer.recipes.recommended_recipe().learning_rate
+  out = {}
+  for task in tasks:
+    prepared = _common.prepare(task, source_epochs=source_epochs)
+    out[task] = {}
+    for name in SETTINGS:
+      grid = _common.run(prepared, recipe(name, rate),
+                         list(suite.REPORT_SEEDS)[:seeds], epochs=epochs)
+      final = grid.final_lr[0]
+      out[task][name] = {
+          "final_rate_spread": round(float(final.max() / final.min()), 2),
+          "final_rates": [float(f"{r:.4g}") for r in final],
+          "test_accuracy_mean": round(float(grid.test[0].mean()), 4)}
+    print(task, out[task], flush=True)
+  return out
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
@@ -107,6 +156,12 @@ def main(argv=None) -> int:
   for dropout in (0.3, 0.0):
     results["dropout"][str(dropout)] = study(dropout, args.rate, epochs,
                                              seeds, task_seed=0)
+  report = _common.split_record()["report"]
+  results["report"] = report_spread(
+      report[:1] if args.quick else report,
+      seeds=3 if args.quick else len(suite.REPORT_SEEDS),
+      epochs=6 if args.quick else _common.EPOCHS,
+      source_epochs=5 if args.quick else _common.SOURCE_EPOCHS)
   text = json.dumps(results, indent=1)
   print(text)
   if args.out:

@@ -128,9 +128,11 @@ class _Guard:
 
   def __init__(self, patience, raise_factor, lower_factor, max_raises,
                train_threshold, train_rise, fitted_ratio, rise_factor,
-               slow_progress, remember_brake, brake_patience, slow_patience):
+               slow_progress, remember_brake, brake_patience, slow_patience,
+               brake_while_improving):
     self.patience, self.max_raises = patience, max_raises
     self.remember_brake = remember_brake
+    self.brake_while_improving = brake_while_improving
     self.slow_progress = f32(slow_progress)
     self.train_last = f32(np.nan)
     self.rise_factor = f32(rise_factor)
@@ -177,6 +179,9 @@ class _Guard:
               and train > self.fitted_ratio * self.train_first
               and (train > self.train_first
                    or not train <= level + self.train_rise * abs(level))))
+      if (rising and not self.brake_while_improving and good
+          and np.isfinite(train) and not train > self.train_first):
+        rising = False  # noise below the start while validation improves
       if rising:
         self.brake_level = train if np.isfinite(train) else f32(np.nan)
       elif improved:
@@ -213,7 +218,8 @@ def _guard(s):
   return _Guard(s["patience"], s["raise_factor"], s["lower_factor"],
                 s["max_raises"], s["train_threshold"], s["train_rise"],
                 s["fitted_ratio"], s["rise_factor"], s["slow_progress"],
-                s["remember_brake"], s["brake_patience"], s["slow_patience"])
+                s["remember_brake"], s["brake_patience"], s["slow_patience"],
+                s["brake_while_improving"])
 
 
 def _clip(x, low, high):

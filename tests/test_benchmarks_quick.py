@@ -401,13 +401,18 @@ def test_brake_noise_quick(tmp_path):
   result = _run("brake_noise.py", tmp_path / "brake_noise.json")
   assert set(result["dropout"]) == {"0.3", "0.0"}
   for settings in result["dropout"].values():
-    assert set(settings) == {"default", "hold_while_improving"}
+    assert set(settings) == {"brake_on_any_rise", "recommended"}
     for record in settings.values():
       assert len(record["final_scales"]) == result["seeds"]
       assert 0 <= record["brakes_while_validation_improved"] <= record[
           "brakes"]
       assert record["final_scale_spread"] >= 1.0
-  # The held brake never fires at an evaluation that improved validation.
+  # The recommended brake never fires at an evaluation that improved
+  # validation.
   for settings in result["dropout"].values():
-    assert settings["hold_while_improving"][
-        "brakes_while_validation_improved"] == 0
+    assert settings["recommended"]["brakes_while_validation_improved"] == 0
+  assert len(result["report"]) == 1
+  for settings in result["report"].values():
+    for record in settings.values():
+      assert len(record["final_rates"]) == 3
+      assert record["final_rate_spread"] >= 1.0

@@ -72,6 +72,11 @@ ADJUST_CASES = {
                          slow_progress=0.3, raise_factor=1.3, patience=1,
                          cooldown=0, max_scale=10.0, fitted_ratio=0.1,
                          remember_brake=True),
+    # The brake on any rise, also while validation improves.
+    "brake_on_any_rise": dict(rise_factor=0.5, train_rise=0.05,
+                              slow_progress=0.3, raise_factor=1.3,
+                              patience=1, cooldown=0, max_scale=10.0,
+                              fitted_ratio=0.1, brake_while_improving=True),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
                             slow_progress=0.3, raise_factor=1.3,
                             patience=1, cooldown=0, max_scale=10.0,
@@ -176,6 +181,11 @@ DYNAMIC_CASES = {
     "brake_memory": dict(rise_factor=0.5, train_rise=0.05, slow_progress=0.3,
                          raise_factor=1.3, patience=1, cooldown=0,
                          fitted_ratio=0.1, brake_patience=0),
+    # The brake on any rise, also while validation improves.
+    "brake_on_any_rise": dict(rise_factor=0.5, train_rise=0.05,
+                              slow_progress=0.3, raise_factor=1.3,
+                              patience=1, cooldown=0, max_scale=10.0,
+                              fitted_ratio=0.1, brake_while_improving=True),
     "brake_no_memory": dict(rise_factor=0.5, train_rise=0.05,
                             slow_progress=0.3, raise_factor=1.3,
                             patience=1, cooldown=0, fitted_ratio=0.1,

@@ -72,7 +72,8 @@ def test_dynamic_rule_differs_from_adjust_rule_only_where_documented():
   adjust_rule = dataclasses.asdict(lrtransfer.AdjustRule())
   dynamic_rule = dataclasses.asdict(lrtransfer.DynamicRule())
   changed = {k for k in adjust_rule if adjust_rule[k] != dynamic_rule[k]}
-  assert changed == {"brake_patience", "remember_brake"}
+  assert changed == {"brake_patience", "remember_brake",
+                     "brake_while_improving"}
   assert set(dynamic_rule) - set(adjust_rule) == {
       "progress_gain", "stall_gain", "improving_gain"}
 

@@ -8,10 +8,8 @@ examples at the expense of what the source taught, so lower or hold). Only
 the training loss can tell them apart, so a raise needs it; and a raise is a
 bet that is checked at the next evaluation and undone if it lost. Per new
 evaluation, with ``v`` the judged (monitored) value in minimisation space,
-``tr`` the training value (``rule.train_monitor``; with
-``train_smoothing = w > 0`` its moving average ``s <- w s + (1 - w) tr``,
-a non-finite value passed through), ``p`` the patience and the other names
-fields of the rule (:class:`lrtransfer.AdjustRule`)::
+``tr`` the training value (``rule.train_monitor``), ``p`` the patience and
+the other names fields of the rule (:class:`lrtransfer.AdjustRule`)::
 
   train_improved = isfinite(tr) and (tr < train_best - train_threshold *
                                      |train_best|   or train_best unset)
@@ -53,6 +51,10 @@ fields of the rule (:class:`lrtransfer.AdjustRule`)::
                    unset (NaN) after an improvement: below where training
                    started, a cut answers one rise and a second cut needs
                    a further rise beyond it)
+                   and not (brake_while_improving is False and good and
+                            isfinite(tr) and not tr > train_first)
+                   (a rise below the start while the monitored value
+                   improves is noise: Dropout, few steps per epoch)
   factor         = raise_factor    if raise_now
                    lower_factor    if plateau and not raise_now (over-
                                    fitting, no training value, raises
@@ -141,8 +143,6 @@ class RaiseGuardState(NamedTuple):
   high_run: jax.Array
   # int32, evaluations in a row with slow training progress (saturating)
   slow_run: jax.Array
-  # float32, the smoothed training value (rule.train_smoothing; NaN unset)
-  train_smooth: jax.Array
 
 
 def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
@@ -158,8 +158,7 @@ def init_guard(scale: jax.typing.ArrayLike) -> RaiseGuardState:
       ceiling=jnp.asarray(jnp.inf, jnp.float32),
       brake_level=jnp.asarray(jnp.nan, jnp.float32),
       high_run=jnp.zeros([], jnp.int32),
-      slow_run=jnp.zeros([], jnp.int32),
-      train_smooth=jnp.asarray(jnp.nan, jnp.float32))
+      slow_run=jnp.zeros([], jnp.int32))
 
 
 class GuardedStep(NamedTuple):
@@ -208,8 +207,7 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
         "say that none will come.", UserWarning,
         stacklevel=2)
   if has_train:
-    tr, train_smooth = smooth(rule.train_smoothing, guard.train_smooth,
-                              metric.values[rule.train_monitor])
+    tr = metric.values[rule.train_monitor].astype(jnp.float32)
     margin = rule.train_threshold * jnp.abs(guard.train_best)
     # `train_best == inf` apart: inf - inf * threshold is NaN.
     train_improved = jnp.isfinite(tr) & (
@@ -248,9 +246,13 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
         ~jnp.isfinite(tr)
         | (high & waited & (above_start | beyond_last_brake) & not_fitted))
     if not rule.brake_while_improving:
-      # The monitored value improved: a finite rise of the training loss is
-      # read as noise (Dropout, few steps per epoch), not a rate too high.
-      rising = rising & ~(verdict.good & jnp.isfinite(tr))
+      # The monitored value improved: a finite training loss that is still
+      # below where training started is read as noise (Dropout, few steps
+      # per epoch), not a rate too high. Above the start it is divergence,
+      # which can drag validation along only for a while (a too-high rate
+      # on a small tabular task improves validation from chance as it
+      # climbs), so it still brakes.
+      rising = rising & ~(verdict.good & jnp.isfinite(tr) & ~above_start)
     # Slow progress: training improved since the previous evaluation, but by
     # less than slow_progress of it (NaN comparisons are False).
     progress = guard.train_last - tr
@@ -266,7 +268,7 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
     brake_level, high_run = guard.brake_level, guard.high_run
     slow_run = guard.slow_run
     train_best, train_num_bad = guard.train_best, guard.train_num_bad
-    train_first, train_smooth = guard.train_first, guard.train_smooth
+    train_first = guard.train_first
     fails_to_fit = jnp.zeros([], bool)
     rising = jnp.zeros([], bool)
     train_last = guard.train_last
@@ -310,27 +312,8 @@ def guard_step(rule: AdjustRule, patience: jax.typing.ArrayLike,
       brake_level=jnp.where(is_new, brake_level,
                             guard.brake_level).astype(jnp.float32),
       high_run=jnp.where(is_new, high_run, guard.high_run).astype(jnp.int32),
-      slow_run=jnp.where(is_new, slow_run, guard.slow_run).astype(jnp.int32),
-      train_smooth=jnp.where(is_new, train_smooth,
-                             guard.train_smooth).astype(jnp.float32))
+      slow_run=jnp.where(is_new, slow_run, guard.slow_run).astype(jnp.int32))
   return new_guard, GuardedStep(factor, failed, raise_now, braked)
-
-
-def smooth(weight: jax.typing.ArrayLike, previous: jax.Array,
-           measured: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
-  """The training value the rule reads, and the smoothed value to keep.
-
-  ``s <- weight * s + (1 - weight) * tr``, started at the first finite
-  ``tr`` (no bias towards zero). A value that is not finite passes through
-  unsmoothed, so a diverging or NaN loss brakes at once, and leaves ``s``
-  as it was. ``weight = 0`` reads ``tr`` itself.
-  """
-  tr = jnp.asarray(measured, jnp.float32)
-  finite = jnp.isfinite(tr)
-  mixed = weight * previous + (1.0 - weight) * tr
-  kept = jnp.where(finite, jnp.where(jnp.isnan(previous), tr, mixed),
-                   previous).astype(jnp.float32)
-  return jnp.where(finite, kept, tr), kept
 
 
 def finish(guard: RaiseGuardState, step: GuardedStep, scale: jax.Array,

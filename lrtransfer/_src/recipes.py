@@ -347,7 +347,8 @@ def recommended_recipe(learning_rate: float = RECOMMENDED_LEARNING_RATE
 
   Fine-tuning from the source at ``learning_rate`` (default 0.01) with
   SGD-momentum 0.9, the rate moved once per epoch by ``adjust``: a brake
-  when the training loss rises (the rate is too high), a raise when
+  when the training loss rises (the rate is too high; while validation
+  improves, only above where training started), a raise when
   training and validation stall together or training creeps while
   validation improves (too low), undone if the next evaluation is not
   better. Chosen, with its base rate, among every strategy and transfer

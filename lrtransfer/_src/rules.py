@@ -45,14 +45,12 @@ class AdjustRule:
     brake_patience: evaluations the training value stays high, not
       falling, before the brake cuts (0: at once), an int >= 0.
     remember_brake: no raise goes above where the last brake left the scale.
-    brake_while_improving: the brake may cut at an evaluation that improved
-      the monitored value; False holds it there (a noisy training loss, as
-      with Dropout and few steps per epoch, then cannot cut the rate while
-      validation improves; a non-finite one still does).
-    train_smoothing: the training value the rule reads is an exponential
-      moving average of the measured ones, ``s <- train_smoothing * s +
-      (1 - train_smoothing) * tr`` (started at the first finite value), in
-      [0, 1); 0: the measured value itself.
+    brake_while_improving: True: the brake may cut at an evaluation that
+      improved the monitored value, on any rise of the training value.
+      False (default): there it needs a training value above where
+      training started, or not finite, so a noisy training loss (Dropout,
+      few steps per epoch) cannot cut the rate while validation improves
+      and a diverging one still does (``python benchmarks/brake_noise.py``).
     slow_progress: a good evaluation whose training value improved by less
       than this fraction of the previous one raises, in [0, 1]; 0: never.
     slow_patience: slow evaluations in a row before that raise, >= 1.
@@ -77,8 +75,7 @@ class AdjustRule:
   train_rise: float = 0.25
   brake_patience: int = 0
   remember_brake: bool = False
-  brake_while_improving: bool = True
-  train_smoothing: float = 0.0
+  brake_while_improving: bool = False
   slow_progress: float = 0.1
   slow_patience: int = 1
   max_raises: int = 2
@@ -104,8 +101,6 @@ class AdjustRule:
     validation.check_int("brake_patience", self.brake_patience, 0)
     validation.check_bool("remember_brake", self.remember_brake)
     validation.check_bool("brake_while_improving", self.brake_while_improving)
-    validation.check_in_interval("train_smoothing", self.train_smoothing,
-                                 0.0, 1.0, high_open=True)
     validation.check_in_interval("slow_progress", self.slow_progress, 0.0,
                                  1.0)
     validation.check_int("slow_patience", self.slow_patience, 1)
@@ -122,7 +117,10 @@ class DynamicRule(AdjustRule):
 
   Those of :class:`AdjustRule`, with the brake waiting one evaluation and
   remembered (``brake_patience=1``, ``remember_brake=True``: a decaying
-  rate that braked is not climbed back to), and the gains of the decay.
+  rate that braked is not climbed back to), allowed while the monitored
+  value improves (``brake_while_improving=True``: waiting one evaluation
+  already keeps it off single noisy epochs, and holding it made no
+  difference on the tuning tasks), and the gains of the decay.
 
   Attributes:
     progress_gain: how much the decay speeds up by the end of the budget,
@@ -137,6 +135,7 @@ class DynamicRule(AdjustRule):
   """
   brake_patience: int = 1
   remember_brake: bool = True
+  brake_while_improving: bool = True
   progress_gain: float = 1.0
   stall_gain: float = 1.0
   improving_gain: float = 0.0

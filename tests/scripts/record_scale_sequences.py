@@ -55,6 +55,8 @@ CONFIGS: dict[str, Callable[[], optax.GradientTransformationExtraArgs]] = {
     "bold_driver-bounds": lambda: lrtransfer.bold_driver(
         increase=1.2, decrease=0.7, min_scale=0.5, max_scale=2.0),
     "adjust-defaults": lambda: lrtransfer.adjust(),
+    "adjust-brake-on-any-rise": lambda: lrtransfer.adjust(
+        rule=AdjustRule(brake_while_improving=True)),
     "adjust-quick-lowering": lambda: lrtransfer.adjust(
         patience=1, cooldown=0, rule=AdjustRule(improve_factor=0.9)),
     "adjust-reduce": lambda: lrtransfer.adjust(
