@@ -36,7 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCUMENTS = {
     "README.md": ("tuning-free-summary", "robustness-summary"),
     "benchmarks/README.md": ("tuning-free", "robustness-summary",
-                             "robustness-all", "quality", "targets"),
+                             "robustness-all", "quality", "targets",
+                             "brake"),
     "docs/guides/benchmarks.md": ("tuning-free", "robustness-summary",
                                   "robustness-all", "quality"),
 }
@@ -256,7 +257,43 @@ def tuning_free_summary() -> str:
           )
 
 
+def brake() -> str:
+  """The brake before and after its change, from brake_noise.json."""
+  result = _load("brake_noise")
+  settings = ("brake_on_any_rise", "recommended")
+  head = ["", "brakes (while validation improved)", "final scales max/min",
+          "test accuracy"]
+  lines = [_row(["Dropout MLP, 75 examples"] + head[1:]),
+           _row(["---"] * len(head))]
+  for dropout, records in result["dropout"].items():
+    for name in settings:
+      r = records[name]
+      lines.append(_row([
+          f"Dropout {dropout}, {LABELS.get(name, name.replace('_', ' '))}",
+          f"{r['brakes']} ({r['brakes_while_validation_improved']})",
+          f"{r['final_scale_spread']:g}", f"{r['test_accuracy_mean']:.3f}"]))
+  head = ["report task", "final rate max/min: brake on any rise",
+          "`recommended`", "test accuracy: brake on any rise",
+          "`recommended`"]
+  lines += ["", _row(head), _row(["---"] * len(head))]
+  for task, records in result["report"].items():
+    before, after = (records[n] for n in settings)
+    lines.append(_row([task, f"{before['final_rate_spread']:g}",
+                       f"{after['final_rate_spread']:g}",
+                       f"{before['test_accuracy_mean']:.3f}",
+                       f"{after['test_accuracy_mean']:.3f}"]))
+  lines += ["", f"`python benchmarks/brake_noise.py` "
+            "(`benchmarks/results/brake_noise.json`): the Dropout MLP with "
+            f"{result['seeds']} seeds, {result['epochs']} epochs at rate "
+            f"{result['rate']:g}; the report tasks with the recommended "
+            "recipe at its default rate, over the report seeds. *Brake on "
+            "any rise*: `AdjustRule(brake_while_improving=True)`, the brake "
+            "also while validation improves."]
+  return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "brake": brake,
     "tuning-free": tuning_free,
     "tuning-free-summary": tuning_free_summary,
     "robustness-summary": robustness_summary,

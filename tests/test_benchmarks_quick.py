@@ -197,6 +197,9 @@ def test_tune_defaults_reads_validation_only(defaults):
     assert family["chosen"] in family["candidates"]
   assert selection["recommended"]["chosen"] in selection["recommended"][
       "candidates"]
+  # The final rate's spread over seeds (max / min) is recorded.
+  assert all(v >= 1.0 for by_name in result["final_lr_spread"].values()
+             for by_rate in by_name.values() for v in by_rate.values())
   # Each seed's value is kept, and the means are theirs.
   for task, by_name in result["val"].items():
     for name, by_rate in by_name.items():
@@ -416,3 +419,42 @@ def test_brake_noise_quick(tmp_path):
     for record in settings.values():
       assert len(record["final_rates"]) == 3
       assert record["final_rate_spread"] >= 1.0
+
+
+def test_an_adjust_default_that_brakes_while_improving_is_not_eligible():
+  import tune_defaults
+  candidates = {
+      "adjust": [{"strategy": "adjust",
+                  "kwargs": {"brake_while_improving": True}},
+                 {"strategy": "adjust", "kwargs": {}},
+                 {"strategy": "adjust",
+                  "kwargs": {"brake_while_improving": False}}],
+      "dynamic": [{"strategy": "dynamic",
+                   "kwargs": {"brake_while_improving": True}}]}
+  assert list(tune_defaults.ineligible_candidates(candidates)) == [
+      "adjust[brake_while_improving=True]"]
+
+
+def test_a_given_base_rate_is_taken_as_stage_two_choice():
+  import tune_defaults
+  key = tune_defaults._bench_key
+  rates = tune_defaults.LRS
+  table = {key(r): (0.9 if r == 0.01 else 0.5) for r in rates}
+  val = {"task": {"constant": dict(table), "adjust[]": dict(table)}}
+  families = {"adjust": ["adjust[]"]}
+  assert tune_defaults.select(val, families, {})["base_lr"]["chosen"] == 0.01
+  given = tune_defaults.select(val, families, {}, base_lr=0.03)
+  assert given["base_lr"]["chosen"] == 0.03
+  assert given["base_lr"]["rule"].startswith("given")
+
+
+def test_suite_entries_name_a_registered_task_and_a_model():
+  import lrtransfer
+  import suite
+  assert suite.task_and_model("digits_label_split@cnn") == (
+      "digits_label_split", "cnn")
+  assert suite.task_and_model("wine_shift") == ("wine_shift", "mlp")
+  for name in suite.ALL_TASKS:
+    task, model = suite.task_and_model(name)
+    assert task in lrtransfer.data.TASKS and model in ("mlp", "cnn")
+  assert any(suite.task_and_model(n)[1] == "cnn" for n in suite.TUNING_TASKS)

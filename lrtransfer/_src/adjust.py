@@ -48,11 +48,11 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
 
   A plateau with training stalled too is failing to fit; with training
   improving, over-fitting. A raise is undone if the next evaluation is not
-  better; NaN is bad, never best (``python benchmarks/robustness.py``).
+  better; NaN is bad, never best. At an improved evaluation the brake also
+  needs a training value above its first (``rule.brake_while_improving``).
 
   Args:
-    monitor, mode: the value to judge and "min" or "max"; None: the
-      measurement's own.
+    monitor, mode: the value to judge, "min"/"max"; None: the measurement's.
     patience: bad evaluations tolerated; acts at the ``patience + 1``-th.
     cooldown: evaluations after an action whose badness is not counted.
     raise_factor: multiplier of a raise, >= 1 (1: never raise).

@@ -119,8 +119,9 @@ class DynamicRule(AdjustRule):
   remembered (``brake_patience=1``, ``remember_brake=True``: a decaying
   rate that braked is not climbed back to), allowed while the monitored
   value improves (``brake_while_improving=True``: waiting one evaluation
-  already keeps it off single noisy epochs, and holding it made no
-  difference on the tuning tasks), and the gains of the decay.
+  already keeps it off single noisy epochs, and holding it left the mean
+  validation accuracy of the tuning tasks as it was), and the gains of the
+  decay.
 
   Attributes:
     progress_gain: how much the decay speeds up by the end of the budget,
