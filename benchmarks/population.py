@@ -211,7 +211,8 @@ def run_task(name: str, *, seeds: Sequence[int], epochs: int,
   arrays: dict[str, np.ndarray] = {}
   # One member (the library's default copy depth, rate 0.01) for the time
   # of one run; before and after the population (interleaved timing).
-  single = next(m for m in members if m.depth == 1 and m.rate == 0.01)
+  depth = lrtransfer.experiment.default_transfer_layers(prepared.source)
+  single = next(m for m in members if m.depth == depth and m.rate == 0.01)
   for strategy in strategies:
     recipe = recipe_of(strategy)
     before = single_run_seconds(prepared, single, recipe, seeds, epochs,

@@ -170,8 +170,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   quick = args.quick
-  tasks = args.tasks or (QUICK_TASKS if quick else suite.ALL_TASKS + tuple(
-      n for n in lrtransfer.data.TASKS if n not in suite.ALL_TASKS))
+  # Registered tasks with the MLP: a suite entry "<task>@cnn" is its task.
+  registered = tuple(dict.fromkeys(suite.task_and_model(n)[0]
+                                   for n in suite.ALL_TASKS))
+  tasks = args.tasks or (QUICK_TASKS if quick else registered + tuple(
+      n for n in lrtransfer.data.TASKS if n not in registered))
   epochs = args.epochs or (10 if quick else 60)
   seeds = list(range(args.seeds or (2 if quick else 3)))
   out = args.out or (QUICK_OUT if quick else DEFAULT_OUT)
