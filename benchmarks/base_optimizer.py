@@ -12,8 +12,8 @@ than on SGD-momentum 0.9. Each optimizer runs its constant rate and the
 recommended strategy (``recommended_recipe()``'s, unchanged) at every rate
 of its own ladder, all rates x seeds of a recipe as ONE vmapped program:
 
-* SGD-momentum: ``tune_defaults.LRS`` (0.001 ... 1.0), candidate default
-  rates ``d`` in ``tune_defaults.BASE_LR_CANDIDATES`` (0.01, 0.03, 0.1);
+* SGD-momentum: ``selection.LRS`` (0.001 ... 1.0), candidate default
+  rates ``d`` in ``selection.BASE_LR_CANDIDATES`` (0.01, 0.03, 0.1);
 * Adam (``optax.adam``, its default betas): 3e-5 ... 3e-2, candidate
   defaults 3e-4, 1e-3, 3e-3 (Adam's usual range, 30x below SGD's);
 * Prodigy (``optax.contrib.prodigy``, its defaults): its
@@ -46,8 +46,8 @@ import optax
 
 import _common
 import lrtransfer
+import selection as td
 import suite
-import tune_defaults as td
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "base_optimizer.json"
@@ -93,23 +93,23 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]]
   """The (optimizer, d) choice from ``val[task][optimizer/recipe][rate]``
   (validation means; no test number is read)."""
   tasks = list(val)
-  best_grid = {t: max(val[t]["sgd/constant"][td._bench_key(lr)]
+  best_grid = {t: max(val[t]["sgd/constant"][td.bench_key(lr)]
                       for lr in _common.GRID) for t in tasks}
   below_best = lambda t, r: best_grid[t]
   rows = {}
   for name, (_, defaults, _) in OPTIMIZERS.items():
     rec, const = f"{name}/recommended", f"{name}/constant"
     for d in defaults:
-      at_d = td._worst(val, rec, (d,), below_best)
-      at_10x = td._worst(val, rec, (d / 10, d * 10), below_best)
-      vs_const = td._worst(val, rec, (d / 10, d, d * 10),
-                           lambda t, r: val[t][const][td._bench_key(r)])
+      at_d = td.worst_gap(val, rec, (d,), below_best)
+      at_10x = td.worst_gap(val, rec, (d / 10, d * 10), below_best)
+      vs_const = td.worst_gap(val, rec, (d / 10, d, d * 10),
+                           lambda t, r: val[t][const][td.bench_key(r)])
       worst = min(at_d + td.TUNING_FREE_MARGIN_AT_D,
                   at_10x + td.TUNING_FREE_MARGIN_AT_10X,
                   vs_const + td.CATASTROPHE_MARGIN)
       rows[f"{name}@{d:g}"] = {
           "optimizer": name, "base_lr": d,
-          "val_at_d": float(np.mean([val[t][rec][td._bench_key(d)]
+          "val_at_d": float(np.mean([val[t][rec][td.bench_key(d)]
                                      for t in tasks])),
           "worst_vs_best_grid_at_d": at_d,
           "worst_vs_best_grid_at_10x": at_10x,
@@ -188,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           epochs=epochs, test=False)
         _common.log_grid(lambda line: print(line, flush=True),
                         f"{name}/{kind}", grid, split="val")
-        val[t][f"{name}/{kind}"] = {td._bench_key(lr): float(grid.val[i].mean())
+        val[t][f"{name}/{kind}"] = {td.bench_key(lr): float(grid.val[i].mean())
                                     for i, lr in enumerate(ladder)}
   names = list(val[tasks[0]])
   result = {

@@ -422,7 +422,7 @@ def test_brake_noise_quick(tmp_path):
 
 
 def test_an_adjust_default_that_brakes_while_improving_is_not_eligible():
-  import tune_defaults
+  import selection
   candidates = {
       "adjust": [{"strategy": "adjust",
                   "kwargs": {"brake_while_improving": True}},
@@ -431,19 +431,19 @@ def test_an_adjust_default_that_brakes_while_improving_is_not_eligible():
                   "kwargs": {"brake_while_improving": False}}],
       "dynamic": [{"strategy": "dynamic",
                    "kwargs": {"brake_while_improving": True}}]}
-  assert list(tune_defaults.ineligible_candidates(candidates)) == [
+  assert list(selection.ineligible_candidates(candidates)) == [
       "adjust[brake_while_improving=True]"]
 
 
 def test_a_given_base_rate_is_taken_as_stage_two_choice():
-  import tune_defaults
-  key = tune_defaults._bench_key
-  rates = tune_defaults.LRS
+  import selection
+  key = selection.bench_key
+  rates = selection.LRS
   table = {key(r): (0.9 if r == 0.01 else 0.5) for r in rates}
   val = {"task": {"constant": dict(table), "adjust[]": dict(table)}}
   families = {"adjust": ["adjust[]"]}
-  assert tune_defaults.select(val, families, {})["base_lr"]["chosen"] == 0.01
-  given = tune_defaults.select(val, families, {}, base_lr=0.03)
+  assert selection.select(val, families, {})["base_lr"]["chosen"] == 0.01
+  given = selection.select(val, families, {}, base_lr=0.03)
   assert given["base_lr"]["chosen"] == 0.03
   assert given["base_lr"]["rule"].startswith("given")
 
