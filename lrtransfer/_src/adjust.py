@@ -48,8 +48,8 @@ def adjust(*, monitor: Optional[str] = None, mode: Optional[str] = None,
 
   A plateau with training stalled too is failing to fit; with training
   improving, over-fitting. A raise is undone if the next evaluation is not
-  better; NaN is bad, never best. At an improved evaluation the brake also
-  needs a training value above its first (``rule.brake_while_improving``).
+  better; NaN is bad, never best. At an improved evaluation the brake needs
+  training above its first value or not finite (rule.brake_while_improving).
 
   Args:
     monitor, mode: the value to judge, "min"/"max"; None: the measurement's.

@@ -115,11 +115,11 @@ def run_command(args, interrupted: Optional[Interrupted] = None) -> int:
   # Imported here, not at the top: experiment, recipes and report pull in
   # flax, orbax and matplotlib, which `--help` and input errors do not need
   # (JAX itself is loaded by the package's Optax layer either way).
-  from lrtransfer._src import experiment, recipes, report
+  from lrtransfer._src import experiment, recipe_catalogue, report
 
   check_arguments(args)  # done by the entry point; again for direct calls
   try:
-    available = recipes.default_recipes(args.lr)
+    available = recipe_catalogue.default_recipes(args.lr)
   except ValueError as error:  # an eager hyperparameter check on --lr
     raise UsageError(f"--lr {args.lr}: {error}") from error
   if args.list_methods:

@@ -47,8 +47,8 @@ class AdjustRule:
     remember_brake: no raise goes above where the last brake left the scale.
     brake_while_improving: True: the brake may cut at an evaluation that
       improved the monitored value, on any rise of the training value.
-      False (default): there it needs a training value above where
-      training started, or not finite, so a noisy training loss (Dropout,
+      False (default): there it needs a training value above the first
+      one measured, or not finite, so a noisy training loss (Dropout,
       few steps per epoch) cannot cut the rate while validation improves
       and a diverging one still does (``python benchmarks/brake_noise.py``).
     slow_progress: a good evaluation whose training value improved by less
@@ -58,7 +58,8 @@ class AdjustRule:
     train_threshold: relative improvement of the training value that counts
       as progress, >= 0.
     fitted_ratio: a training value below this fraction of the first means the
-      training set is fitted (never raise then), in [0, 1].
+      training set is fitted (never raise, and no brake on a finite value,
+      then), in [0, 1].
     init_scale: scale before the first evaluation, within the bounds.
     eps: changes of the scale no larger than this are skipped, >= 0.
 
