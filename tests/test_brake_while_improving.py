@@ -74,6 +74,15 @@ def test_without_improvement_the_hold_does_not_apply():
   assert _scales(HOLD, stalled, TRAIN_NOISY).min() < 1.0
 
 
-def test_the_field_is_checked():
-  with pytest.raises(ValueError, match="brake_while_improving"):
-    lrtransfer.AdjustRule(brake_while_improving=1)
+@pytest.mark.parametrize("bad", [1, "no", None, jnp.asarray(True)])
+def test_the_field_is_checked(bad):
+  with pytest.raises(ValueError, match="brake_while_improving must be True "
+                     "or False"):
+    lrtransfer.AdjustRule(brake_while_improving=bad)
+
+
+def test_a_numpy_bool_is_taken_as_a_python_bool():
+  rule = lrtransfer.AdjustRule(brake_while_improving=np.bool_(True),
+                               remember_brake=np.bool_(False))
+  assert rule.brake_while_improving is True and rule.remember_brake is False
+  assert hash(rule) == hash(lrtransfer.AdjustRule(brake_while_improving=True))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+import numpy as np
+
 from lrtransfer._src import validation
 from lrtransfer._src.plateau import THRESHOLD_MODES
 
@@ -100,8 +102,10 @@ class AdjustRule:
                                  low_open=True)
     validation.check_non_negative("train_rise", self.train_rise)
     validation.check_int("brake_patience", self.brake_patience, 0)
-    validation.check_bool("remember_brake", self.remember_brake)
-    validation.check_bool("brake_while_improving", self.brake_while_improving)
+    for name in ("remember_brake", "brake_while_improving"):
+      if isinstance(getattr(self, name), np.bool_):  # e.g. read from a file
+        object.__setattr__(self, name, bool(getattr(self, name)))
+      validation.check_bool(name, getattr(self, name))
     validation.check_in_interval("slow_progress", self.slow_progress, 0.0,
                                  1.0)
     validation.check_int("slow_patience", self.slow_patience, 1)

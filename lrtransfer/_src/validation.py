@@ -105,9 +105,10 @@ def check_in_interval(name: str, value: Any, low: float, high: float,
 
 
 def check_bool(name: str, value: Any) -> None:
-  """A Python bool, or a JAX array/tracer (``inject_hyperparams`` turns a
-  bool into one); a string such as ``"False"`` is refused."""
-  if not (isinstance(value, bool) or is_jax_value(value)):
+  """A Python bool; a string such as ``"False"``, a number or an array is
+  refused (the rules that take one are frozen, hashable configs, never
+  traced)."""
+  if not isinstance(value, bool):
     _fail(name, value, "True or False")
 
 
