@@ -46,13 +46,13 @@ import optax
 
 import _common
 import lrtransfer
-import selection as td
+import selection
 import suite
 from lrtransfer.recipes import Recipe
 
 DEFAULT_OUT = _common.RESULTS_DIR / "base_optimizer.json"
 QUICK_OUT = _common.RESULTS_DIR / "base_optimizer_quick.json"
-SGD_DEFAULTS = td.BASE_LR_CANDIDATES
+SGD_DEFAULTS = selection.BASE_LR_CANDIDATES
 ADAM_DEFAULTS = (3e-4, 1e-3, 3e-3)
 PRODIGY_DEFAULTS = (0.3, 1.0, 3.0)
 
@@ -74,7 +74,7 @@ def prodigy(learning_rate: float) -> optax.GradientTransformation:
 
 OPTIMIZERS = {
     # name: (ladder of rates, candidate default rates, optimizer factory)
-    "sgd": (td.LRS, SGD_DEFAULTS, None),
+    "sgd": (selection.LRS, SGD_DEFAULTS, None),
     "adam": (_ladder(ADAM_DEFAULTS), ADAM_DEFAULTS, adam),
     "prodigy": (_ladder(PRODIGY_DEFAULTS), PRODIGY_DEFAULTS, prodigy),
 }
@@ -93,23 +93,24 @@ def select(val: Mapping[str, Mapping[str, Mapping[str, float]]]
   """The (optimizer, d) choice from ``val[task][optimizer/recipe][rate]``
   (validation means; no test number is read)."""
   tasks = list(val)
-  best_grid = {t: max(val[t]["sgd/constant"][td.bench_key(lr)]
+  best_grid = {t: max(val[t]["sgd/constant"][selection.bench_key(lr)]
                       for lr in _common.GRID) for t in tasks}
   below_best = lambda t, r: best_grid[t]
   rows = {}
   for name, (_, defaults, _) in OPTIMIZERS.items():
     rec, const = f"{name}/recommended", f"{name}/constant"
     for d in defaults:
-      at_d = td.worst_gap(val, rec, (d,), below_best)
-      at_10x = td.worst_gap(val, rec, (d / 10, d * 10), below_best)
-      vs_const = td.worst_gap(val, rec, (d / 10, d, d * 10),
-                           lambda t, r: val[t][const][td.bench_key(r)])
-      worst = min(at_d + td.TUNING_FREE_MARGIN_AT_D,
-                  at_10x + td.TUNING_FREE_MARGIN_AT_10X,
-                  vs_const + td.CATASTROPHE_MARGIN)
+      at_d = selection.worst_gap(val, rec, (d,), below_best)
+      at_10x = selection.worst_gap(val, rec, (d / 10, d * 10), below_best)
+      vs_const = selection.worst_gap(
+          val, rec, (d / 10, d, d * 10),
+          lambda t, r: val[t][const][selection.bench_key(r)])
+      worst = min(at_d + selection.TUNING_FREE_MARGIN_AT_D,
+                  at_10x + selection.TUNING_FREE_MARGIN_AT_10X,
+                  vs_const + selection.CATASTROPHE_MARGIN)
       rows[f"{name}@{d:g}"] = {
           "optimizer": name, "base_lr": d,
-          "val_at_d": float(np.mean([val[t][rec][td.bench_key(d)]
+          "val_at_d": float(np.mean([val[t][rec][selection.bench_key(d)]
                                      for t in tasks])),
           "worst_vs_best_grid_at_d": at_d,
           "worst_vs_best_grid_at_10x": at_10x,
@@ -188,7 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           epochs=epochs, test=False)
         _common.log_grid(lambda line: print(line, flush=True),
                         f"{name}/{kind}", grid, split="val")
-        val[t][f"{name}/{kind}"] = {td.bench_key(lr): float(grid.val[i].mean())
+        val[t][f"{name}/{kind}"] = {selection.bench_key(lr): float(grid.val[i].mean())
                                     for i, lr in enumerate(ladder)}
   names = list(val[tasks[0]])
   result = {

@@ -1,12 +1,12 @@
-"""The brake under a noisy training loss: final rates over seeds, before/after.
+"""The brake under a noisy training loss: final rates over seeds, two brakes.
 
 ``adjust``'s brake reads the epoch's mean minibatch training loss. With
 Dropout and few steps per epoch that mean is noisy, and a brake on any rise
 cuts the rate while the monitored validation value keeps improving. Two
 settings of ``lrtransfer.AdjustRule`` are compared:
 
-* ``brake_on_any_rise``: ``brake_while_improving=True`` (the brake before
-  the default changed);
+* ``brake_on_any_rise``: ``brake_while_improving=True`` (the brake also
+  while validation improves);
 * ``recommended``: the library default (``brake_while_improving=False``:
   while validation improves, only a training loss above where training
   started, or not finite, brakes), i.e. ``recipes.recommended_recipe()``.
@@ -51,19 +51,16 @@ import lrtransfer
 import suite
 from lrtransfer.recipes import Recipe
 
-SETTINGS = {
-    "brake_on_any_rise": lrtransfer.AdjustRule(brake_while_improving=True),
-    "recommended": lrtransfer.AdjustRule(),
-}
+SETTINGS = ("brake_on_any_rise", "recommended")
+ANY_RISE = lrtransfer.AdjustRule(brake_while_improving=True)
 
 
 def recipe(name: str, rate: float) -> Recipe:
   """The recommended recipe at ``rate`` with the setting ``name``."""
   if name == "recommended":
     return lrtransfer.recipes.recommended_recipe(rate)
-  rule = SETTINGS[name]
-  return Recipe(name, rate, strategy=lambda spe, total, rule=rule:
-                lrtransfer.adjust(rule=rule))
+  return Recipe(name, rate, strategy=lambda spe, total:
+                lrtransfer.adjust(rule=ANY_RISE))
 
 
 class DropoutMLP(nnx.Module):

@@ -258,7 +258,7 @@ def tuning_free_summary() -> str:
 
 
 def brake() -> str:
-  """The brake before and after its change, from brake_noise.json."""
+  """The brake on any rise against the recommended one, brake_noise.json."""
   result = _load("brake_noise")
   settings = ("brake_on_any_rise", "recommended")
   head = ["", "brakes (while validation improved)", "final scales max/min",

@@ -357,9 +357,7 @@ def summary(result: Mapping[str, Any]) -> str:
                    "not eligible" if row.get("ineligible") else ""])
   spread = result.get("final_lr_spread")
   if spread:
-    for row, (family, rec) in zip(rows, [
-        (f, r) for f, rec in sel["families"].items()
-        for r in [rec] * len(rec["candidates"])]):
+    for row in rows:  # row[0]: the candidate's id
       values = [spread[t][row[0]][bench_key(d)] for t in spread]
       row.insert(-1, f"{np.median(values):.2f} / {max(values):.2f}")
   lines += [_common.markdown_table(
